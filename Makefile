@@ -1,0 +1,40 @@
+# Everything a fresh Debian 12 machine with Python 3.11 needs, from this repository alone.
+#   make demo   simulate a small night and process it (the main job)
+#   make test   run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := wsclean aoflagger casacore-tools libcfitsio-bin
+APT_TOOLS := wsclean aoflagger taql fpack
+EXTRAS := steps,workflows,dev
+
+.PHONY: setup system venv demo test clean
+setup: system venv
+
+# Debian tools the steps call. As root we install them; otherwise we print the command and stop.
+system:
+	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $(APT_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing tools:$$missing. Run as root:  apt-get update && apt-get install -y $(APT_PACKAGES)"; exit 1; \
+	  fi; \
+	fi
+
+venv: $(BIN)/.installed
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup
+	$(BIN)/orca-argo demo --out out/demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,102 @@
+"""Small shared helpers for Measurement Sets: open, check, iterate row chunks, add a column.
+
+Every step reads MS through these, so large columns are always streamed in row chunks
+(``getcol(startrow, nrow)``) and memory does not grow with the MS.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import InputError
+
+# Rows per chunk are chosen so one complex64 chunk of DATA stays near this many bytes.
+CHUNK_BYTES = 64 * 2**20
+
+
+def _casacore_tables():
+    from casacore import tables  # imported late: dp3 must be imported after casacore
+
+    return tables
+
+
+def check_ms(path: str | Path) -> Path:
+    """Return ``path`` if it is a readable MS directory, else raise InputError naming it."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: Measurement Set does not exist")
+    if not p.is_dir():
+        raise InputError(f"{p}: not a Measurement Set (not a directory)")
+    if not (p / "table.dat").is_file():
+        raise InputError(f"{p}: not a Measurement Set (no table.dat)")
+    for sub in ("ANTENNA", "SPECTRAL_WINDOW", "POLARIZATION", "DATA_DESCRIPTION", "FIELD"):
+        if not (p / sub / "table.dat").is_file():
+            raise InputError(f"{p}: not a Measurement Set (no {sub} sub-table)")
+    return p
+
+
+@contextmanager
+def open_table(path: str | Path, readonly: bool = True):
+    """Open a casacore table, turning casacore's errors into one naming the file."""
+    tables = _casacore_tables()
+    try:
+        tab = tables.table(str(path), readonly=readonly, ack=False)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot open table: {exc}") from exc
+    try:
+        yield tab
+    finally:
+        tab.close()
+
+
+@contextmanager
+def open_ms(path: str | Path, readonly: bool = True):
+    check_ms(path)
+    with open_table(path, readonly=readonly) as tab:
+        yield tab
+
+
+def row_chunks(nrows: int, row_bytes: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
+    """Yield (startrow, nrow) covering ``nrows`` so each chunk holds about ``chunk_bytes``."""
+    step = max(1, chunk_bytes // max(1, row_bytes))
+    for start in range(0, nrows, step):
+        yield start, min(step, nrows - start)
+
+
+def data_row_bytes(tab, column: str = "DATA") -> int:
+    """Bytes of one row of a complex64 data column (shape nchan x ncorr)."""
+    shape = tab.getcell(column, 0).shape if tab.nrows() else (1, 1)
+    return int(np.prod(shape)) * 8
+
+
+def ensure_column(tab, name: str, like: str = "DATA") -> bool:
+    """Add column ``name`` shaped and stored like ``like`` if it is missing. Returns True if added."""
+    if name in tab.colnames():
+        return False
+    tables = _casacore_tables()
+    desc = tab.getcoldesc(like)
+    desc["name"] = name
+    desc.pop("comment", None)
+    dminfo = {"TYPE": "StandardStMan", "NAME": f"{name}_stman", "SPEC": {}}
+    tab.addcols(tables.maketabdesc(tables.makecoldesc(name, desc)), dminfo)
+    return True
+
+
+def spectral_windows(ms: str | Path) -> list[np.ndarray]:
+    """CHAN_FREQ (Hz) of every spectral window, by window id."""
+    with open_table(Path(ms) / "SPECTRAL_WINDOW") as spw:
+        return [np.asarray(spw.getcell("CHAN_FREQ", i), dtype=float) for i in range(spw.nrows())]
+
+
+def antenna_positions(ms: str | Path) -> tuple[list[str], np.ndarray]:
+    """Antenna names and ITRF positions (m), in the MS's (correlator) row order."""
+    with open_table(Path(ms) / "ANTENNA") as ant:
+        return list(ant.getcol("NAME")), np.asarray(ant.getcol("POSITION"), dtype=float)
+
+
+def ddid_to_spw(ms: str | Path) -> np.ndarray:
+    with open_table(Path(ms) / "DATA_DESCRIPTION") as dd:
+        return np.asarray(dd.getcol("SPECTRAL_WINDOW_ID"), dtype=int)

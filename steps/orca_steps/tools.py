@@ -1,0 +1,72 @@
+"""Running external programs (wsclean, aoflagger, fpack): find them, run them, explain failures."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import MissingToolError, ToolFailedError
+from .logs import get_logger, log
+
+_logger = get_logger("tools")
+
+# Debian package that provides each tool, so the error says how to get it.
+TOOL_PACKAGES = {"wsclean": "wsclean", "aoflagger": "aoflagger", "fpack": "libcfitsio-bin",
+                 "funpack": "libcfitsio-bin", "taql": "casacore-tools"}
+
+
+def require_tool(name: str) -> str:
+    """Return the full path of ``name``, or raise MissingToolError naming the package to install."""
+    found = shutil.which(name)
+    if not found:
+        pkg = TOOL_PACKAGES.get(name, name)
+        raise MissingToolError(f"required tool '{name}' is not on PATH (Debian package: {pkg})")
+    return found
+
+
+def casacore_measures_dir() -> str | None:
+    """The measures data shipped in the python-casacore wheel, if installed."""
+    try:
+        import casacore
+    except ImportError:
+        return None
+    data = Path(casacore.__file__).parent / "data"
+    return str(data) if data.is_dir() else None
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for Debian-built casacore tools: point them at the wheel's measures data."""
+    env = dict(os.environ)
+    if "CASARCFILES" not in env:
+        measures = casacore_measures_dir()
+        if measures:
+            rc = Path(os.environ.get("TMPDIR", "/tmp")) / "orca-casarc"
+            if not rc.is_file() or measures not in rc.read_text():
+                rc.write_text(f"measures.directory: {measures}\n")
+            env["CASARCFILES"] = str(rc)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return env
+
+
+def run_tool(args: list[str], log_file: str | Path | None = None, cwd: str | Path | None = None) -> float:
+    """Run a tool to completion; its output goes to ``log_file``. Returns wall seconds.
+
+    A non-zero exit raises ToolFailedError with the tail of the tool's output.
+    """
+    exe = require_tool(args[0])
+    start = time.time()
+    log(_logger, "running tool", tool=args[0], args=" ".join(map(str, args[1:])))
+    proc = subprocess.run([exe, *map(str, args[1:])], cwd=cwd, env=tool_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.time() - start
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as fh:
+            fh.write(f"$ {' '.join(map(str, args))}\n{proc.stdout}\n")
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        raise ToolFailedError(f"{args[0]} failed with exit code {proc.returncode}:\n{tail}")
+    log(_logger, "tool finished", tool=args[0], seconds=round(seconds, 3))
+    return seconds

@@ -1,0 +1,1 @@
+"""The Argo side: Hera templates, rendering to YAML, and a local runner for that YAML."""
