@@ -1,0 +1,344 @@
+"""Simulate a night of OVRO-LWA subband data with known truth, deterministic from a seed.
+
+Writes the input tree ``<out>/input/<sb>/<YYYY-MM-DD>/<HH>/YYYYMMDD_HHMMSS_<sb>_averaged.ms[.tar]``,
+reference files in ``<out>/refs/`` (CASA B and Xf tables that undo the corruption, TTCal sky and RFI
+models, a beam H5 file) and ``<out>/truth.json`` with everything injected.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .. import config
+from ..coords import altaz, antenna_uvw, local_sidereal_hours, zenith_j2000
+from ..predict import apply_diagonal_gains, predict_components, predict_near_field
+from ..skymodel import SkySource, save_rfi_model, save_sky_model
+from . import beam, corrupt, sky
+from .array import ArrayLayout, baselines, make_layout
+from .mswriter import create_ms
+
+MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01
+SIDEREAL_RATE = 1.00273790935
+
+
+class SimConfig(BaseModel):
+    """Every knob of the simulation; defaults make a small, quick night for tests."""
+    obs_date: str = "2025-06-15"
+    lst_hours: list[int] = [14]
+    subbands: list[str] = ["73MHz"]
+    n_antennas: int = 24
+    n_integrations: int = Field(4, description="integrations (MS) per subband-hour, spread over the hour")
+    n_channels: int = config.AVERAGED_CHANNELS
+    caltable_channels: int = Field(config.CHANNELS_PER_SUBBAND, description="channels of the B/Xf tables")
+    seed: int = 1
+    noise_jy: float = Field(20.0, description="thermal noise per real/imag part of a cross-correlation")
+    auto_power_jy: float = 5.0e4
+    n_field_sources: int = 8
+    field_flux_jy: tuple[float, float] = (30.0, 120.0)
+    a_team: bool = True
+    rfi: bool = True
+    rfi_flux_jy: float = 400.0
+    apply_beam: bool = True
+    dead_antennas: int = 2
+    noisy_antennas: int = 2
+    noisy_factor: float = 8.0
+    write_model: bool = Field(False, description="also write MODEL_DATA: the uncorrupted, noise-free visibilities")
+    tar: bool = False
+    dd_gain_sources: list[str] = Field(default_factory=list,
+                                       description="sources (sky names or the RFI name) given direction-dependent gains")
+    dd_gain_amp_scatter: float = 0.15
+    dd_gain_phase_scatter_deg: float = 25.0
+
+
+@dataclass
+class SimNight:
+    out_dir: Path
+    input_root: Path
+    refs_dir: Path
+    ms_paths: dict[tuple[str, int], list[Path]]
+    truth: dict = field(default_factory=dict)
+
+
+@dataclass
+class Scene:
+    """What stays fixed through the night: array, sky, instrument."""
+    cfg: SimConfig
+    layout: ArrayLayout
+    sky_sources: list[SkySource]  # the A-team: what the peeling model knows
+    field_sources: list[SkySource]
+    dead: list[int]
+    noisy: list[int]
+    dd_gains: dict[str, np.ndarray]  # source name -> (n_ant, 2) complex
+
+
+def mjd_seconds(dt: datetime) -> float:
+    return dt.replace(tzinfo=timezone.utc).timestamp() + MJD_UNIX_OFFSET_S
+
+
+def utc_of(time_s: float) -> datetime:
+    return datetime.fromtimestamp(time_s - MJD_UNIX_OFFSET_S, tz=timezone.utc)
+
+
+def lst_hour_start(obs_date: str, lst_hour: int) -> float:
+    """First MJD-second on ``obs_date`` (UTC) at which the local sidereal time is ``lst_hour``."""
+    t0 = mjd_seconds(datetime.fromisoformat(obs_date))
+    wait_h = ((lst_hour - local_sidereal_hours(t0)) % 24.0) / SIDEREAL_RATE
+    t = t0 + wait_h * 3600.0
+    t += (((lst_hour - local_sidereal_hours(t) + 12) % 24) - 12) / SIDEREAL_RATE * 3600.0  # refine
+    return t
+
+
+def integration_times(obs_date: str, lst_hour: int, n: int) -> np.ndarray:
+    """Start times (MJD s) of ``n`` integrations spread evenly over the LST hour, on the 10.031 s grid."""
+    start = lst_hour_start(obs_date, lst_hour)
+    slots = int(3590.0 // config.INTEGRATION_S)
+    picks = np.unique(np.linspace(0, slots - 1, n).round().astype(int)) if n > 1 else np.array([0])
+    return start + 1.0 + picks * config.INTEGRATION_S
+
+
+def make_scene(cfg: SimConfig) -> Scene:
+    rng = np.random.default_rng(cfg.seed)
+    layout = make_layout(cfg.n_antennas, cfg.seed)
+    mid = integration_times(cfg.obs_date, cfg.lst_hours[0], 1)[0] + 1800.0
+    ra_z, dec_z = zenith_j2000(mid)
+    sky_sources = sky.a_team() if cfg.a_team else []
+    fields = sky.field_sources(rng, cfg.n_field_sources, ra_z, dec_z, flux_range=cfg.field_flux_jy)
+    bad = rng.choice(cfg.n_antennas, cfg.dead_antennas + cfg.noisy_antennas, replace=False)
+    dd = {}
+    for name in cfg.dd_gain_sources:
+        amp = 1 + rng.normal(0, cfg.dd_gain_amp_scatter, (cfg.n_antennas, 2))
+        phase = np.deg2rad(rng.normal(0, cfg.dd_gain_phase_scatter_deg, (cfg.n_antennas, 2)))
+        dd[name] = amp * np.exp(1j * phase)
+    return Scene(cfg, layout, sky_sources, fields, sorted(map(int, bad[: cfg.dead_antennas])),
+                 sorted(map(int, bad[cfg.dead_antennas:])), dd)
+
+
+@dataclass
+class Instrument:
+    """Per-subband corruption: native-resolution tables and their MS-channel equivalents."""
+    native_freqs: np.ndarray
+    freqs: np.ndarray
+    native_gains: np.ndarray  # (n_ant, n_native, 2)
+    native_xy: np.ndarray  # (n_native,)
+    gains: np.ndarray  # (n_ant, nchan, 2), block means of the native gains; 0 for dead antennas
+    xy: np.ndarray  # (nchan,) complex exp(i phase), block mean of the native phasors
+
+
+def make_instrument(scene: Scene, subband: str) -> Instrument:
+    cfg = scene.cfg
+    rng = np.random.default_rng([cfg.seed, config.subband_index(subband), 7])
+    native = config.subband_channel_freqs(subband, cfg.caltable_channels)
+    freqs = config.subband_channel_freqs(subband, cfg.n_channels)
+    native_gains = corrupt.bandpass_gains(rng, cfg.n_antennas, native)
+    native_xy = corrupt.xy_phase(rng, native)
+    factor = cfg.caltable_channels // cfg.n_channels
+    gains = corrupt.block_mean(native_gains, factor, axis=1)
+    gains[scene.dead] = 0.0
+    xy = corrupt.block_mean(np.exp(1j * native_xy), factor, axis=0)
+    return Instrument(native, freqs, native_gains, native_xy, gains, xy)
+
+
+def _source_vis(scene: Scene, uvw, freqs, ra0, dec0, time_s, a1, a2) -> tuple[np.ndarray, dict]:
+    """Apparent sky + RFI visibilities (nrow, nchan, 4) and the elevations used."""
+    cfg = scene.cfg
+    vis = np.zeros((uvw.shape[0], freqs.size, 4), dtype=np.complex128)
+    elevations = {}
+    for src in scene.sky_sources + scene.field_sources:
+        ra = np.array([c.ra for c in src.components])
+        dec = np.array([c.dec for c in src.components])
+        el = altaz(ra.mean(), dec.mean(), time_s)[1][0]
+        elevations[src.name] = float(np.rad2deg(el))
+        if el <= 0:
+            continue
+        part = predict_components(uvw, freqs, src.components, ra0, dec0)
+        if cfg.apply_beam:
+            part *= beam.stokes_i_response(el)
+        if src.name in scene.dd_gains:
+            part = apply_diagonal_gains(part, a1, a2, scene.dd_gains[src.name][:, None, :])
+        vis += part
+    if cfg.rfi:
+        rfi = sky.ground_emitter(freqs, cfg.rfi_flux_jy)
+        part = predict_near_field(a1, a2, scene.layout.itrf, uvw, freqs, rfi)
+        if rfi.name in scene.dd_gains:
+            part = apply_diagonal_gains(part, a1, a2, scene.dd_gains[rfi.name][:, None, :])
+        vis += part
+    return vis, elevations
+
+
+def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: float, index: int) -> dict:
+    """Write one integration of one subband; returns its truth entry."""
+    cfg, layout = scene.cfg, scene.layout
+    mid = time_s + config.INTEGRATION_S / 2
+    ra0, dec0 = zenith_j2000(mid)
+    a1, a2 = baselines(layout.n)
+    ant_uvw = antenna_uvw(layout.itrf, mid, ra0, dec0)
+    uvw = ant_uvw[a2] - ant_uvw[a1]
+    freqs = inst.freqs
+    true, elevations = _source_vis(scene, uvw, freqs, ra0, dec0, mid, a1, a2)
+    auto = a1 == a2
+    true[auto] = 0.0
+    total_flux = cfg.auto_power_jy
+    true[auto, :, 0] = total_flux
+    true[auto, :, 3] = total_flux
+
+    obs = apply_diagonal_gains(true, a1, a2, inst.gains)
+    obs[..., 1] *= inst.xy[None, :]
+    obs[..., 2] *= np.conj(inst.xy)[None, :]
+    rng = np.random.default_rng([cfg.seed, config.subband_index(subband), index, 11])
+    sigma = np.full(a1.size, cfg.noise_jy)
+    noisy_rows = np.isin(a1, scene.noisy) | np.isin(a2, scene.noisy)
+    sigma[noisy_rows] *= cfg.noisy_factor
+    noise = corrupt.complex_noise(rng, obs.shape, 1.0) * sigma[:, None, None]
+    noise[auto] = noise[auto].real  # autocorrelations stay real
+    obs = obs + noise
+    noisy_auto = auto & np.isin(a1, scene.noisy)
+    obs[noisy_auto] *= cfg.noisy_factor**2
+
+    extra = ("MODEL_DATA",) if cfg.write_model else ("",)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_ms(path, layout.names, layout.itrf, freqs, f"{subband}", (ra0, dec0), mid, a1.size, extra)
+    from casacore import tables as ct
+
+    with ct.table(str(path), readonly=False, ack=False) as ms:
+        n = a1.size
+        ms.putcol("ANTENNA1", a1)
+        ms.putcol("ANTENNA2", a2)
+        ms.putcol("UVW", uvw)
+        for col, value in (("TIME", mid), ("TIME_CENTROID", mid), ("INTERVAL", config.INTEGRATION_S),
+                           ("EXPOSURE", config.INTEGRATION_S)):
+            ms.putcol(col, np.full(n, value))
+        for col in ("DATA_DESC_ID", "FIELD_ID", "ARRAY_ID", "OBSERVATION_ID", "PROCESSOR_ID", "FEED1", "FEED2"):
+            ms.putcol(col, np.zeros(n, dtype=np.int32))
+        ms.putcol("SCAN_NUMBER", np.ones(n, dtype=np.int32))
+        ms.putcol("STATE_ID", np.full(n, -1, dtype=np.int32))
+        ms.putcol("WEIGHT", np.ones((n, 4), dtype=np.float32))
+        ms.putcol("SIGMA", np.ones((n, 4), dtype=np.float32))
+        ms.putcol("FLAG_ROW", np.zeros(n, dtype=bool))
+        ms.putcol("DATA", obs.astype(np.complex64))
+        ms.putcol("FLAG", np.zeros(obs.shape, dtype=bool))
+        if cfg.write_model:
+            model = true.astype(np.complex64)
+            model[auto] = 0.0
+            ms.putcol("MODEL_DATA", model)
+    return {"path": str(path), "time_mjd_s": mid, "utc": utc_of(mid).isoformat(),
+            "phase_centre_deg": [float(np.rad2deg(ra0)), float(np.rad2deg(dec0))],
+            "elevations_deg": elevations}
+
+
+def ms_name(start_s: float, subband: str) -> str:
+    return f"{utc_of(start_s):%Y%m%d_%H%M%S}_{subband}_averaged.ms"
+
+
+def tar_ms(ms_path: Path) -> Path:
+    """Replace ``x.ms`` by ``x.ms.tar`` holding it (as orca's Lustre does, to save inodes)."""
+    tar_path = ms_path.with_name(ms_path.name + ".tar")
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(ms_path, arcname=ms_path.name)
+    shutil.rmtree(ms_path)
+    return tar_path
+
+
+def write_refs(scene: Scene, instruments: dict[str, Instrument], refs: Path, time_s: float) -> dict:
+    from ..caltables import write_bandpass_table, write_xyphase_table
+
+    refs.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for subband, inst in instruments.items():
+        flags = np.zeros(inst.native_gains.shape, dtype=bool)
+        flags[scene.dead] = True
+        bp = refs / f"{subband}.bandpass.B.flagged"
+        xy = refs / f"{subband}.xyphase.Xf"
+        write_bandpass_table(bp, inst.native_gains, inst.native_freqs, scene.layout.names, flags=flags,
+                             time_s=time_s, overwrite=True)
+        write_xyphase_table(xy, inst.native_xy, inst.native_freqs, scene.layout.names, time_s=time_s, overwrite=True)
+        written[subband] = {"bp_table": str(bp), "xy_table": str(xy)}
+    save_sky_model(refs / "sources.json", scene.sky_sources)
+    all_freqs = np.concatenate([i.freqs for i in instruments.values()])
+    save_rfi_model(refs / "rfi_ovro.json", [sky.ground_emitter(all_freqs, scene.cfg.rfi_flux_jy)])
+    beam.write_beam_h5(refs / "beam.h5", np.unique(np.round(all_freqs, -5)))
+    return written
+
+
+def _component_truth(src: SkySource) -> dict:
+    return {"name": src.name, "components": [
+        {"ra_deg": float(np.rad2deg(c.ra)), "dec_deg": float(np.rad2deg(c.dec)), "stokes": list(c.stokes),
+         "freq_hz": c.freq, "index": c.index, "major_fwhm": c.major_fwhm, "minor_fwhm": c.minor_fwhm}
+        for c in src.components]}
+
+
+def simulate_night(out_dir: str | Path, config_: SimConfig | None = None, **overrides) -> SimNight:
+    """Simulate ``subbands`` x ``lst_hours`` of ``obs_date`` into ``out_dir``; see SimConfig for knobs."""
+    cfg = (config_ or SimConfig()).model_copy(update=overrides)
+    cfg = SimConfig(**cfg.model_dump())  # validate overrides
+    for sb in cfg.subbands:
+        config.check_subband(sb)
+    out = Path(out_dir)
+    input_root, refs = out / "input", out / "refs"
+    scene = make_scene(cfg)
+    instruments = {sb: make_instrument(scene, sb) for sb in cfg.subbands}
+    ms_paths: dict[tuple[str, int], list[Path]] = {}
+    units = []
+    first_time = None
+    for sb in cfg.subbands:
+        for hour in cfg.lst_hours:
+            entries = []
+            for k, start in enumerate(integration_times(cfg.obs_date, hour, cfg.n_integrations)):
+                first_time = start if first_time is None else min(first_time, start)
+                utc = utc_of(start)
+                folder = input_root / sb / f"{utc:%Y-%m-%d}" / f"{utc:%H}"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / ms_name(start, sb)
+                if path.exists():
+                    shutil.rmtree(path)
+                entry = write_ms(path, scene, instruments[sb], sb, start, hour * 1000 + k)
+                if cfg.tar:
+                    path = tar_ms(path)
+                    entry["path"] = str(path)
+                entries.append(entry)
+                ms_paths.setdefault((sb, hour), []).append(path)
+            units.append({"subband": sb, "lst_hour": hour, "lst_label": config.lst_label(hour), "ms": entries})
+    tables = write_refs(scene, instruments, refs, first_time)
+    truth = {
+        "config": cfg.model_dump(),
+        "antenna_names": scene.layout.names,
+        "antenna_enu_m": scene.layout.enu.round(4).tolist(),
+        "dead_antennas": scene.dead, "noisy_antennas": scene.noisy,
+        "sky_sources": [_component_truth(s) for s in scene.sky_sources],
+        "field_sources": [_component_truth(s) for s in scene.field_sources],
+        "rfi": {"name": sky.ground_emitter(np.array([70e6, 80e6])).name} if cfg.rfi else None,
+        "dd_gains": {k: {"real": v.real.round(6).tolist(), "imag": v.imag.round(6).tolist()}
+                     for k, v in scene.dd_gains.items()},
+        "subbands": {sb: {"freqs_hz": inst.freqs.tolist(), **tables[sb]} for sb, inst in instruments.items()},
+        "units": units,
+        "refs": {"sky_model": str(refs / "sources.json"), "rfi_model": str(refs / "rfi_ovro.json"),
+                 "beam": str(refs / "beam.h5")},
+    }
+    (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    return SimNight(out, input_root, refs, ms_paths, truth)
+
+
+def simulate_ms(path: str | Path, subband: str = "73MHz", lst_hour: int = 14, index: int = 0,
+                refs_dir: str | Path | None = None, **overrides) -> tuple[dict, Scene, Instrument]:
+    """Write one MS at ``path`` (integration ``index`` of the hour); refs too if ``refs_dir`` is given."""
+    cfg = SimConfig(**{**SimConfig().model_dump(), "subbands": [subband], "lst_hours": [lst_hour], **overrides})
+    config.check_subband(subband)
+    scene = make_scene(cfg)
+    inst = make_instrument(scene, subband)
+    start = integration_times(cfg.obs_date, lst_hour, max(cfg.n_integrations, index + 1))[index]
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = write_ms(path, scene, inst, subband, start, lst_hour * 1000 + index)
+    if refs_dir is not None:
+        entry.update(write_refs(scene, {subband: inst}, Path(refs_dir), start)[subband])
+    entry.update({"dead_antennas": scene.dead, "noisy_antennas": scene.noisy, "antenna_names": scene.layout.names})
+    return entry, scene, inst
+
