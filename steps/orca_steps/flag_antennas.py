@@ -1,0 +1,217 @@
+"""Step ``flag-antennas``: flag every baseline of the bad antennas.
+
+Where the bad antennas come from, in order:
+1. ``bad_antennas``: an explicit list of correlator indices (ANTENNA table rows);
+2. ``flag_csv``: a health file with header ``timestamp_utc,antennas``, one record a line, e.g.
+   ``2025-06-15T04:00:00,3;17;250`` (ISO UTC time; ';'-separated correlator indices; empty = none bad).
+   The record nearest the MS time is used if within ``csv_tolerance_hours``;
+3. autodetection (when neither is given, or also with ``autodetect``) from autocorrelation power: per antenna, the median over channels of
+   |XX| + |YY|; *dead* if below ``dead_fraction`` of the array median, *noisy* if its log10 lies more
+   than ``noisy_sigma`` robust sigmas (1.4826 MAD) above the array's.
+
+orca flags nothing, silently, when its health database fails. Here a failing list/CSV source
+(missing file, no record near the time) falls back to autodetection with a WARNING, or raises if
+``on_source_failure='error'``.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+from .msio import open_ms, row_chunks
+
+_logger = get_logger("flag-antennas")
+MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
+OnSourceFailure = Literal["autodetect", "error"]
+
+
+class Options(BaseModel):
+    ms: str = Field(description="MS to flag in place (the NVMe copy)")
+    bad_antennas: list[int] | None = Field(None, description="correlator indices of bad antennas (overrides the CSV)")
+    flag_csv: str | None = Field(None, description="antenna health CSV: timestamp_utc,antennas ('a;b;c')")
+    csv_tolerance_hours: float = Field(12.0, description="use the CSV record nearest the MS time only if this close")
+    on_source_failure: OnSourceFailure = Field(
+        "autodetect", description="when the list/CSV source fails: autodetect (with a warning) or raise")
+    autodetect: bool = Field(False, description="also autodetect and flag, in addition to the list/CSV antennas")
+    dead_fraction: float = Field(0.1, description="dead: median auto power below this fraction of the array median")
+    noisy_sigma: float = Field(5.0, description="noisy: log auto power this many robust sigmas above the median")
+
+
+class Result(BaseModel):
+    ms_path: str
+    flagged: list[int] = Field(description="correlator indices flagged")
+    source: str = Field(description="'list', 'csv', 'autodetect' or e.g. 'csv+autodetect'")
+    dead: list[int] = Field(default_factory=list, description="antennas autodetection found dead")
+    noisy: list[int] = Field(default_factory=list, description="antennas autodetection found noisy")
+    fallback_reason: str | None = Field(None, description="why the list/CSV source was not used, if it failed")
+    rows_flagged: int = 0
+
+
+# --- sources ----------------------------------------------------------------------------------
+def mjd_seconds_to_utc(t: float) -> datetime:
+    return MJD_EPOCH + timedelta(seconds=float(t))
+
+
+def _parse_utc(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def read_flag_csv(path: str | Path) -> list[tuple[datetime, list[int]]]:
+    """Records of a health CSV; a malformed line raises InputError naming file and line."""
+    path = Path(path)
+    records = []
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        if header[:2] != ["timestamp_utc", "antennas"]:
+            raise InputError(f"{path}: antenna CSV header must be 'timestamp_utc,antennas', found {','.join(header)!r}")
+        for line_no, row in enumerate(reader, start=2):
+            if not row or not "".join(row).strip():
+                continue
+            try:
+                when = _parse_utc(row[0])
+                ants = [int(a) for a in (row[1] if len(row) > 1 else "").split(";") if a.strip()]
+            except ValueError as exc:
+                raise InputError(f"{path}: line {line_no} is malformed ({','.join(row)!r}): {exc}") from exc
+            records.append((when, ants))
+    return records
+
+
+def csv_antennas(path: str | Path, when: datetime, tolerance_hours: float) -> list[int]:
+    """Bad antennas of the CSV record nearest ``when``; InputError if none is close enough."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: antenna CSV does not exist")
+    records = read_flag_csv(path)
+    if not records:
+        raise InputError(f"{path}: antenna CSV has no records")
+    nearest_time, ants = min(records, key=lambda r: abs((r[0] - when).total_seconds()))
+    gap_h = abs((nearest_time - when).total_seconds()) / 3600
+    if gap_h > tolerance_hours:
+        raise InputError(f"{path}: no record within {tolerance_hours} h of {when.isoformat()} "
+                         f"(nearest {nearest_time.isoformat()}, {gap_h:.1f} h away)")
+    return ants
+
+
+def auto_power(ms: str | Path) -> np.ndarray:
+    """Per antenna, the median over unflagged channels of |XX| + |YY| of its autocorrelations."""
+    with open_ms(ms) as tab:
+        n_ant = _n_antennas(ms)
+        autos = tab.query("ANTENNA1==ANTENNA2", columns="ANTENNA1,DATA,FLAG")
+        try:
+            ant = autos.getcol("ANTENNA1") if autos.nrows() else np.zeros(0, int)
+            data = autos.getcol("DATA") if autos.nrows() else np.zeros((0, 1, 4), np.complex64)
+            flag = autos.getcol("FLAG") if autos.nrows() else np.zeros((0, 1, 4), bool)
+        finally:
+            autos.close()
+    if ant.size == 0:
+        raise InputError(f"{ms}: no autocorrelations, cannot autodetect bad antennas")
+    power = np.abs(data[:, :, 0]) + np.abs(data[:, :, 3])
+    power = np.where(flag[:, :, 0] | flag[:, :, 3], np.nan, power)
+    per_ant = np.full(n_ant, np.nan)
+    for a in np.unique(ant):
+        values = power[ant == a]
+        per_ant[a] = np.nanmedian(values) if np.isfinite(values).any() else np.nan
+    return per_ant
+
+
+def detect_bad_antennas(power: np.ndarray, dead_fraction: float, noisy_sigma: float) -> tuple[list[int], list[int]]:
+    """(dead, noisy) from per-antenna auto power; NaN (no unflagged autos) counts as dead."""
+    ok = np.isfinite(power) & (power > 0)
+    if not ok.any():
+        return list(range(power.size)), []
+    median = np.median(power[ok])
+    dead = ~ok | (power < dead_fraction * median)
+    logp = np.log10(np.where(ok, power, 1.0))
+    live = ~dead
+    centre = np.median(logp[live])
+    sigma = 1.4826 * np.median(np.abs(logp[live] - centre))
+    noisy = live & (logp > centre + noisy_sigma * max(sigma, 1e-3))
+    return [int(a) for a in np.flatnonzero(dead)], [int(a) for a in np.flatnonzero(noisy)]
+
+
+# --- flagging ---------------------------------------------------------------------------------
+def _n_antennas(ms: str | Path) -> int:
+    from casacore import tables
+
+    with tables.table(str(Path(ms) / "ANTENNA"), ack=False) as ant:
+        return ant.nrows()
+
+
+def _ms_time(tab) -> datetime:
+    return mjd_seconds_to_utc(tab.getcell("TIME", 0))
+
+
+def flag_rows(ms: str | Path, antennas: list[int]) -> int:
+    """Set FLAG (all channels, correlations) and FLAG_ROW on rows touching ``antennas``; streams row chunks."""
+    bad = np.zeros(_n_antennas(ms), bool)
+    bad[antennas] = True
+    total = 0
+    with open_ms(ms, readonly=False) as tab:
+        row_bytes = max(1, int(np.prod(tab.getcell("FLAG", 0).shape))) if tab.nrows() else 1
+        for start, n in row_chunks(tab.nrows(), row_bytes):
+            hit = bad[tab.getcol("ANTENNA1", start, n)] | bad[tab.getcol("ANTENNA2", start, n)]
+            if not hit.any():
+                continue
+            flags = tab.getcol("FLAG", start, n)
+            flags[hit] = True
+            tab.putcol("FLAG", flags, start, n)
+            flag_row = tab.getcol("FLAG_ROW", start, n)
+            tab.putcol("FLAG_ROW", flag_row | hit, start, n)
+            total += int(hit.sum())
+    return total
+
+
+def flag_antennas(ms: str | Path, bad_antennas: list[int] | None = None, flag_csv: str | None = None,
+                  csv_tolerance_hours: float = Options.model_fields["csv_tolerance_hours"].default,
+                  on_source_failure: str = Options.model_fields["on_source_failure"].default,
+                  autodetect: bool = Options.model_fields["autodetect"].default,
+                  dead_fraction: float = Options.model_fields["dead_fraction"].default,
+                  noisy_sigma: float = Options.model_fields["noisy_sigma"].default) -> Result:
+    """Flag the bad antennas of ``ms`` in place; see the module docstring for where they come from."""
+    n_ant = _n_antennas(ms)
+    with open_ms(ms) as tab:
+        when = _ms_time(tab)
+    chosen: list[int] = []
+    sources: list[str] = []
+    reason = None
+    if bad_antennas is not None:
+        chosen, sources = list(bad_antennas), ["list"]
+    elif flag_csv:
+        try:
+            chosen, sources = csv_antennas(flag_csv, when, csv_tolerance_hours), ["csv"]
+        except InputError as exc:
+            if on_source_failure == "error":
+                raise
+            reason = str(exc)
+            log(_logger, "antenna CSV failed: autodetecting bad antennas instead", logging.WARNING,
+                ms=str(ms), reason=reason)
+    else:
+        log(_logger, "no antenna list or CSV given: autodetecting bad antennas", ms=str(ms))
+    out_of_range = [a for a in chosen if not 0 <= a < n_ant]
+    if out_of_range:
+        raise InputError(f"{ms}: bad antennas {out_of_range} ({sources[0]}) are not correlator indices 0..{n_ant - 1}")
+    dead, noisy = [], []
+    if not sources or autodetect:
+        dead, noisy = detect_bad_antennas(auto_power(ms), dead_fraction, noisy_sigma)
+        sources.append("autodetect")
+        chosen = chosen + dead + noisy
+    flagged = sorted(set(int(a) for a in chosen))
+    rows = flag_rows(ms, flagged) if flagged else 0
+    log(_logger, "flagged antennas", ms=str(ms), antennas=flagged, source="+".join(sources), rows=rows)
+    return Result(ms_path=str(ms), flagged=flagged, source="+".join(sources), dead=dead, noisy=noisy,
+                  fallback_reason=reason, rows_flagged=rows)
+
+
+def run(options: Options) -> Result:
+    with step_timer("flag-antennas", Path(options.ms).parent):
+        return flag_antennas(**options.model_dump())

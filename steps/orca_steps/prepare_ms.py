@@ -1,0 +1,93 @@
+"""Step ``prepare-ms``: Phase 1 for one MS in one pod (orca's ``prepare_one_ms_task``).
+
+stage-refs -> copy -> flag-antennas -> apply-calibration -> peel (if ``peel_sky`` or ``peel_rfi``).
+The cal tables (and peel models) are read from the work dir's staged ``refs/`` copies, so the ~45
+pods of a unit do not all read them from Lustre. Defaults come from the sub-steps' Options.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from . import apply_calibration as apply_step
+from . import copy_ms as copy_step
+from . import flag_antennas as flag_step
+from . import stage_refs as stage_step
+from .errors import InputError
+from .logs import step_timer
+
+_flag = flag_step.Options.model_fields
+_apply = apply_step.Options.model_fields
+
+
+class Options(BaseModel):
+    src_ms: str = copy_step.Options.model_fields["src_ms"]
+    nvme_work_dir: str = copy_step.Options.model_fields["nvme_work_dir"]
+    bp_table: str = _apply["bp_table"]
+    xy_table: str = _apply["xy_table"]
+    peel_sky: bool = Field(False, description="peel the bright sky sources of sky_model (TTCal zest)")
+    peel_rfi: bool = Field(False, description="peel the ground RFI sources of rfi_model")
+    sky_model: str | None = Field(None, description="TTCal sky model JSON (needed if peel_sky)")
+    rfi_model: str | None = Field(None, description="TTCal RFI model JSON (needed if peel_rfi)")
+    bad_antennas: list[int] | None = _flag["bad_antennas"]
+    flag_csv: str | None = _flag["flag_csv"]
+    csv_tolerance_hours: float = _flag["csv_tolerance_hours"]
+    on_source_failure: flag_step.OnSourceFailure = _flag["on_source_failure"]
+    autodetect: bool = _flag["autodetect"]
+    dead_fraction: float = _flag["dead_fraction"]
+    noisy_sigma: float = _flag["noisy_sigma"]
+    max_usable_freq_hz: float = _apply["max_usable_freq_hz"]
+    spw_tolerance_hz: float = _apply["spw_tolerance_hz"]
+    subband: str | None = _apply["subband"]
+
+
+class Result(BaseModel):
+    ms_path: str = Field(description="the prepared MS on NVMe")
+    stage_refs: stage_step.Result
+    copy_ms: copy_step.Result
+    flag_antennas: flag_step.Result
+    apply_calibration: apply_step.Result
+    peel: dict[str, Any] | None = Field(None, description="what peeling did, if it ran")
+
+
+def _flag_options(options: dict) -> dict:
+    return {k: options[k] for k in flag_step.Options.model_fields if k != "ms"}
+
+
+def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, peel_sky: bool = False,
+               peel_rfi: bool = False, sky_model: str | None = None, rfi_model: str | None = None,
+               **options) -> Result:
+    """Copy one MS to NVMe, flag it, calibrate it and optionally peel it; returns every sub-step's result."""
+    all_options = Options(src_ms=src_ms, nvme_work_dir=nvme_work_dir, bp_table=bp_table, xy_table=xy_table,
+                          peel_sky=peel_sky, peel_rfi=peel_rfi, sky_model=sky_model, rfi_model=rfi_model,
+                          **options).model_dump()
+    if peel_sky and not sky_model:
+        raise InputError("peel_sky is set but no sky_model was given")
+    if peel_rfi and not rfi_model:
+        raise InputError("peel_rfi is set but no rfi_model was given")
+    refs = [bp_table, xy_table] + [m for m, on in ((sky_model, peel_sky), (rfi_model, peel_rfi)) if on]
+    staged = stage_step.stage_refs(nvme_work_dir, refs)
+    local = dict(zip(refs, staged.staged))
+    copied = copy_step.copy_ms(src_ms, nvme_work_dir)
+    ms = copied.ms_path
+    flagged = flag_step.flag_antennas(ms, **_flag_options(all_options))
+    calibrated = apply_step.apply_calibration(
+        ms, local[bp_table], local[xy_table], max_usable_freq_hz=all_options["max_usable_freq_hz"],
+        spw_tolerance_hz=all_options["spw_tolerance_hz"], subband=all_options["subband"])
+    peeled = None
+    if peel_sky or peel_rfi:
+        peel = importlib.import_module("orca_steps.peel")
+        outcome = peel.peel_ms(ms, sky_model=local.get(sky_model) if peel_sky else None,
+                               rfi_model=local.get(rfi_model) if peel_rfi else None,
+                               peel_sky=peel_sky, peel_rfi=peel_rfi)
+        peeled = outcome.model_dump() if isinstance(outcome, BaseModel) else {"result": outcome}
+    return Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
+                  apply_calibration=calibrated, peel=peeled)
+
+
+def run(options: Options) -> Result:
+    with step_timer("prepare-ms", options.nvme_work_dir, ms=Path(options.src_ms).name):
+        return prepare_ms(**options.model_dump())
