@@ -63,6 +63,8 @@ def build_parser(name: str, options_model: type[BaseModel], summary: str) -> arg
         parser.add_argument(*flags, dest=field_name, required=field.is_required(), help=help_text,
                             metavar="LIST" if _is_list(field.annotation) else None)
     parser.add_argument("--result-file", help="also write the JSON result to this file")
+    parser.add_argument("--outputs-dir", help="also write each result field to <dir>/<field> (Argo output "
+                        "parameters read these files: strings as they are, other values as JSON)")
     return parser
 
 
@@ -85,13 +87,23 @@ def run_step(name: str, argv: list[str]) -> BaseModel:
     parser = build_parser(name, module.Options, STEPS[name][1])
     args = vars(parser.parse_args(argv))
     result_file = args.pop("result_file")
+    outputs_dir = args.pop("outputs_dir")
     options = parse_options(module.Options, args)
     result = module.run(options)
     text = result.model_dump_json()
     if result_file:
         Path(result_file).parent.mkdir(parents=True, exist_ok=True)
         Path(result_file).write_text(text + "\n")
+    if outputs_dir:
+        write_outputs(result, Path(outputs_dir))
     return result
+
+
+def write_outputs(result: BaseModel, folder: Path) -> None:
+    """One file per result field, the form Argo's ``valueFrom.path`` output parameters read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, value in result.model_dump(mode="json").items():
+        (folder / name).write_text(value if isinstance(value, str) else json.dumps(value))
 
 
 def _usage() -> str:

@@ -110,6 +110,8 @@ class SiteConfig(BaseModel):
     input_root: str = "/lustre/pipeline/night-time/averaged"
     nvme_root: str = "/fast/pipeline"
     archive_root: str = "/lustre/pipeline/images"
+    runs_root: str = Field(default="/lustre/pipeline/runs",
+                           description="Shared folder for run bookkeeping: work-unit MS lists, queues, reports.")
     pixel_tiers: str = Field(default="classic", description="Key of PIXEL_TIER_TABLES.")
     wsclean_threads: int = 44
     phase1_parallelism: int = 45
