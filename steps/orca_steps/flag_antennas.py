@@ -26,11 +26,18 @@ from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import open_ms, row_chunks
+from .msio import check_ms, open_ms, open_table, row_chunks
 
 _logger = get_logger("flag-antennas")
 MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 OnSourceFailure = Literal["autodetect", "error"]
+
+
+class SourceUnavailable(InputError):
+    """The CSV has no usable record (missing file, no record near the MS time): may fall back.
+
+    A malformed CSV is a plain InputError instead: a broken file is fixed, not worked around.
+    """
 
 
 class Options(BaseModel):
@@ -90,14 +97,14 @@ def csv_antennas(path: str | Path, when: datetime, tolerance_hours: float) -> li
     """Bad antennas of the CSV record nearest ``when``; InputError if none is close enough."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: antenna CSV does not exist")
+        raise SourceUnavailable(f"{path}: antenna CSV does not exist")
     records = read_flag_csv(path)
     if not records:
-        raise InputError(f"{path}: antenna CSV has no records")
+        raise SourceUnavailable(f"{path}: antenna CSV has no records")
     nearest_time, ants = min(records, key=lambda r: abs((r[0] - when).total_seconds()))
     gap_h = abs((nearest_time - when).total_seconds()) / 3600
     if gap_h > tolerance_hours:
-        raise InputError(f"{path}: no record within {tolerance_hours} h of {when.isoformat()} "
+        raise SourceUnavailable(f"{path}: no record within {tolerance_hours} h of {when.isoformat()} "
                          f"(nearest {nearest_time.isoformat()}, {gap_h:.1f} h away)")
     return ants
 
@@ -141,9 +148,7 @@ def detect_bad_antennas(power: np.ndarray, dead_fraction: float, noisy_sigma: fl
 
 # --- flagging ---------------------------------------------------------------------------------
 def _n_antennas(ms: str | Path) -> int:
-    from casacore import tables
-
-    with tables.table(str(Path(ms) / "ANTENNA"), ack=False) as ant:
+    with open_table(Path(ms) / "ANTENNA") as ant:
         return ant.nrows()
 
 
@@ -178,7 +183,7 @@ def flag_antennas(ms: str | Path, bad_antennas: list[int] | None = None, flag_cs
                   dead_fraction: float = Options.model_fields["dead_fraction"].default,
                   noisy_sigma: float = Options.model_fields["noisy_sigma"].default) -> Result:
     """Flag the bad antennas of ``ms`` in place; see the module docstring for where they come from."""
-    n_ant = _n_antennas(ms)
+    n_ant = _n_antennas(check_ms(ms))
     with open_ms(ms) as tab:
         when = _ms_time(tab)
     chosen: list[int] = []
@@ -189,7 +194,7 @@ def flag_antennas(ms: str | Path, bad_antennas: list[int] | None = None, flag_cs
     elif flag_csv:
         try:
             chosen, sources = csv_antennas(flag_csv, when, csv_tolerance_hours), ["csv"]
-        except InputError as exc:
+        except SourceUnavailable as exc:
             if on_source_failure == "error":
                 raise
             reason = str(exc)

@@ -60,7 +60,10 @@ def _flag_options(options: dict) -> dict:
 def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, peel_sky: bool = False,
                peel_rfi: bool = False, sky_model: str | None = None, rfi_model: str | None = None,
                **options) -> Result:
-    """Copy one MS to NVMe, flag it, calibrate it and optionally peel it; returns every sub-step's result."""
+    """Copy one MS to NVMe, flag it, calibrate it and optionally peel it; returns every sub-step's result.
+
+    Each sub-step appends its own timer to ``<nvme_work_dir>/timings.jsonl``.
+    """
     all_options = Options(src_ms=src_ms, nvme_work_dir=nvme_work_dir, bp_table=bp_table, xy_table=xy_table,
                           peel_sky=peel_sky, peel_rfi=peel_rfi, sky_model=sky_model, rfi_model=rfi_model,
                           **options).model_dump()
@@ -69,20 +72,26 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
     if peel_rfi and not rfi_model:
         raise InputError("peel_rfi is set but no rfi_model was given")
     refs = [bp_table, xy_table] + [m for m, on in ((sky_model, peel_sky), (rfi_model, peel_rfi)) if on]
-    staged = stage_step.stage_refs(nvme_work_dir, refs)
+    work = nvme_work_dir
+    with step_timer("stage-refs", work):
+        staged = stage_step.stage_refs(work, refs)
     local = dict(zip(refs, staged.staged))
-    copied = copy_step.copy_ms(src_ms, nvme_work_dir)
+    with step_timer("copy", work):
+        copied = copy_step.copy_ms(src_ms, work)
     ms = copied.ms_path
-    flagged = flag_step.flag_antennas(ms, **_flag_options(all_options))
-    calibrated = apply_step.apply_calibration(
-        ms, local[bp_table], local[xy_table], max_usable_freq_hz=all_options["max_usable_freq_hz"],
-        spw_tolerance_hz=all_options["spw_tolerance_hz"], subband=all_options["subband"])
+    with step_timer("flag-antennas", work):
+        flagged = flag_step.flag_antennas(ms, **_flag_options(all_options))
+    with step_timer("apply-calibration", work):
+        calibrated = apply_step.apply_calibration(
+            ms, local[bp_table], local[xy_table], max_usable_freq_hz=all_options["max_usable_freq_hz"],
+            spw_tolerance_hz=all_options["spw_tolerance_hz"], subband=all_options["subband"])
     peeled = None
     if peel_sky or peel_rfi:
         peel = importlib.import_module("orca_steps.peel")
-        outcome = peel.peel_ms(ms, sky_model=local.get(sky_model) if peel_sky else None,
-                               rfi_model=local.get(rfi_model) if peel_rfi else None,
-                               peel_sky=peel_sky, peel_rfi=peel_rfi)
+        with step_timer("peel", work):
+            outcome = peel.peel_ms(ms, sky_model=local.get(sky_model) if peel_sky else None,
+                                   rfi_model=local.get(rfi_model) if peel_rfi else None,
+                                   peel_sky=peel_sky, peel_rfi=peel_rfi)
         peeled = outcome.model_dump() if isinstance(outcome, BaseModel) else {"result": outcome}
     return Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
                   apply_calibration=calibrated, peel=peeled)
