@@ -1,0 +1,131 @@
+"""A pod as a local process: same command and arguments, container paths mapped to local folders.
+
+Every volume mount of the pod becomes a (container path, local folder) pair; container paths inside the
+command, arguments, environment, working directory, script source and output paths are rewritten to the
+local folder, and local folders in output values are written back as container paths, so what flows
+between pods is what would flow on a cluster. ``/tmp`` is private to each pod, as in a container.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import LocalRunError
+
+GRACE_SECONDS = 5.0
+
+
+@dataclass
+class Mount:
+    container_path: str
+    local_path: Path
+    read_only: bool = False
+
+
+def _boundary_re(prefix: str) -> re.Pattern:
+    return re.compile(r"(?<![\w.\-/~])" + re.escape(prefix.rstrip("/")) + r"(?=/|$|[^\w.\-])")
+
+
+@dataclass
+class PathMap:
+    """Rewrites container paths to local paths (and back) by mount-path prefix, longest first."""
+    mounts: list[Mount]
+    _fwd: list = field(default_factory=list, init=False)
+    _back: list = field(default_factory=list, init=False)
+
+    def __post_init__(self):
+        for m in sorted(self.mounts, key=lambda m: len(m.container_path), reverse=True):
+            if m.container_path.rstrip("/") == "":
+                raise LocalRunError("a volume mounted at '/' cannot be mapped to a local folder")
+            self._fwd.append((_boundary_re(m.container_path), str(m.local_path).rstrip("/")))
+        for m in sorted(self.mounts, key=lambda m: len(str(m.local_path)), reverse=True):
+            self._back.append((_boundary_re(str(m.local_path)), m.container_path.rstrip("/")))
+
+    def to_local(self, text: str) -> str:
+        for pattern, local in self._fwd:
+            text = pattern.sub(lambda _m, local=local: local, text)
+        return text
+
+    def to_container(self, text: str) -> str:
+        for pattern, container in self._back:
+            text = pattern.sub(lambda _m, c=container: c, text)
+        return text
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int | None
+    reason: str          # "exit", "deadline", "cancelled", "start-error"
+    message: str = ""
+    pid: int | None = None
+
+
+def base_environment(extra_names: tuple[str, ...] = ()) -> dict[str, str]:
+    """A clean pod environment: PATH (with this Python's bin first), locale, HOME, and every ORCA_* variable."""
+    env = {}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
+    for name in ("HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 *extra_names):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update({k: v for k, v in os.environ.items() if k.startswith("ORCA_")})
+    return env
+
+
+_SETPRIV = shutil.which("setpriv")
+
+
+def run_process(argv: list[str], env: dict[str, str], cwd: Path, stdout: Path, stderr: Path,
+                deadline_s: float | None, cancelled: Callable[[], bool],
+                on_start: Callable[[int], None] = lambda pid: None) -> ProcessResult:
+    """Run one pod's main process to the end, its deadline, or cancellation (then kill its process group)."""
+    # The pod dies with the runner even on SIGKILL (parent-death signal), as a container dies with its node.
+    prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+    if shutil.which(argv[0], path=env.get("PATH")) is None and not Path(argv[0]).is_file():
+        return ProcessResult(None, "start-error", f"executable {argv[0]!r} not found on PATH")
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        try:
+            proc = subprocess.Popen(prefix + argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                    env=env, cwd=cwd, process_group=0)
+        except OSError as exc:
+            return ProcessResult(None, "start-error", f"cannot start {argv[0]!r}: {exc}")
+        on_start(proc.pid)
+        start = time.monotonic()
+        reason = "exit"
+        while True:
+            try:
+                code = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if deadline_s is not None and time.monotonic() - start > deadline_s:
+                reason = "deadline"
+            elif cancelled():
+                reason = "cancelled"
+            else:
+                continue
+            code = _kill_group(proc)
+            break
+    return ProcessResult(code, reason, pid=proc.pid)
+
+
+def _kill_group(proc: subprocess.Popen) -> int:
+    for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
