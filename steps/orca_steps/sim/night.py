@@ -55,6 +55,13 @@ class SimConfig(BaseModel):
                                        description="sources (sky names or the RFI name) given direction-dependent gains")
     dd_gain_amp_scatter: float = 0.15
     dd_gain_phase_scatter_deg: float = 25.0
+    burst_integrations: list[int] = Field(default_factory=list, description=(
+        "integrations (index within the hour) hit by a broadband noise-like burst on every cross-correlation"))
+    burst_jy: float = Field(400.0, description="burst noise per real/imag part")
+    hot_baselines: list[tuple[int, int]] = Field(default_factory=list, description=(
+        "correlator index pairs given a constant additive signal in all four correlations (crosstalk)"))
+    hot_baseline_jy: float = Field(1000.0, description="amplitude of the hot baselines' added signal")
+    calibrators: bool = Field(False, description="add the flux-check calibrators (published spectra, true positions)")
 
 
 @dataclass
@@ -110,6 +117,8 @@ def make_scene(cfg: SimConfig) -> Scene:
     ra_z, dec_z = zenith_j2000(mid)
     sky_sources = sky.a_team() if cfg.a_team else []
     fields = sky.field_sources(rng, cfg.n_field_sources, ra_z, dec_z, flux_range=cfg.field_flux_jy)
+    if cfg.calibrators:
+        fields += sky.calibrators()
     bad = rng.choice(cfg.n_antennas, cfg.dead_antennas + cfg.noisy_antennas, replace=False)
     dd = {}
     for name in cfg.dd_gain_sources:
@@ -200,6 +209,13 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
     obs = obs + noise
     noisy_auto = auto & np.isin(a1, scene.noisy)
     obs[noisy_auto] *= cfg.noisy_factor**2
+    burst = index % 1000 in cfg.burst_integrations  # callers pass index = lst_hour * 1000 + integration
+    if burst:
+        obs[~auto] += corrupt.complex_noise(rng, obs[~auto].shape, cfg.burst_jy)
+    hot_rng = np.random.default_rng([cfg.seed, 13])
+    for p, q in cfg.hot_baselines:
+        rows = (a1 == min(p, q)) & (a2 == max(p, q))
+        obs[rows] += cfg.hot_baseline_jy * np.exp(2j * np.pi * hot_rng.uniform(size=4))
 
     extra = ("MODEL_DATA",) if cfg.write_model else ("",)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +245,7 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
             ms.putcol("MODEL_DATA", model)
     return {"path": str(path), "time_mjd_s": mid, "utc": utc_of(mid).isoformat(),
             "phase_centre_deg": [float(np.rad2deg(ra0)), float(np.rad2deg(dec0))],
-            "elevations_deg": elevations}
+            "elevations_deg": elevations, "burst": bool(burst)}
 
 
 def ms_name(start_s: float, subband: str) -> str:
@@ -317,6 +333,8 @@ def simulate_night(out_dir: str | Path, config_: SimConfig | None = None, **over
                      for k, v in scene.dd_gains.items()},
         "subbands": {sb: {"freqs_hz": inst.freqs.tolist(), **tables[sb]} for sb, inst in instruments.items()},
         "units": units,
+        "burst_integrations": sorted(cfg.burst_integrations),
+        "hot_baselines": sorted([min(p, q), max(p, q)] for p, q in cfg.hot_baselines),
         "refs": {"sky_model": str(refs / "sources.json"), "rfi_model": str(refs / "rfi_ovro.json"),
                  "beam": str(refs / "beam.h5")},
     }

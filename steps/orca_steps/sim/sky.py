@@ -60,3 +60,11 @@ def ground_emitter(freqs: np.ndarray, flux_jy: float = 400.0) -> RFISource:
     table = np.linspace(freqs.min() - 1e5, freqs.max() + 1e5, 16)
     flux_i = flux_jy * (1.0 + 0.3 * np.sin(np.linspace(0, 3 * np.pi, table.size)))
     return RFISource("OVRO-NW-emitter", lon, lat, OVRO_HEIGHT_M + 150.0, table, flux_i, 0.05 * flux_i)
+
+
+def calibrators() -> list[SkySource]:
+    """The flux-check calibrators at their true positions with their published spectra (points)."""
+    from ..skyimage import load_calibrators
+
+    return [SkySource(c["name"], [Component(np.deg2rad(c["ra_deg"]), np.deg2rad(c["dec_deg"]), (c["S0"], 0, 0, 0),
+                                            c["freq"], list(c["index"]))]) for c in load_calibrators()]
