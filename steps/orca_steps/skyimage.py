@@ -6,6 +6,7 @@ the header so that products (dewarped images, cutouts) carry the same metadata.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def load_image(path: str | Path, what: str = "image") -> SkyImage:
     """Read a FITS image's first plane; InputError naming the file when it is missing or not an image."""
     from astropy.io import fits
     from astropy.time import Time
-    from astropy.wcs import WCS
+    from astropy.wcs import WCS, FITSFixedWarning
 
     p = Path(path)
     if not p.is_file():
@@ -100,7 +101,9 @@ def load_image(path: str | Path, what: str = "image") -> SkyImage:
     if data.ndim < 2:
         raise InputError(f"{p}: {what} has no 2-D image data (NAXIS={header.get('NAXIS')})")
     data = data.reshape(data.shape[-2:]) if data.size == np.prod(data.shape[-2:]) else data[(0,) * (data.ndim - 2)]
-    wcs = WCS(header).celestial
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)  # WSClean headers: datfix/unitfix notes, harmless
+        wcs = WCS(header).celestial
     if wcs.naxis != 2:
         raise InputError(f"{p}: {what} has no celestial WCS")
     freq = None
