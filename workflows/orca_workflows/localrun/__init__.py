@@ -23,7 +23,7 @@ __all__ = ["LocalRunner", "LocalRunError", "Unsupported", "ExpressionError", "Re
 def run_local(target: str, template_paths: list[str | Path], out_dir: str | Path,
               parameters: dict[str, str] | None = None, volume_roots: dict[str, Path] | None = None,
               semaphore_limits: dict[str, int] | None = None, namespace: str = "default",
-              progress: str = "auto", stream: TextIO = sys.stderr, generate_name: str | None = None):
+              progress: str = "auto", stream: TextIO | None = None, generate_name: str | None = None):
     """Submit ``target`` with ``parameters``, show progress, wait for every workflow (children too).
 
     Returns (runner, workflow). ``progress`` is 'auto' (live on a terminal, plain lines otherwise),
@@ -32,6 +32,6 @@ def run_local(target: str, template_paths: list[str | Path], out_dir: str | Path
     runner = LocalRunner(template_paths, out_dir, volume_roots=volume_roots, namespace=namespace,
                          semaphore_limits=semaphore_limits)
     workflow = runner.submit(target, parameters, generate_name)
-    display = None if progress == "off" else Progress(runner, stream, None if progress == "auto" else progress == "live")
+    display = None if progress == "off" else Progress(runner, stream or sys.stderr, None if progress == "auto" else progress == "live")
     runner.wait(on_tick=display.tick if display else (lambda: None))
     return runner, workflow

@@ -162,7 +162,8 @@ class WorkflowRun:
             if phase in ("Succeeded", "Failed", "Error", "Skipped", "Omitted"):
                 if node.started_at is None:
                     node.started_at = time.time()
-                node.finished_at = time.time()
+                if node.finished_at is None:
+                    node.finished_at = time.time()
             node.phase = phase
             if message is not None:
                 node.message = message
@@ -758,6 +759,8 @@ class WorkflowRun:
             result = run_process(argv, env, cwd, Path(node.logs["stdout"]), Path(node.logs["stderr"]),
                                  deadline, ctx.cancel.is_set)
         finally:
+            with self.runner.cond:
+                node.finished_at = time.time()   # before the slot is free for the next pod
             self.slots.release(node.id)
             token.give_back()
         if result.reason == "start-error":

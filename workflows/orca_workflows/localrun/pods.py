@@ -30,34 +30,34 @@ class Mount:
     read_only: bool = False
 
 
-def _boundary_re(prefix: str) -> re.Pattern:
-    return re.compile(r"(?<![\w.\-/~])" + re.escape(prefix.rstrip("/")) + r"(?=/|$|[^\w.\-])")
+def _prefix_re(prefixes: list[str]) -> re.Pattern:
+    """One pass over the text for all prefixes (longest first), each only at a path boundary."""
+    alternatives = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
+    return re.compile(r"(?<![\w.\-/~])(" + alternatives + r")(?=/|$|[^\w.\-])")
 
 
 @dataclass
 class PathMap:
-    """Rewrites container paths to local paths (and back) by mount-path prefix, longest first."""
+    """Rewrites container paths to local paths (and back) by mount-path prefix, in one pass."""
     mounts: list[Mount]
-    _fwd: list = field(default_factory=list, init=False)
-    _back: list = field(default_factory=list, init=False)
+    _fwd: dict = field(default_factory=dict, init=False)
+    _back: dict = field(default_factory=dict, init=False)
 
     def __post_init__(self):
-        for m in sorted(self.mounts, key=lambda m: len(m.container_path), reverse=True):
-            if m.container_path.rstrip("/") == "":
+        for m in self.mounts:
+            container = m.container_path.rstrip("/")
+            if container == "":
                 raise LocalRunError("a volume mounted at '/' cannot be mapped to a local folder")
-            self._fwd.append((_boundary_re(m.container_path), str(m.local_path).rstrip("/")))
-        for m in sorted(self.mounts, key=lambda m: len(str(m.local_path)), reverse=True):
-            self._back.append((_boundary_re(str(m.local_path)), m.container_path.rstrip("/")))
+            self._fwd[container] = str(m.local_path).rstrip("/")
+            self._back[str(m.local_path).rstrip("/")] = container
+        self._fwd_re = _prefix_re(list(self._fwd))
+        self._back_re = _prefix_re(list(self._back))
 
     def to_local(self, text: str) -> str:
-        for pattern, local in self._fwd:
-            text = pattern.sub(lambda _m, local=local: local, text)
-        return text
+        return self._fwd_re.sub(lambda m: self._fwd[m.group(1)], text)
 
     def to_container(self, text: str) -> str:
-        for pattern, container in self._back:
-            text = pattern.sub(lambda _m, c=container: c, text)
-        return text
+        return self._back_re.sub(lambda m: self._back[m.group(1)], text)
 
 
 @dataclass
