@@ -1,0 +1,181 @@
+"""Step ``transient-search``: what changed during the hour? Stokes I differences and a blind Stokes V search.
+
+Stokes I: each 10-min image minus the deep image (constant sources cancel), positive candidates above
+``i_sigma``. Stokes V: the deep and 10-min V images themselves (the sky is nearly unpolarised), both
+signs above ``v_sigma``. Masked: below ``min_elevation_deg``, discs around the A-team, and around bright
+deep-I sources. The noise is a robust rms in boxes. A candidate with an opposite-sign lobe of at least
+half its height within ``lobe_beams`` is rejected as a bi-lobed artefact (a shifted or mis-subtracted
+source). An optional catalogue CSV only labels candidates. Too many candidates sets a quality flag.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .errors import InputError
+from .flux_check import write_csv
+from .logs import step_timer
+from .photometry import image_stokes, safe_name, save_cutout
+from .skyimage import CATALOG_DIR, SkyImage, load_image, robust_std
+from .targets import Target, load_targets
+
+COLUMNS = ["id", "kind", "image", "stokes", "time_utc", "ra_deg", "dec_deg", "x", "y", "peak_jy", "rms_jy", "snr",
+           "label", "cutout"]
+
+
+class Options(BaseModel):
+    work_dir: str = Field(description="unit work dir; products go to transients/")
+    deep_images: list[str] = Field(description="deep I (required) and deep V images")
+    interval_images: list[str] = Field(description="10-min I and V images")
+    catalogue: str | None = Field(None, description="CSV (name, ra, dec) used only to label candidates")
+    min_elevation_deg: float = Field(30.0, description="mask below this elevation")
+    i_sigma: float = Field(7.0, description="Stokes I difference threshold (local sigma)")
+    v_sigma: float = Field(5.0, description="Stokes V threshold (local sigma, both signs)")
+    ateam_radius_deg: float = Field(4.0, description="mask radius around each A-team source")
+    bright_sigma: float = Field(50.0, description="deep-I sources above this many sigma are masked")
+    bright_radius_beams: float = Field(3.0, description="mask radius around bright deep-I sources, in beams")
+    rms_box_beams: float = Field(8.0, description="side of the local-rms boxes, in beams")
+    lobe_beams: float = Field(3.0, description="look this far for an opposite-sign lobe")
+    label_radius_arcmin: float = Field(20.0, description="catalogue match radius for labels")
+    max_candidates: int = Field(50, description="more candidates than this sets quality 'too many candidates'")
+
+
+class Result(BaseModel):
+    candidates_csv: str
+    n_candidates: int
+    n_rejected_bilobed: int
+    quality: str
+    candidates: list[dict]
+
+
+def local_rms(data: np.ndarray, box: int) -> np.ndarray:
+    """Robust rms in ``box`` x ``box`` tiles, repeated to full size (NaN where a tile is blank)."""
+    ny, nx = data.shape
+    out = np.full(data.shape, np.nan)
+    for y0 in range(0, ny, box):
+        for x0 in range(0, nx, box):
+            out[y0:y0 + box, x0:x0 + box] = robust_std(data[y0:y0 + box, x0:x0 + box])
+    return out
+
+
+def disc_mask(img: SkyImage, ra_deg, dec_deg, radius_px: float) -> np.ndarray:
+    ny, nx = img.data.shape
+    mask = np.zeros((ny, nx), dtype=bool)
+    xs, ys = img.world_to_pixel(ra_deg, dec_deg)
+    r = int(np.ceil(radius_px))
+    for x, y in zip(xs, ys):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        xi, yi = int(round(x)), int(round(y))
+        y_lo, y_hi, x_lo, x_hi = max(0, yi - r), min(ny, yi + r + 1), max(0, xi - r), min(nx, xi + r + 1)
+        if y_lo >= y_hi or x_lo >= x_hi:
+            continue
+        yy, xx = np.mgrid[y_lo:y_hi, x_lo:x_hi]
+        mask[y_lo:y_hi, x_lo:x_hi] |= np.hypot(xx - x, yy - y) <= radius_px
+    return mask
+
+
+def build_mask(deep_i: SkyImage, opts: Options) -> np.ndarray:
+    """True where the search is blind: low elevation, A-team discs, bright deep-I sources, blanks."""
+    from scipy.ndimage import label, maximum_position
+
+    ateam = json.loads((CATALOG_DIR / "ateam.json").read_text())["sources"]
+    from .targets import parse_angle
+
+    mask = ~np.isfinite(deep_i.data) | ~(deep_i.elevation_map() >= opts.min_elevation_deg)
+    mask |= disc_mask(deep_i, [parse_angle(s["ra"], "ra") for s in ateam], [parse_angle(s["dec"], "dec") for s in ateam],
+                      opts.ateam_radius_deg / deep_i.pixel_deg)
+    beam_px = 2 * deep_i.beam_radius_pixels()
+    rms = local_rms(np.where(mask, np.nan, deep_i.data), int(max(16, opts.rms_box_beams * beam_px)))
+    bright = np.nan_to_num(deep_i.data / rms) > opts.bright_sigma
+    labels, n = label(bright)
+    if n:
+        peaks = maximum_position(deep_i.data, labels, range(1, n + 1))
+        ra, dec = deep_i.pixel_to_world([p[1] for p in peaks], [p[0] for p in peaks])
+        mask |= disc_mask(deep_i, ra, dec, opts.bright_radius_beams * beam_px)
+    return mask
+
+
+def find_candidates(data: np.ndarray, rms: np.ndarray, mask: np.ndarray, sigma: float, signs: tuple[int, ...],
+                    lobe_px: float) -> tuple[list[dict], int]:
+    """Peaks of connected regions above ``sigma``; bi-lobed ones (opposite lobe >= half) are rejected."""
+    from scipy.ndimage import label, maximum_position
+
+    snr = np.where(mask | ~np.isfinite(rms) | (rms <= 0), 0.0, np.nan_to_num(data / rms))
+    found, rejected = [], 0
+    r = int(np.ceil(lobe_px))
+    for sign in signs:
+        labels, n = label(sign * snr >= sigma)
+        for y, x in (maximum_position(sign * snr, labels, range(1, n + 1)) if n else []):
+            y, x = int(y), int(x)
+            box = data[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1]
+            if np.nanmax(-sign * box) >= 0.5 * sign * data[y, x]:
+                rejected += 1
+                continue
+            found.append({"x": x, "y": y, "peak_jy": float(data[y, x]), "rms_jy": float(rms[y, x]),
+                          "snr": float(snr[y, x])})
+    return found, rejected
+
+
+def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts: Options, out_dir: Path,
+                      catalogue: list[Target]) -> tuple[list[dict], int]:
+    from astropy.time import Time
+
+    deep_i = deep["I"]
+    mask = build_mask(deep_i, opts)
+    beam_px = 2 * deep_i.beam_radius_pixels()
+    box = int(max(16, opts.rms_box_beams * beam_px))
+    searches = []
+    for img in intervals:
+        stokes = image_stokes(img)
+        if img.data.shape != deep_i.data.shape:
+            raise InputError(f"{img.path}: shape {img.data.shape} differs from the deep image {deep_i.data.shape}")
+        if stokes == "I":
+            searches.append(("I-difference", img, img.data - deep_i.data, opts.i_sigma, (1,)))
+        elif stokes == "V":
+            searches.append(("V-blind", img, img.data, opts.v_sigma, (1, -1)))
+    if "V" in deep:
+        searches.append(("V-blind", deep["V"], deep["V"].data, opts.v_sigma, (1, -1)))
+    rows, rejected = [], 0
+    for kind, img, data, sigma, signs in searches:
+        found, rej = find_candidates(data, local_rms(np.where(mask, np.nan, data), box), mask, sigma, signs,
+                                     opts.lobe_beams * beam_px)
+        rejected += rej
+        for c in found:
+            ra, dec = img.pixel_to_world(c["x"], c["y"])
+            cid = f"c{len(rows) + 1:03d}"
+            label = ""
+            for t in catalogue:
+                sep = np.hypot((t.ra_deg - ra[0] + 180) % 360 - 180, 0) * np.cos(np.deg2rad(dec[0]))
+                if np.hypot(sep, t.dec_deg - dec[0]) * 60 <= opts.label_radius_arcmin:
+                    label = t.name
+                    break
+            cut = save_cutout(img, Target(cid, float(ra[0]), float(dec[0])), int(6 * beam_px) + 1,
+                              out_dir / "cutouts" / f"{cid}_{safe_name(img.path.stem)}.fits")
+            rows.append({"id": cid, "kind": kind, "image": img.path.name, "stokes": image_stokes(img),
+                         "time_utc": Time(img.time_s / 86400, format="mjd").isot, "ra_deg": round(float(ra[0]), 5),
+                         "dec_deg": round(float(dec[0]), 5), **{k: c[k] for k in ("x", "y")},
+                         "peak_jy": round(c["peak_jy"], 4), "rms_jy": round(c["rms_jy"], 4),
+                         "snr": round(c["snr"], 2), "label": label, "cutout": str(cut)})
+    return rows, rejected
+
+
+def run(options: Options) -> Result:
+    out = Path(options.work_dir) / "transients"
+    with step_timer("transient-search", options.work_dir):
+        deep = {}
+        for path in options.deep_images:
+            img = load_image(path, "deep image")
+            deep[image_stokes(img)] = img
+        if "I" not in deep:
+            raise InputError(f"transient-search: no Stokes I image among the deep images {options.deep_images}")
+        intervals = [load_image(p, "10-min image") for p in options.interval_images]
+        catalogue = load_targets(options.catalogue) if options.catalogue else []
+        rows, rejected = search_transients(deep, intervals, options, out, catalogue)
+        csv_path = write_csv(out / "candidates.csv", rows, COLUMNS)
+    quality = "too many candidates" if len(rows) > options.max_candidates else "ok"
+    return Result(candidates_csv=str(csv_path), n_candidates=len(rows), n_rejected_bilobed=rejected,
+                  quality=quality, candidates=rows[: options.max_candidates])

@@ -1,0 +1,108 @@
+"""transient-search: an injected transient in one 10-min interval, a V burst, artefacts rejected, masks."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from orca_steps import transient_search
+from orca_steps.errors import InputError
+from orca_steps.sim.images import write_sky_image
+from orca_steps.skyimage import lst_deg
+
+LAT = 37.24
+T0 = 60841.0 * 86400.0
+TIME = T0 + ((14.5 * 15 - lst_deg(T0)) % 360.0) / 360.98564736629 * 86400.0
+ZEN = (lst_deg(TIME), LAT)
+KW = dict(size=256, scale_deg=0.35, beam_fwhm_deg=1.5)
+
+
+def at(east, north):
+    return ZEN[0] + east / np.cos(np.deg2rad(ZEN[1] + north)), ZEN[1] + north
+
+
+def src(pos, flux):
+    return {"ra_deg": pos[0], "dec_deg": pos[1], "flux_jy": flux}
+
+
+STEADY = [src(at(5, 5), 12.0), src(at(-15, 8), 8.0), src(at(10, -20), 20.0)]
+SHIFTER = at(-12, -10)  # 4.5 Jy; moved by 0.6 beam in interval 4 (an ionospheric artefact)
+VIRA = (187.7059, 12.3911)  # varies by 10 % between intervals: must be masked
+TRANSIENT, T_INTERVAL = at(8, 15), 2
+BURST, B_INTERVAL = at(-5, -15), 3
+
+
+def make_images(tmp_path):
+    deep_sky = STEADY + [src(SHIFTER, 4.5), src(VIRA, 500.0)]
+    deep = [write_sky_image(tmp_path / "deep-I-image.fits", deep_sky, ZEN, TIME, noise_jy=0.1, seed=1, **KW),
+            write_sky_image(tmp_path / "deep-V-image.fits", [], ZEN, TIME, noise_jy=0.1, stokes="V", seed=2, **KW)]
+    intervals = []
+    for k in range(6):
+        t = TIME + (k - 3) * 600.0
+        sky = STEADY + [src(VIRA, 500.0 * (1 + 0.1 * (-1) ** k))]
+        sky.append(src((SHIFTER[0], SHIFTER[1] + 0.9), 4.5) if k == 4 else src(SHIFTER, 4.5))
+        if k == T_INTERVAL:
+            sky.append(src(TRANSIENT, 5.0))
+        intervals.append(write_sky_image(tmp_path / f"int-t{k:04d}-I-image.fits", sky, ZEN, t, noise_jy=0.3,
+                                         seed=10 + k, **KW))
+        intervals.append(write_sky_image(tmp_path / f"int-t{k:04d}-V-image.fits",
+                                         [src(BURST, 3.5)] if k == B_INTERVAL else [], ZEN, t, noise_jy=0.3,
+                                         stokes="V", seed=30 + k, **KW))
+    return [str(p) for p in deep], [str(p) for p in intervals]
+
+
+def near(row, pos, arcmin=40):
+    return np.hypot((float(row["ra_deg"]) - pos[0]) * np.cos(np.deg2rad(pos[1])), float(row["dec_deg"]) - pos[1]) * 60 < arcmin
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tr")
+    deep, intervals = make_images(tmp)
+    cat = tmp / "cat.csv"
+    cat.write_text(f"name,ra,dec\nKnownThing,{TRANSIENT[0]:.5f},{TRANSIENT[1]:.5f}\n")
+    res = transient_search.run(transient_search.Options(work_dir=str(tmp), deep_images=deep,
+                                                        interval_images=intervals, catalogue=str(cat)))
+    return tmp, deep, intervals, res, list(csv.DictReader(open(res.candidates_csv)))
+
+
+def test_transient_found_in_its_interval_and_nothing_else(found):
+    _, _, _, res, rows = found
+    assert res.n_candidates == len(rows) == 2, rows
+    i_row = [r for r in rows if r["kind"] == "I-difference"][0]
+    assert i_row["image"] == f"int-t{T_INTERVAL:04d}-I-image.fits" and near(i_row, TRANSIENT)
+    assert float(i_row["peak_jy"]) == pytest.approx(5.0, rel=0.15) and float(i_row["snr"]) >= 7
+    assert i_row["label"] == "KnownThing"
+    v_row = [r for r in rows if r["kind"] == "V-blind"][0]
+    assert v_row["image"] == f"int-t{B_INTERVAL:04d}-V-image.fits" and near(v_row, BURST)
+    assert float(v_row["snr"]) >= 5 and v_row["label"] == ""
+    assert res.quality == "ok"
+    for r in rows:
+        assert open(r["cutout"], "rb").read(6) == b"SIMPLE"
+
+
+def test_shifted_source_rejected_as_bilobed(found):
+    _, _, _, res, _ = found
+    assert res.n_rejected_bilobed >= 1
+
+
+def test_without_masks_vir_a_would_be_found(found):
+    tmp, deep, intervals, _, _ = found
+    res = transient_search.run(transient_search.Options(work_dir=str(tmp / "nomask"), deep_images=deep,
+                                                        interval_images=intervals, ateam_radius_deg=0.0,
+                                                        bright_sigma=1e9, max_candidates=2))
+    assert res.n_candidates > 2  # Vir A's 10 % variation and the bright sources' residuals appear
+    assert res.quality == "too many candidates"
+
+
+def test_missing_image_and_malformed_catalogue_fail_clearly(found):
+    tmp, deep, intervals, _, _ = found
+    with pytest.raises(InputError, match="nope.fits: 10-min image FITS file does not exist"):
+        transient_search.run(transient_search.Options(work_dir=str(tmp), deep_images=deep,
+                                                      interval_images=[str(tmp / "nope.fits")]))
+    bad = tmp / "badcat.csv"
+    bad.write_text("name,ra\nx,1\n")
+    with pytest.raises(InputError, match="badcat.csv: target list lacks column"):
+        transient_search.run(transient_search.Options(work_dir=str(tmp), deep_images=deep,
+                                                      interval_images=intervals, catalogue=str(bad)))
