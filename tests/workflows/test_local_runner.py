@@ -537,3 +537,50 @@ def test_cli_run_local_table_and_exit_code(tmp_path, capsys):
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["workflows"][0]["phase"] == "Succeeded"
     assert yaml.safe_load((tmp_path / "out" / "run.json").read_text())  # plain JSON
+
+
+def test_task_exit_hook_and_config_map_files(tmp_path):
+    lustre = tmp_path / "lustre"
+    lustre.mkdir()
+    write(tmp_path, """
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: site}
+        data: {site.json: '{"archive_root": "/lustre/images"}'}
+        """, "cm.yaml")
+    text = f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          volumes:
+          - {{name: lustre, hostPath: {{path: /lustre, type: Directory}}}}
+          - {{name: site, configMap: {{name: site, items: [{{key: site.json, path: site.json}}]}}}}
+          templates:
+          - name: main
+            dag:
+              tasks:
+              - name: work
+                template: fail
+                hooks: {{exit: {{template: report, arguments: {{parameters: [{{name: status, value: "{{{{tasks.work.status}}}}"}}]}}}}}}
+              - {{name: after, depends: work.Failed, template: report, arguments: {{parameters: [{{name: status, value: after}}]}}}}
+          - name: fail
+            {SH}, args: ["exit 1"]}}
+          - name: report
+            inputs: {{parameters: [{{name: status}}]}}
+            container:
+              image: alpine
+              command: [sh, -c]
+              args: ["mkdir -p $(python3 -c 'import json; print(json.load(open(\\"/etc/orca/site.json\\"))[\\"archive_root\\"])') && echo {{{{inputs.parameters.status}}}} >> /lustre/images/status"]
+              volumeMounts: [{{name: lustre, mountPath: /lustre}}, {{name: site, mountPath: /etc/orca, readOnly: true}}]
+        """
+    runner = LocalRunner([write(tmp_path, text), tmp_path / "cm.yaml"], tmp_path / "out", volume_roots={"/lustre": lustre})
+    wf = runner.submit("t")
+    runner.wait()
+    n = by_display(wf)
+    hook = n["work.onExit"]
+    assert hook.phase == "Succeeded" and hook.id in n["work"].children
+    # The hook ran before the dependent task, saw the task's status, and read local paths from the ConfigMap.
+    assert (lustre / "images" / "status").read_text().split() == ["Failed", "after"]
+    assert n["after"].started_at >= hook.finished_at

@@ -504,7 +504,7 @@ class WorkflowRun:
         except (NodeError, ExpressionError) as exc:
             return self.add_node(name, display, "Skipped", task.get("template"), ctx, parent, "Error", str(exc))
         if items is None:
-            return self._run_item(parent, name, display, task, scope, ctx, None, None)
+            return self._run_item(parent, name, display, task, scope, ctx, None, None, kind)
         group = self.add_node(name, display, "TaskGroup", task.get("template"), ctx, parent)
         groups[display] = []
         if not items:
@@ -521,7 +521,8 @@ class WorkflowRun:
                 break
 
             def run(i=i, child_name=child_name, item_scope=item_scope, token=token, label=label):
-                child = self._run_item(group, child_name, f"{display}({i}:{label})", task, item_scope, ctx, token, i)
+                child = self._run_item(group, child_name, f"{display}({i}:{label})", task, item_scope, ctx, token, i,
+                                       kind)
                 with self.runner.cond:
                     results.append(child)
                     groups[display].append(child)
@@ -541,7 +542,7 @@ class WorkflowRun:
         return group
 
     def _run_item(self, parent: Node, name: str, display: str, task: dict, scope: dict, ctx: Ctx,
-                  token: SlotToken | None, index: int | None) -> Node:
+                  token: SlotToken | None, index: int | None, kind: str) -> Node:
         where = f"{self.name}/{name}"
         try:
             when = substitute(task["when"], scope, f"{where}.when") if task.get("when") else ""
@@ -562,7 +563,21 @@ class WorkflowRun:
             node.loop_index = index
             return node
         holder = {k: task[k] for k in ("template", "templateRef") if k in task}
-        return self.execute(name, display, holder, args, ctx, parent, token, index)
+        node = self.execute(name, display, holder, args, ctx, parent, token, index)
+        hook = (task.get("hooks") or {}).get("exit")
+        if hook and node.completed:
+            self._run_exit_hook(node, hook, {**scope, **node_variables(f"{kind}.{task['name']}", node)}, ctx)
+        return node
+
+    def _run_exit_hook(self, node: Node, hook: dict, scope: dict, ctx: Ctx) -> Node:
+        """A task's exit hook: runs once the task completed, as a child of its node; its phase does not
+        change the DAG's (as in Argo)."""
+        where = f"{self.name}/{node.name}.onExit"
+        args = [{"name": a["name"], "value": substitute(param_string(a.get("value", ""), where), scope,
+                                                         f"{where}.arguments.{a['name']}")}
+                for a in (hook.get("arguments") or {}).get("parameters") or []]
+        holder = {k: hook[k] for k in ("template", "templateRef") if k in hook}
+        return self.execute(f"{node.name}.onExit", f"{node.display_name}.onExit", holder, args, ctx, node, None)
 
     @staticmethod
     def _sequence(seq: dict, where: str) -> list[str]:
@@ -677,21 +692,34 @@ class WorkflowRun:
         body = substitute_tree(tmpl[body_key], scope, f"{where}.{body_key}")
         volumes = {v["name"]: v for v in (self.spec.get("volumes") or [])}
         volumes.update({v["name"]: v for v in (tmpl.get("volumes") or [])})
-        mounts = []
+        mounts, config_maps = [], []
         for vm in body.get("volumeMounts") or []:
             if vm["name"] not in volumes:
                 raise LocalRunError(f"{where}: volumeMount {vm['name']!r} names no volume")
             vol = substitute_tree(volumes[vm["name"]], scope, f"{where}.volumes.{vm['name']}")
             local = self._volume_local(vol, pod_dir, where)
+            if "configMap" in vol:
+                config_maps.append((vol["configMap"], local))
             if vm.get("subPath"):
                 local = local / vm["subPath"]
             mounts.append(Mount(vm["mountPath"], local, bool(vm.get("readOnly"))))
         if not any(m.container_path.rstrip("/") == "/tmp" for m in mounts):
             (pod_dir / "tmp").mkdir(exist_ok=True)
             mounts.append(Mount("/tmp", pod_dir / "tmp"))
+        paths = PathMap(mounts)
+        for cm, local in config_maps:
+            self._write_config_map(cm, local, paths)
         with self.runner.cond:
             node.mounts = {m.container_path: str(m.local_path) for m in mounts}
-        return body, PathMap(mounts), pod_dir, scope
+        return body, paths, pod_dir, scope
+
+    def _write_config_map(self, cm: dict, local: Path, paths: PathMap) -> None:
+        """A mounted ConfigMap's keys as files; container paths inside them point to the local folders."""
+        data = self.runner.store.get("ConfigMap", cm["name"]).get("data") or {}
+        for item in cm.get("items") or [{"key": k, "path": k} for k in data]:
+            value = self.runner.store.config_map_value(cm["name"], item["key"], bool(cm.get("optional")))
+            (local / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (local / item["path"]).write_text(paths.to_local(value or ""))
 
     def _volume_local(self, vol: dict, pod_dir: Path, where: str) -> Path:
         if "hostPath" in vol:
@@ -712,12 +740,6 @@ class WorkflowRun:
         if "configMap" in vol:
             local = pod_dir / "volumes" / vol["name"]
             local.mkdir(parents=True, exist_ok=True)
-            cm = vol["configMap"]
-            items = cm.get("items")
-            data = self.runner.store.get("ConfigMap", cm["name"]).get("data") or {}
-            for item in items or [{"key": k, "path": k} for k in data]:
-                value = self.runner.store.config_map_value(cm["name"], item["key"], bool(cm.get("optional")))
-                (local / item["path"]).write_text(value or "")
             return local
         raise Unsupported(f"{where}.volumes.{vol['name']}", "only hostPath, emptyDir and configMap volumes run locally")
 

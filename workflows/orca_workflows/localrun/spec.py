@@ -46,7 +46,9 @@ VOLUME = {"name": V, "hostPath": {"path": V, "type": V}, "emptyDir": {"medium": 
           "configMap": {"name": V, "optional": V, "defaultMode": NO_LOCAL_EFFECT,
                         "items": _list({"key": V, "path": V, "mode": NO_LOCAL_EFFECT})}}
 TEMPLATE_REF = {"name": V, "template": V}
+EXIT_HOOK = {"exit": {"template": V, "templateRef": TEMPLATE_REF, "arguments": ARGUMENTS}}
 _TASK_COMMON = {"name": V, "template": V, "templateRef": TEMPLATE_REF, "arguments": ARGUMENTS, "when": V,
+                "hooks": EXIT_HOOK,
                 "withItems": V, "withParam": V, "withSequence": {"count": V, "start": V, "end": V, "format": V},
                 "continueOn": {"failed": V, "error": V}}
 DAG_TASK = {**_TASK_COMMON, "dependencies": V, "depends": V}
@@ -65,7 +67,7 @@ TEMPLATE = {
 }
 WORKFLOW_SPEC = {
     "templates": _list(TEMPLATE), "entrypoint": V, "arguments": ARGUMENTS, "volumes": _list(VOLUME),
-    "parallelism": V, "nodeSelector": V, "onExit": V, "hooks": {"exit": {"template": V, "arguments": ARGUMENTS}},
+    "parallelism": V, "nodeSelector": V, "onExit": V, "hooks": EXIT_HOOK,
     "activeDeadlineSeconds": V, "workflowTemplateRef": {"name": V}, "synchronization": SYNC,
     "podMetadata": METADATA, "workflowMetadata": METADATA,
     "serviceAccountName": NO_LOCAL_EFFECT, "automountServiceAccountToken": NO_LOCAL_EFFECT,
@@ -86,7 +88,7 @@ CRON_WORKFLOW = {"apiVersion": V, "kind": V, "metadata": OBJECT_META, "spec": {
 CONFIG_MAP = {"apiVersion": V, "kind": V, "metadata": OBJECT_META, "data": V}
 SCHEMAS = {"Workflow": WORKFLOW, "WorkflowTemplate": WORKFLOW, "CronWorkflow": CRON_WORKFLOW, "ConfigMap": CONFIG_MAP}
 
-_V3_HINTS = {"mutex": "Argo v4 knows only 'mutexes' (a list)", "semaphore": "Argo v4 knows only 'semaphores' (a list)",
+_V3_HINTS = {"running": "lifecycle hooks other than 'exit'", "expression": "lifecycle hooks other than 'exit'","mutex": "Argo v4 knows only 'mutexes' (a list)", "semaphore": "Argo v4 knows only 'semaphores' (a list)",
              "schedule": "Argo v4 CronWorkflows take 'schedules' (a list)", "onExit": "task-level onExit"}
 
 
