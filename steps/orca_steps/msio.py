@@ -81,6 +81,12 @@ def ensure_column(tab, name: str, like: str = "DATA") -> bool:
     desc["name"] = name
     desc.pop("comment", None)
     dminfo = {"TYPE": "StandardStMan", "NAME": f"{name}_stman", "SPEC": {}}
+    like_dm = tab.getdminfo(like)
+    cubes = like_dm.get("SPEC", {}).get("HYPERCUBES", {})
+    if like_dm["TYPE"] in ("TiledColumnStMan", "TiledShapeStMan") and cubes:
+        # Tiled like DATA: whole-row chunks read and write several times faster than StandardStMan.
+        tile = next(iter(cubes.values()))["TileShape"]
+        dminfo = {"TYPE": like_dm["TYPE"], "NAME": f"{name}_stman", "SPEC": {"DEFAULTTILESHAPE": tile}}
     tab.addcols(tables.maketabdesc(tables.makecoldesc(name, desc)), dminfo)
     return True
 

@@ -1,0 +1,230 @@
+"""Benchmark of the Phase 1 steps on a full-size MS (not a test).
+
+A full OVRO-LWA MS (352 antennas, 62,128 rows, 48 channels, 4 correlations, one integration) is
+simulated once into a cache dir and reused. In the same run we time a plain ``shutil.copytree`` of
+that MS, then ``copy``, ``flag-antennas`` and ``apply-calibration``, each in a fresh child process so
+the peak memory (the child's VmHWM, and the tracemalloc peak of Python/numpy allocations) belongs
+to that step alone; casacore is imported before the clock starts. Each step runs ``--repeat`` times
+on a fresh copy; the best and the median are printed with their ratios to the plain copy (the best
+is the steadier figure on a shared machine). Targets: apply-calibration <= 2x the plain copy,
+peak < 1 GB.
+
+If casatasks is importable here, or ``--casa-python`` names an interpreter that has it (with
+``CASASITECONFIG`` set for offline use), CASA applycal is timed on the same MS and tables too.
+
+    .venv/bin/python bench/phase1.py [--cache out/bench-phase1] [--repeat 3] [--casa-python PY]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+N_ANTENNAS = 352
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_APPLY_RATIO = 2.0
+TARGET_PEAK_MB = 1024.0
+
+
+# --- the full-size input, built once --------------------------------------------------------------
+def full_ms(cache: Path) -> tuple[Path, str, str]:
+    """(MS, B table, Xf table) of the full-size simulation, simulated on first use."""
+    marker = cache / "complete.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        if info.get("n_antennas") == N_ANTENNAS and Path(info["ms"]).is_dir():
+            return Path(info["ms"]), info["bp_table"], info["xy_table"]
+    from orca_steps.sim import simulate_ms
+
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    print(f"simulating the full-size MS into {cache} (once) ...", flush=True)
+    start = time.time()
+    entry, _, _ = simulate_ms(cache / "20250615_041823_73MHz_averaged.ms", refs_dir=cache / "refs",
+                              n_antennas=N_ANTENNAS, n_integrations=1)
+    info = {"n_antennas": N_ANTENNAS, "ms": entry["path"], "bp_table": entry["bp_table"],
+            "xy_table": entry["xy_table"], "simulate_s": round(time.time() - start, 1)}
+    marker.write_text(json.dumps(info, indent=1))
+    return Path(info["ms"]), info["bp_table"], info["xy_table"]
+
+
+# --- one measured step, in a child process --------------------------------------------------------
+def _peak_rss_mb() -> float:
+    """High-water resident memory of this process (VmHWM; ru_maxrss survives exec on Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measure(step: str, args: dict, queue) -> None:
+    import tracemalloc
+
+    from casacore import tables  # noqa: F401 - imported before the clock starts, like in a warm pod
+
+    from orca_steps.apply_calibration import apply_calibration
+    from orca_steps.copy_ms import copy_ms
+    from orca_steps.flag_antennas import flag_antennas
+
+    functions = {
+        "plain copytree": lambda: shutil.copytree(args["src"], args["dest"]),
+        "copy": lambda: copy_ms(args["src"], args["work"]),
+        "flag-antennas": lambda: flag_antennas(args["ms"]),
+        "apply-calibration": lambda: apply_calibration(args["ms"], args["bp_table"], args["xy_table"]),
+    }
+    tracemalloc.start()
+    start = time.perf_counter()
+    cpu = time.process_time()
+    functions[step]()
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb(), "traced_mb": traced_peak / 2**20})
+
+
+def measure(step: str, **args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(step, args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{step} failed in its child process (exit {proc.exitcode})")
+    return result
+
+
+# --- CASA applycal, for reference -----------------------------------------------------------------
+CASA_SCRIPT = """
+import json, sys, time
+from casatasks import applycal
+ms, bp, xy = sys.argv[1:4]
+start = time.perf_counter()
+applycal(vis=ms, gaintable=[bp, xy], interp=["linear,linearflag", "linear,linearflag"], calwt=False,
+         flagbackup=False)
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def casa_python(given: str | None) -> str | None:
+    if given:
+        return given
+    try:
+        import casatasks  # noqa: F401
+    except ImportError:
+        return None
+    return sys.executable
+
+
+def measure_casa(python: str, ms: Path, bp: str, xy: str) -> dict:
+    proc = subprocess.run([python, "-c", CASA_SCRIPT, str(ms), bp, xy], capture_output=True, text=True,
+                          cwd=ms.parent)
+    if proc.returncode != 0:
+        raise RuntimeError(f"CASA applycal failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def casa_agreement(ours: Path, casa: Path) -> float:
+    """Largest |ours - CASA| / |CASA| over visibilities neither flags."""
+    import numpy as np
+    from casacore import tables
+
+    from orca_steps.msio import data_row_bytes, row_chunks
+
+    worst = 0.0
+    with tables.table(str(ours), ack=False) as a, tables.table(str(casa), ack=False) as b:
+        for start, n in row_chunks(a.nrows(), data_row_bytes(a)):
+            x, y = a.getcol("CORRECTED_DATA", start, n), b.getcol("CORRECTED_DATA", start, n)
+            ok = ~(a.getcol("FLAG", start, n) | b.getcol("FLAG", start, n)) & (np.abs(y) > 0)
+            if ok.any():
+                worst = max(worst, float(np.max(np.abs(x[ok] - y[ok]) / np.abs(y[ok]))))
+    return worst
+
+
+# --- the run --------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", default=str(ROOT / "out" / "bench-phase1"), help="where the full MS is kept")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per step (best and median are reported)")
+    parser.add_argument("--casa-python", help="a Python with casatasks, for the CASA applycal reference")
+    args = parser.parse_args(argv)
+
+    cache = Path(args.cache)
+    src, bp_table, xy_table = full_ms(cache)
+    scratch = cache / "scratch"
+    runs: dict[str, list[dict]] = {}
+
+    def fresh(name: str) -> Path:
+        path = scratch / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    for k in range(args.repeat):
+        plain = fresh("plain")
+        runs.setdefault("plain copytree", []).append(measure("plain copytree", src=str(src), dest=str(plain / src.name)))
+        work = fresh("work")
+        runs.setdefault("copy", []).append(measure("copy", src=str(src), work=str(work)))
+        ms = work / src.name
+        runs.setdefault("flag-antennas", []).append(measure("flag-antennas", ms=str(ms)))
+        calib = fresh("calib")
+        shutil.copytree(src, calib / src.name)  # a fresh MS without CORRECTED_DATA each time
+        runs.setdefault("apply-calibration", []).append(
+            measure("apply-calibration", ms=str(calib / src.name), bp_table=bp_table, xy_table=xy_table))
+
+    python = casa_python(args.casa_python)
+    casa_ms = None
+    if python:
+        casa_runs = []
+        for k in range(args.repeat):
+            casa_dir = fresh("casa")
+            casa_ms = casa_dir / src.name
+            shutil.copytree(src, casa_ms)
+            casa_runs.append(measure_casa(python, casa_ms, bp_table, xy_table))
+        runs["CASA applycal"] = casa_runs
+
+    plain = runs["plain copytree"]
+    best_plain = min(r["seconds"] for r in plain)
+    median_plain = statistics.median(r["seconds"] for r in plain)
+    size_mb = sum(f.stat().st_size for f in src.rglob("*") if f.is_file()) / 2**20
+    print(f"\nPhase 1 benchmark: {src.name} ({N_ANTENNAS} antennas, {size_mb:.0f} MB), {args.repeat} runs per step;"
+          f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'step':<20}{'best s':>8}{'x plain':>9}{'median s':>10}{'x plain':>9}{'cpu s':>8}"
+          f"{'peak RSS MB':>13}{'numpy peak MB':>15}")
+    for step, results in runs.items():
+        best = min(r["seconds"] for r in results)
+        median = statistics.median(r["seconds"] for r in results)
+        cpu = min(r.get("cpu", float("nan")) for r in results)
+        rss = max(r.get("rss_mb", float("nan")) for r in results)
+        traced = max(r.get("traced_mb", float("nan")) for r in results)
+        print(f"{step:<20}{best:>8.3f}{best / best_plain:>9.2f}{median:>10.3f}{median / median_plain:>9.2f}"
+              f"{cpu:>8.3f}{rss:>13.0f}{traced:>15.0f}")
+    apply = runs["apply-calibration"]
+    ratio = min(r["seconds"] for r in apply) / best_plain
+    peak = max(r["rss_mb"] for step, rs in runs.items() if step != "CASA applycal" for r in rs)
+    print(f"\ntarget apply-calibration <= {TARGET_APPLY_RATIO:.0f}x plain copy (best of {args.repeat}): {ratio:.2f}x "
+          f"({'met' if ratio <= TARGET_APPLY_RATIO else 'NOT met'})")
+    print(f"target peak memory < {TARGET_PEAK_MB:.0f} MB: {peak:.0f} MB ({'met' if peak < TARGET_PEAK_MB else 'NOT met'})")
+    if "CASA applycal" in runs:
+        casa_s = min(r["seconds"] for r in runs["CASA applycal"])
+        print(f"CASA applycal / apply-calibration (best of {args.repeat}): "
+              f"{casa_s / min(r['seconds'] for r in apply):.1f}x (aim: >= 5x)")
+        print(f"largest relative difference to CASA's CORRECTED_DATA: "
+              f"{casa_agreement(scratch / 'calib' / src.name, casa_ms):.2e}")
+    else:
+        print("CASA applycal: not timed (casatasks not importable; see --casa-python)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
