@@ -1,0 +1,142 @@
+"""``orca-argo demo``: simulate a small night and run it through the chart's templates on this machine.
+
+The night (2 subbands x 2 LST hours, a small array, a few integrations) is written where a cluster keeps
+its inputs, under the local folder standing for ``/lustre``; ``/fast`` (NVMe) is another local folder.
+The same rendered YAML as in the chart then runs twice: ``subband-hours`` (hours of a subband chained,
+subbands in parallel, each on its node) and ``subband-dispatch`` (a pool of nodes taking units from one
+queue), each with live progress and a final table of units, nodes, status, times and archive paths.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from orca_steps import config
+
+from .localrun import LocalRunner, final_table, units
+from .localrun.progress import Progress
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_FILES = REPO_ROOT / "charts" / "orca-pipeline" / "files"
+
+SITE_CONFIGMAP = "orca-site-config"
+SITE_CONFIG_KEY = "site.json"
+NODE_LOCKS_CONFIGMAP = "orca-node-locks"
+
+DEMO_DATE = "2025-06-15"
+DEMO_SUBBANDS = ("73MHz", "78MHz")
+DEMO_HOURS = (14, 15)
+SIM_ROOT = "/lustre/pipeline/demo-sim"   # where the simulated night lies, as the pods see it
+
+
+@dataclass
+class DemoSite:
+    """A local stand-in for the cluster: folders for /fast and /lustre, the ConfigMaps, the night."""
+    out: Path
+    fast: Path
+    lustre: Path
+    configmaps: Path
+    site: config.SiteConfig
+    subbands: tuple[str, ...]
+    hours: tuple[int, ...]
+    obs_date: str
+    ms_paths: dict
+
+    @property
+    def volume_roots(self) -> dict[str, Path]:
+        return {"/fast": self.fast, "/lustre": self.lustre}
+
+    def local(self, container_path: str) -> Path:
+        """The local file standing for a path on a node."""
+        for root, local in sorted(self.volume_roots.items(), key=lambda kv: len(kv[0]), reverse=True):
+            if container_path == root or container_path.startswith(root + "/"):
+                return local / container_path[len(root):].lstrip("/")
+        raise ValueError(f"{container_path} lies under neither /fast nor /lustre")
+
+    def container(self, local_path: Path) -> str:
+        """The path on a node of a local file under the /fast or /lustre folder."""
+        local_path = Path(local_path).resolve()
+        for root, local in self.volume_roots.items():
+            if local_path == local or local in local_path.parents:
+                return root + "/" + str(local_path.relative_to(local)) if local_path != local else root
+        raise ValueError(f"{local_path} lies under neither local folder")
+
+    def refs(self, subband: str) -> dict[str, str]:
+        refs = f"{SIM_ROOT}/refs"
+        return {"bp_table": f"{refs}/{subband}.bandpass.B.flagged", "xy_table": f"{refs}/{subband}.xyphase.Xf",
+                "sky_model": f"{refs}/sources.json", "rfi_model": f"{refs}/rfi_ovro.json"}
+
+
+def site_config_maps(site: config.SiteConfig) -> list[dict]:
+    """The two ConfigMaps the chart builds from its values: the site config, one lock per node."""
+    nodes = sorted(set(site.node_map.values()) | set(site.dynamic_pool))
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SITE_CONFIGMAP},
+             "data": {SITE_CONFIG_KEY: site.model_dump_json(indent=1)}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NODE_LOCKS_CONFIGMAP},
+             "data": {node: "1" for node in nodes}}]
+
+
+def prepare_site(out: Path, subbands=DEMO_SUBBANDS, hours=DEMO_HOURS, obs_date: str = DEMO_DATE,
+                 n_integrations: int = 3, **sim) -> DemoSite:
+    """Make the local folders, simulate the night under /lustre, write the ConfigMaps."""
+    from orca_steps.sim import simulate_night
+    out = Path(out).resolve()
+    fast, lustre = out / "fast", out / "lustre"
+    fast.mkdir(parents=True, exist_ok=True)
+    lustre.mkdir(parents=True, exist_ok=True)
+    site = config.site().model_copy(update={"input_root": f"{SIM_ROOT}/input"})
+    demo = DemoSite(out, fast, lustre, out / "configmaps.yaml", site, tuple(subbands), tuple(hours), obs_date, {})
+    night = simulate_night(demo.local(SIM_ROOT), obs_date=obs_date, subbands=list(subbands), lst_hours=list(hours),
+                           n_integrations=n_integrations, **sim)
+    demo.ms_paths = {k: [demo.container(p) for p in v] for k, v in night.ms_paths.items()}
+    demo.configmaps.write_text(yaml.safe_dump_all(site_config_maps(site), sort_keys=False))
+    return demo
+
+
+def run_workflow(demo: DemoSite, target: str, parameters: dict[str, str], name: str,
+                 templates: Path = CHART_FILES, progress: str = "auto", stream=None):
+    """Submit one WorkflowTemplate of the chart and wait for it (children included)."""
+    runner = LocalRunner([templates, demo.configmaps], demo.out / "runs" / name, volume_roots=demo.volume_roots)
+    workflow = runner.submit(target, parameters, generate_name=f"{target}-")
+    display = None if progress == "off" else Progress(runner, stream or sys.stderr,
+                                                      None if progress == "auto" else progress == "live")
+    runner.wait(on_tick=display.tick if display else (lambda: None))
+    return runner, workflow
+
+
+def night_parameters(demo: DemoSite, run_label: str) -> dict[str, str]:
+    sb = demo.subbands[0]
+    return {"subband": ",".join(demo.subbands), "obs_date": demo.obs_date, "run_label": run_label,
+            "lst_start": str(min(demo.hours)), "lst_end": str(max(demo.hours) + 1),
+            **{k: v.replace(sb, "{subband}") if k in ("bp_table", "xy_table") else v
+               for k, v in demo.refs(sb).items()}}
+
+
+def run_demo(out: Path, progress: str = "auto", templates: Path = CHART_FILES) -> int:
+    if not templates.is_dir() or not list(templates.glob("*.yaml")):
+        print(f"orca-argo demo: no rendered templates in {templates}: run `orca-argo render` first", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    print(f"Simulating {len(DEMO_SUBBANDS)} subbands x {len(DEMO_HOURS)} LST hours of {DEMO_DATE} into {out} ...",
+          file=sys.stderr)
+    demo = prepare_site(out)
+    print(f"  done in {time.time() - t0:.0f} s: {sum(len(v) for v in demo.ms_paths.values())} MS under "
+          f"{demo.local(SIM_ROOT + '/input')}", file=sys.stderr)
+    ok = True
+    for target, label, extra in (("subband-hours", "demo-hours", {}),
+                                 ("subband-dispatch", "demo-dispatch", {"dynamic_run_label": "demo-dispatch"})):
+        print(f"\n=== {target}: the night through the rendered chart, pods as local processes ===", file=sys.stderr)
+        runner, workflow = run_workflow(demo, target, {**night_parameters(demo, label), **extra}, label,
+                                        templates, progress)
+        record = runner.record()
+        print(f"\n{target}: {workflow.phase}")
+        print(final_table(record, Path.cwd()))
+        print(f"run record: {runner.record_path}")
+        ok = ok and workflow.phase == "Succeeded" and all(u.status == "Succeeded" for u in units(record))
+    print(json.dumps({"demo": "ok" if ok else "failed", "seconds": round(time.time() - t0)}))
+    return 0 if ok else 1
