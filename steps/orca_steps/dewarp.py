@@ -1,0 +1,145 @@
+"""Step ``dewarp``: undo the ionosphere's smooth position shifts against a reference catalogue.
+
+PyBDSF finds compact sources in the deep I image (in a subprocess: it is noisy and keeps global state);
+they are matched to a VLSSr-format catalogue (74 MHz, fluxes scaled by nu^-0.7, within ``match_arcmin``
+and a flux-ratio window that widens away from 74 MHz). With at least ``min_anchors`` matches the
+offsets are interpolated (thin-plate RBF) into a pixel-shift screen applied to every given image
+(``*_dewarped.fits``). Fewer anchors: the result says "not enough anchors" and nothing is written.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .errors import InputError, ToolFailedError
+from .logs import step_timer
+from .skyimage import SkyImage, load_image, write_image
+
+VLSSR_FREQ_HZ = 74e6
+
+
+class Options(BaseModel):
+    work_dir: str = Field(description="unit work dir; diagnostics go to QA/")
+    deep_image: str = Field(description="deep Stokes I image used to find sources")
+    images: list[str] = Field(default_factory=list, description="images to dewarp (the deep image is always done)")
+    catalogue: str = Field(description="reference catalogue, VLSSr text format (RA h m s, Dec d m s, flux Jy)")
+    match_arcmin: float = Field(5.0, description="match radius")
+    min_anchors: int = Field(6, description="fewest matches for a screen")
+    spectral_index: float = Field(-0.7, description="to scale 74 MHz fluxes")
+    flux_window: float = Field(2.0, description="flux-ratio window at 74 MHz (x that many times |log10(nu/74MHz)|+1)")
+
+
+class Result(BaseModel):
+    status: str
+    n_sources: int
+    n_anchors: int
+    rms_offset_arcmin: float | None
+    dewarped: list[str]
+
+
+def load_vlssr(path: str | Path) -> np.ndarray:
+    """(n, 3) ra_deg, dec_deg, flux_jy from a VLSSr-format text file; '#' lines and headers skipped."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: reference catalogue does not exist")
+    rows = []
+    for line_no, line in enumerate(p.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts or line.lstrip().startswith("#") or not parts[0].lstrip("+-").isdigit():
+            continue
+        try:
+            h, m, s, d, dm, ds, flux = (float(v) for v in parts[:7])
+        except ValueError as exc:
+            raise InputError(f"{p}, line {line_no}: malformed VLSSr entry: {exc}") from exc
+        sign = -1.0 if parts[3].startswith("-") else 1.0
+        rows.append((15 * (h + m / 60 + s / 3600), sign * (abs(d) + dm / 60 + ds / 3600), flux))
+    if not rows:
+        raise InputError(f"{p}: no sources in the reference catalogue")
+    return np.array(rows)
+
+
+_BDSF = """
+import json, sys, bdsf
+img = bdsf.process_image(sys.argv[1], quiet=True, thresh_isl=5.0, thresh_pix=7.0, ncores=1)
+out = [[float(s.posn_sky_max[0]), float(s.posn_sky_max[1]), float(s.peak_flux_max)] for s in img.sources]
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def find_sources(image: Path, work: Path) -> np.ndarray:
+    """PyBDSF sources (ra, dec, peak) of ``image``, run in a subprocess."""
+    out = work / "bdsf_sources.json"
+    proc = subprocess.run([sys.executable, "-c", _BDSF, str(image), str(out)], capture_output=True, text=True, cwd=work)
+    if proc.returncode != 0 or not out.is_file():
+        raise ToolFailedError(f"PyBDSF failed on {image}: {proc.stderr.strip()[-800:]}")
+    return np.array(json.loads(out.read_text())).reshape(-1, 3)
+
+
+def match(found: np.ndarray, ref: np.ndarray, freq_hz: float, opts: Options) -> list[tuple[int, int]]:
+    """(found index, reference index) pairs: nearest within radius and the flux-ratio window."""
+    window = opts.flux_window * (1 + abs(np.log10(freq_hz / VLSSR_FREQ_HZ)))
+    ref_flux = ref[:, 2] * (freq_hz / VLSSR_FREQ_HZ) ** opts.spectral_index
+    pairs = []
+    for i, (ra, dec, flux) in enumerate(found):
+        sep = np.hypot(((ref[:, 0] - ra + 180) % 360 - 180) * np.cos(np.deg2rad(dec)), ref[:, 1] - dec) * 60
+        j = int(np.argmin(sep))
+        if sep[j] <= opts.match_arcmin and 1 / window <= flux / ref_flux[j] <= window:
+            pairs.append((i, j))
+    return pairs
+
+
+def offset_screen(img: SkyImage, found: np.ndarray, ref: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel shift (dx, dy) maps: where each output pixel should sample the warped image."""
+    from scipy.interpolate import RBFInterpolator
+
+    fx, fy = img.world_to_pixel(found[[p[0] for p in pairs], 0], found[[p[0] for p in pairs], 1])
+    rx, ry = img.world_to_pixel(ref[[p[1] for p in pairs], 0], ref[[p[1] for p in pairs], 1])
+    anchors = np.column_stack([rx, ry])
+    shifts = np.column_stack([fx - rx, fy - ry])
+    interp = RBFInterpolator(anchors, shifts, kernel="thin_plate_spline", smoothing=1.0, degree=1)
+    ny, nx = img.data.shape
+    step = 8  # the screen is smooth: evaluate on a coarse grid, then interpolate
+    gy, gx = np.mgrid[0:ny + step:step, 0:nx + step:step]
+    coarse = interp(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gy.shape + (2,))
+    from scipy.ndimage import map_coordinates
+
+    yy, xx = np.mgrid[0:ny, 0:nx] / step
+    return (map_coordinates(coarse[..., 0], [yy, xx], order=1), map_coordinates(coarse[..., 1], [yy, xx], order=1))
+
+
+def dewarp_image(img: SkyImage, dx: np.ndarray, dy: np.ndarray, out: Path) -> Path:
+    from scipy.ndimage import map_coordinates
+
+    ny, nx = img.data.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    data = map_coordinates(img.data, [yy + dy, xx + dx], order=3, mode="constant", cval=np.nan)
+    return write_image(out, img, data)
+
+
+def run(options: Options) -> Result:
+    work = Path(options.work_dir)
+    with step_timer("dewarp", options.work_dir):
+        deep = load_image(options.deep_image, "deep Stokes I image")
+        others = [load_image(p, "image to dewarp") for p in options.images if p != options.deep_image]
+        ref = load_vlssr(options.catalogue)
+        (work / "QA").mkdir(parents=True, exist_ok=True)
+        found = find_sources(deep.path, work / "QA")
+        pairs = match(found, ref, deep.freq_hz, options)
+        if len(pairs) < options.min_anchors:
+            result = Result(status=f"not enough anchors ({len(pairs)} < {options.min_anchors})",
+                            n_sources=len(found), n_anchors=len(pairs), rms_offset_arcmin=None, dewarped=[])
+        else:
+            seps = [np.hypot((found[i, 0] - ref[j, 0]) * np.cos(np.deg2rad(ref[j, 1])), found[i, 1] - ref[j, 1]) * 60
+                    for i, j in pairs]
+            dx, dy = offset_screen(deep, found, ref, pairs)
+            outs = [dewarp_image(img, dx, dy, img.path.with_name(img.path.name.replace(".fits", "_dewarped.fits")))
+                    for img in [deep, *others]]
+            result = Result(status="ok", n_sources=len(found), n_anchors=len(pairs),
+                            rms_offset_arcmin=float(np.sqrt(np.mean(np.square(seps)))), dewarped=[str(p) for p in outs])
+        (work / "QA" / "dewarp.json").write_text(result.model_dump_json(indent=1) + "\n")
+    return result
