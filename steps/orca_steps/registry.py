@@ -10,6 +10,13 @@ STEPS: dict[str, tuple[str, str]] = {
     "simulate": ("simulate", "Write a simulated OVRO-LWA night: input MS tree, cal tables, models, truth."),
     # Work discovery
     "discover": ("discover", "List (subband, LST hour) work units and their MS for a night."),
+    "plan-unit": ("plan_unit", "Resolve one (subband, LST hour): node, NVMe work dir, MS list."),
+    # Orchestration bookkeeping (the Argo templates call these)
+    "collect-ms": ("collect_ms", "Fan-in after Phase 1: list the MS that survived; enforce min_ms_fraction."),
+    "unit-report": ("unit_report", "Exit hook of one hour: report what failed; clean NVMe if asked."),
+    "run-report": ("run_report", "Exit handler of a night: report failed nodes and the queue's states."),
+    "queue-claim": ("queue_claim", "Dispatch: a node's worker takes its next (subband, hour) unit."),
+    "queue-finish": ("queue_finish", "Dispatch: record how a claimed unit ended."),
     # Phase 1, per MS
     "stage-refs": ("stage_refs", "Stage reference files into <work_dir>/refs once, safely under concurrency."),
     "copy": ("copy_ms", "Copy one .ms or .ms.tar from Lustre to the NVMe work dir."),

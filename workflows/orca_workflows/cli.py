@@ -1,5 +1,9 @@
 """``orca-argo``: the Argo side of the pipeline.
 
+  orca-argo render [--out DIR]     regenerate the chart's Argo YAML (DIR, default charts/orca-pipeline/files)
+                                   and its values.yaml (next to DIR)
+  orca-argo validate [FILE ...]    check Argo objects against Argo's CRD schemas made strict, their CEL
+                                   rules and every template/task/parameter reference (default: the chart)
   orca-argo run-local TARGET ...   run rendered Argo YAML on this machine (see --help)
   orca-argo demo --out out/demo    simulate a small night and run it through subband-hours and subband-dispatch
 """
@@ -25,6 +29,34 @@ def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+# --- render and validate (templates, chart) ------------------------------------------------------------
+def add_render(sub) -> None:
+    p = sub.add_parser("render", help="regenerate the chart's Argo YAML and values.yaml from the Hera templates")
+    p.add_argument("--out", default=str(CHART_FILES), help=f"folder for the YAML files (default: {CHART_FILES})")
+
+
+def cmd_render(args) -> int:
+    from .render import render
+    for path in render(Path(args.out)):
+        print(path)
+    return 0
+
+
+def add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="validate Argo objects: strict CRD schema, CEL rules, references")
+    p.add_argument("files", nargs="*", help="YAML files (several documents each); default: the chart's files")
+
+
+def cmd_validate(args) -> int:
+    from .validate import validate_paths
+    problems = validate_paths([Path(f) for f in args.files] or sorted(CHART_FILES.glob("*.yaml")))
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+# --- run-local and demo (local runner) --------------------------------------------------------------------
 def add_run_local(sub) -> None:
     p = sub.add_parser("run-local", help="run rendered Argo YAML on this machine",
                        description="Submit TARGET as `argo submit` would and run it here: every pod is a local "
@@ -81,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orca-argo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    add_render(sub)
+    add_validate(sub)
     add_run_local(sub)
     add_demo(sub)
-    commands = {"run-local": cmd_run_local, "demo": cmd_demo}
+    commands = {"render": cmd_render, "validate": cmd_validate, "run-local": cmd_run_local, "demo": cmd_demo}
     args = parser.parse_args(argv)
     return commands[args.command](args)
 

@@ -1,0 +1,66 @@
+"""Step ``collect-ms``: the fan-in between Phase 1 and Phase 2 of one hour.
+
+Argo hands it the outputs of the Phase 1 pods that succeeded (failed ones are simply absent). It
+writes the MS list for Phase 2 and ``phase1.json`` (which MS failed) into the work dir, and fails the
+hour only when fewer than ``min_ms_fraction`` of the expected MS survived.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from .discover import write_json_atomic
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+
+_logger = get_logger("collect-ms")
+PHASE1_FILE = "phase1.json"
+MS_LIST_FILE = "phase2_ms_paths.json"
+
+
+class Options(BaseModel):
+    ms_paths: list[str] = Field(description="NVMe MS paths from the Phase 1 pods that succeeded")
+    ms_list_file: str = Field(description="JSON list of the hour's source MS (what Phase 1 was given)")
+    min_ms_fraction: float = Field(0.5, ge=0.0, le=1.0,
+                                   description="fail the hour if fewer than this fraction of its MS survived")
+    work_dir: str = Field(description="NVMe work dir of the hour")
+
+
+class Result(BaseModel):
+    ms_list_file: str = Field(description="JSON list of the MS for Phase 2 (pass as --ms_paths @file)")
+    n_expected: int
+    n_prepared: int
+    failed_ms: list[str] = Field(description="source MS whose Phase 1 failed")
+
+
+def nvme_name(src_ms: str) -> str:
+    """The name Phase 1 gives a source MS on NVMe (x.ms.tar -> x.ms)."""
+    return Path(src_ms).name.removesuffix(".tar")
+
+
+def collect_ms(ms_paths: list[str], ms_list_file: str, min_ms_fraction: float, work_dir: str) -> Result:
+    listed = Path(ms_list_file)
+    if not listed.is_file():
+        raise InputError(f"{listed}: MS list file does not exist")
+    expected = json.loads(listed.read_text())
+    prepared = sorted({p for p in ms_paths if Path(p).is_dir()}, key=lambda p: Path(p).name)
+    done = {Path(p).name for p in prepared}
+    failed = [src for src in expected if nvme_name(src) not in done]
+    fraction = len(prepared) / len(expected) if expected else 0.0
+    record = {"expected": expected, "prepared": prepared, "failed": failed, "fraction": round(fraction, 4),
+              "min_ms_fraction": min_ms_fraction}
+    write_json_atomic(Path(work_dir) / PHASE1_FILE, record)
+    out = write_json_atomic(Path(work_dir) / MS_LIST_FILE, prepared)
+    log(_logger, "phase 1 collected", n_expected=len(expected), n_prepared=len(prepared), n_failed=len(failed))
+    if not prepared or fraction < min_ms_fraction:
+        raise InputError(f"{work_dir}: only {len(prepared)} of {len(expected)} MS survived Phase 1 "
+                         f"(min_ms_fraction {min_ms_fraction}); failed: {', '.join(map(nvme_name, failed[:5]))}"
+                         + (" ..." if len(failed) > 5 else ""))
+    return Result(ms_list_file=str(out), n_expected=len(expected), n_prepared=len(prepared), failed_ms=failed)
+
+
+def run(options: Options) -> Result:
+    with step_timer("collect-ms", options.work_dir):
+        return collect_ms(options.ms_paths, options.ms_list_file, options.min_ms_fraction, options.work_dir)

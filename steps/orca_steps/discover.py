@@ -1,0 +1,340 @@
+"""Step ``discover``: turn a night (date, LST range, subbands) into (subband, LST hour) work units.
+
+An LST hour of ``obs_date`` is the first UTC interval on or after ``obs_date`` 00:00 UTC in which the
+local apparent sidereal time runs from ``h`` to ``h+1`` (the simulator uses the same definition). The
+interval may cross UTC midnight, so its files can sit in two date folders. Labels are always 00h..23h:
+an LST range is a list of whole hours (``lst_end`` exclusive, 24 means midnight, ranges wrap), never a
+rounded sidereal time, so orca's 00-24 rounding bug cannot happen.
+
+Input files live under ``<input_root>/<sb>/<YYYY-MM-DD>/<HH>/`` by UTC date and hour, named
+``YYYYMMDD_HHMMSS_<sb>[_averaged].ms[.tar]`` (the time is the integration's start). When both ``x.ms``
+and ``x.ms.tar`` exist the tar is listed. A Sun cut keeps only integrations whose mid-time has the Sun
+below ``sun_max_elevation_deg``. Each unit's MS list is written to ``<list_dir>`` on shared storage, so
+that Argo passes paths, never long lists.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from . import config
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+
+_logger = get_logger("discover")
+SIDEREAL_RATE = 1.00273790935  # sidereal hours per solar hour
+PREVIOUS_NIGHT = "previous-night"
+NIGHT_END_UTC_HOURS = 15  # every OVRO night (Sun below -10 deg) is over by ~14:30 UTC
+_NAME_RE = re.compile(r"^(\d{8}_\d{6})_(\d{2}MHz)(?:_[A-Za-z0-9]+)*\.ms(\.tar)?$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+
+
+# --- Time: IERS offline, LST, the Sun --------------------------------------------------------------
+def _astropy_offline() -> None:
+    """Never download IERS tables in a pod: use the bundled ones, warn when a date is beyond them."""
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
+    iers.conf.iers_degraded_accuracy = "warn"
+
+
+def _location():
+    import astropy.units as u
+    from astropy.coordinates import EarthLocation
+
+    return EarthLocation.from_geodetic(config.OVRO_LON_DEG * u.deg, config.OVRO_LAT_DEG * u.deg,
+                                       config.OVRO_HEIGHT_M * u.m)
+
+
+def local_sidereal_hours(times: list[datetime] | np.ndarray) -> np.ndarray:
+    """Local apparent sidereal time (hours, 0..24) at OVRO for UTC datetimes."""
+    from astropy.time import Time
+
+    _astropy_offline()
+    t = Time(list(np.atleast_1d(times)), scale="utc")
+    return np.asarray(t.sidereal_time("apparent", longitude=config.OVRO_LON_DEG).hour) % 24.0
+
+
+def sun_elevation_deg(times: list[datetime] | np.ndarray) -> np.ndarray:
+    """Elevation of the Sun (deg, no refraction) at OVRO for UTC datetimes, vectorised."""
+    import astropy.units as u
+    from astropy.coordinates import AltAz, get_body
+    from astropy.time import Time
+
+    _astropy_offline()
+    times = list(np.atleast_1d(times))
+    if not times:
+        return np.zeros(0)
+    t = Time(times, scale="utc")
+    frame = AltAz(obstime=t, location=_location())
+    return np.asarray(get_body("sun", t, _location()).transform_to(frame).alt.to_value(u.deg))
+
+
+def parse_obs_date(text: str, now: datetime | None = None) -> str:
+    """``YYYY-MM-DD``, or ``previous-night``: the last night that is over (UTC date of now - 15 h)."""
+    if text == PREVIOUS_NIGHT:
+        now = now or datetime.now(timezone.utc)
+        return (now - timedelta(hours=NIGHT_END_UTC_HOURS)).date().isoformat()
+    try:
+        return date.fromisoformat(text).isoformat()
+    except (TypeError, ValueError):
+        raise InputError(f"obs_date {text!r} is malformed: expected YYYY-MM-DD or '{PREVIOUS_NIGHT}'") from None
+
+
+def lst_hours_in_range(lst_start: int, lst_end: int) -> list[int]:
+    """Whole LST hours from ``lst_start`` up to (not including) ``lst_end``; wraps; 24 is midnight."""
+    if not 0 <= lst_start <= 23 or not 0 <= lst_end <= 24:
+        raise InputError(f"LST range {lst_start}..{lst_end} is malformed: start 0..23, end 0..24 (exclusive)")
+    if lst_start == lst_end:
+        raise InputError(f"LST range {lst_start}..{lst_end} is empty: lst_end is exclusive (use {lst_start + 1})")
+    n = (lst_end - lst_start) % 24 or 24
+    return [(lst_start + k) % 24 for k in range(n)]
+
+
+@lru_cache(maxsize=512)
+def lst_interval(obs_date: str, hour: int) -> tuple[datetime, datetime]:
+    """UTC [start, end) of LST hour ``hour``: its first occurrence on or after ``obs_date`` 00:00 UTC."""
+    midnight = datetime.fromisoformat(parse_obs_date(obs_date)).replace(tzinfo=timezone.utc)
+
+    def first_time_at(lst: float, after: datetime) -> datetime:
+        wait = ((lst - local_sidereal_hours([after])[0]) % 24.0) / SIDEREAL_RATE
+        t = after + timedelta(hours=wait)
+        for _ in range(2):  # refine: apparent sidereal time is not exactly linear in UTC
+            miss = ((lst - local_sidereal_hours([t])[0] + 12.0) % 24.0) - 12.0
+            t += timedelta(hours=miss / SIDEREAL_RATE)
+        return t
+
+    start = first_time_at(float(hour % 24), midnight)
+    end = first_time_at(float((hour + 1) % 24), start + timedelta(minutes=30))
+    return start, end
+
+
+# --- Files -------------------------------------------------------------------------------------------
+def file_start_time(path: str | Path) -> datetime:
+    """UTC start of the integration, from ``YYYYMMDD_HHMMSS_<sb>...`` in the name."""
+    m = _NAME_RE.match(Path(path).name)
+    if not m:
+        raise InputError(f"{path}: name is not YYYYMMDD_HHMMSS_<sb>[_averaged].ms[.tar]")
+    return datetime.strptime(m.group(1), "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
+
+
+def list_input_files(input_root: str | Path, subband: str, start: datetime, end: datetime) -> list[Path]:
+    """MS (or their tars) of ``subband`` whose start time is in [start, end), in time order."""
+    config.check_subband(subband)
+    found: dict[str, Path] = {}
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        folder = Path(input_root) / subband / f"{hour:%Y-%m-%d}" / f"{hour:%H}"
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                m = _NAME_RE.match(entry.name)
+                if not m or m.group(2) != subband:
+                    continue
+                if not start <= file_start_time(entry) < end:
+                    continue
+                if m.group(3) and not entry.is_file() or not m.group(3) and not entry.is_dir():
+                    raise InputError(f"{entry}: expected {'a tar file' if m.group(3) else 'an MS directory'}")
+                stem = entry.name.removesuffix(".tar")
+                if m.group(3) or stem not in found:  # the tar wins, as in orca
+                    found[stem] = entry
+        hour += timedelta(hours=1)
+    return [found[k] for k in sorted(found)]
+
+
+def sun_cut(paths: list[Path], max_elevation_deg: float) -> tuple[list[Path], list[Path]]:
+    """(kept, dropped): keep integrations whose mid-time has the Sun below ``max_elevation_deg``."""
+    mids = [file_start_time(p) + timedelta(seconds=config.INTEGRATION_S / 2) for p in paths]
+    night = sun_elevation_deg(mids) < max_elevation_deg
+    return [p for p, k in zip(paths, night) if k], [p for p, k in zip(paths, night) if not k]
+
+
+def check_ms_files(paths: list[str]) -> list[str]:
+    """Given MS paths must exist (as an MS directory or a tar); returns them unchanged."""
+    missing = [p for p in paths if not (Path(p).exists() or Path(p + ".tar").is_file())]
+    if missing:
+        raise InputError(f"{len(missing)} given MS do not exist, e.g. {missing[0]}")
+    return paths
+
+
+def write_json_atomic(path: str | Path, data) -> Path:
+    """Write JSON under a temporary name, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+# --- Units -------------------------------------------------------------------------------------------
+class WorkUnit(BaseModel):
+    """One (subband, LST hour) of one night: what a subband-pipeline run processes."""
+    id: str
+    subband: str
+    lst_label: str
+    obs_date: str
+    node: str
+    work_dir: str
+    ms_list_file: str
+    n_ms: int
+    n_daylight: int = Field(0, description="integrations dropped by the Sun cut")
+    utc_start: str = ""
+    utc_end: str = ""
+
+
+class HourSpec(BaseModel):
+    """orca's ``hour_specs`` entry: one hour of a chain, optionally with its MS list."""
+    lst_label: str
+    obs_date: str
+    ms_files: list[str] = Field(default_factory=list)
+
+
+def check_label(value: str, what: str) -> str:
+    """Run labels become Kubernetes label values and path parts: keep them to [A-Za-z0-9._-]."""
+    if not _LABEL_RE.match(value or ""):
+        raise InputError(f"{what} {value!r} is malformed: 1-63 characters [A-Za-z0-9._-], "
+                         "starting and ending with a letter or digit")
+    return value
+
+
+def known_nodes(site: config.SiteConfig) -> list[str]:
+    return sorted(set(site.node_map.values()) | set(site.dynamic_pool))
+
+
+def resolve_node(site: config.SiteConfig, subband: str, queue_override: str = "") -> str:
+    """The subband's node from the node map, or ``queue_override`` if it names a known node."""
+    if queue_override:
+        if queue_override not in known_nodes(site):
+            raise InputError(f"queue_override {queue_override!r} is not a known node: {', '.join(known_nodes(site))}")
+        return queue_override
+    return site.node_for(subband)
+
+
+def expand_subbands(subbands: list[str]) -> list[str]:
+    if not subbands or subbands == ["all"]:
+        return list(config.PROCESSED_SUBBANDS)
+    for sb in subbands:
+        config.check_subband(sb)
+        if sb in config.UNUSABLE_SUBBANDS:
+            raise InputError(f"subband {sb} is not processed (unusable)")
+    return list(dict.fromkeys(subbands))
+
+
+def unit_id(subband: str, lst: str, obs_date: str) -> str:
+    return f"{subband}_{lst}_{obs_date}"
+
+
+def make_unit(site: config.SiteConfig, subband: str, hour: int, obs_date: str, run_label: str, list_dir: Path,
+              input_root: str, sun_max_elevation_deg: float, ms_files: list[str] | None = None,
+              queue_override: str = "", nvme_work_dir: str = "") -> tuple[WorkUnit, list[str]]:
+    """One unit and its MS list (given, or listed and Sun-cut); writes the list file."""
+    lst = config.lst_label(hour)
+    start, end = lst_interval(obs_date, hour)
+    dropped: list[Path] = []
+    if ms_files:
+        paths = check_ms_files([str(p) for p in ms_files])
+    else:
+        kept, dropped = sun_cut(list_input_files(input_root, subband, start, end), sun_max_elevation_deg)
+        paths = [str(p) for p in kept]
+    uid = unit_id(subband, lst, obs_date)
+    list_file = write_json_atomic(list_dir / f"{uid}.json", paths)
+    unit = WorkUnit(id=uid, subband=subband, lst_label=lst, obs_date=obs_date,
+                    node=resolve_node(site, subband, queue_override),
+                    work_dir=nvme_work_dir or config.work_dir(site.nvme_root, lst, obs_date, run_label, subband),
+                    ms_list_file=str(list_file), n_ms=len(paths), n_daylight=len(dropped),
+                    utc_start=start.isoformat(timespec="seconds"), utc_end=end.isoformat(timespec="seconds"))
+    return unit, paths
+
+
+def default_list_dir(site: config.SiteConfig, run_label: str) -> Path:
+    return Path(site.runs_root) / run_label / "units"
+
+
+class Options(BaseModel):
+    obs_date: str = Field(description="night to process: YYYY-MM-DD (UTC date on which its LST hours start) "
+                          f"or '{PREVIOUS_NIGHT}'")
+    lst_start: int = Field(0, description="first LST hour (0-23)")
+    lst_end: int = Field(24, description="LST hour to stop before (1-24, exclusive; wraps, e.g. 22 -> 2)")
+    subbands: list[str] = Field(default_factory=lambda: ["all"], description="subband labels, or 'all'")
+    hour_specs: list[HourSpec] = Field(default_factory=list,
+                                       description="orca's hour_specs: [{lst_label, obs_date, ms_files?}]; "
+                                                   "replaces obs_date and the LST range when given")
+    run_label: str = Field(description="pipeline run label (path part and Kubernetes label)")
+    queue_override: str = Field("", description="run every unit on this node instead of the node map's")
+    sun_max_elevation_deg: float = Field(-10.0, description="keep integrations with the Sun below this elevation")
+    input_root: str = Field("", description="input tree root (default: the site's input_root)")
+    list_dir: str = Field("", description="where MS list files go (default: <runs_root>/<run_label>/units)")
+    dynamic_run_label: str = Field("", description="also create (or resume) the dispatch queue of this name")
+
+
+class Result(BaseModel):
+    obs_date: str
+    units: list[WorkUnit]
+    chains: list[dict] = Field(description="per subband: {subband, node, hours: [{lst_label, obs_date, "
+                                           "ms_list_file}]}")
+    pool: list[str] = Field(description="the site's dynamic pool (dispatch workers)")
+    skipped: list[dict] = Field(description="(subband, hour) without any night-time MS, and why")
+    list_dir: str
+    queue_file: str
+    n_units: int
+    n_ms: int
+
+
+def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
+    """All work units of a night, their MS list files, per-subband chains and (optionally) the queue."""
+    site = site or config.site()
+    run_label = check_label(options.run_label, "run_label")
+    subbands = expand_subbands(options.subbands)
+    obs_date = parse_obs_date(options.obs_date)
+    if options.hour_specs:
+        specs = [HourSpec(lst_label=config.lst_label(config.parse_lst_label(s.lst_label)),
+                          obs_date=parse_obs_date(s.obs_date), ms_files=s.ms_files) for s in options.hour_specs]
+        if any(s.ms_files for s in specs) and len(subbands) != 1:
+            raise InputError("hour_specs with ms_files need exactly one subband")
+    else:
+        specs = [HourSpec(lst_label=config.lst_label(h), obs_date=obs_date)
+                 for h in lst_hours_in_range(options.lst_start, options.lst_end)]
+    list_dir = Path(options.list_dir) if options.list_dir else default_list_dir(site, run_label)
+    input_root = options.input_root or site.input_root
+    units, skipped = [], []
+    for sb in subbands:
+        for spec in specs:
+            unit, _ = make_unit(site, sb, config.parse_lst_label(spec.lst_label), spec.obs_date, run_label,
+                                list_dir, input_root, options.sun_max_elevation_deg, spec.ms_files,
+                                options.queue_override)
+            if unit.n_ms:
+                units.append(unit)
+            else:
+                reason = "all integrations in daylight" if unit.n_daylight else "no input files"
+                skipped.append({"subband": sb, "lst_label": spec.lst_label, "obs_date": spec.obs_date,
+                                "reason": reason})
+                log(_logger, "no work for unit", unit=unit.id, reason=reason)
+    chains = []
+    for sb in subbands:
+        hours = [{"lst_label": u.lst_label, "obs_date": u.obs_date, "ms_list_file": u.ms_list_file}
+                 for u in units if u.subband == sb]
+        if hours:
+            chains.append({"subband": sb, "node": resolve_node(site, sb, options.queue_override), "hours": hours})
+    queue_file = ""
+    if options.dynamic_run_label:
+        from .work_queue import create_or_resume, queue_path
+
+        label = check_label(options.dynamic_run_label, "dynamic_run_label")
+        queue_file = str(create_or_resume(queue_path(site, label), label, units))
+    return Result(obs_date=obs_date, units=units, chains=chains, pool=list(site.dynamic_pool), skipped=skipped,
+                  list_dir=str(list_dir), queue_file=queue_file, n_units=len(units),
+                  n_ms=sum(u.n_ms for u in units))
+
+
+def run(options: Options) -> Result:
+    with step_timer("discover", obs_date=options.obs_date):
+        return discover(options)
