@@ -82,14 +82,16 @@ def site_config_maps(site: config.SiteConfig) -> list[dict]:
 
 
 def prepare_site(out: Path, subbands=DEMO_SUBBANDS, hours=DEMO_HOURS, obs_date: str = DEMO_DATE,
-                 n_integrations: int = 3, **sim) -> DemoSite:
-    """Make the local folders, simulate the night under /lustre, write the ConfigMaps."""
+                 n_integrations: int = 3, site_overrides: dict | None = None, **sim) -> DemoSite:
+    """Make the local folders, simulate the night under /lustre, write the ConfigMaps
+    (the site config is this machine's, with the simulated inputs and ``site_overrides``)."""
     from orca_steps.sim import simulate_night
     out = Path(out).resolve()
     fast, lustre = out / "fast", out / "lustre"
     fast.mkdir(parents=True, exist_ok=True)
     lustre.mkdir(parents=True, exist_ok=True)
-    site = config.site().model_copy(update={"input_root": f"{SIM_ROOT}/input"})
+    site = config.SiteConfig(**{**config.site().model_dump(), "input_root": f"{SIM_ROOT}/input",
+                                **(site_overrides or {})})
     demo = DemoSite(out, fast, lustre, out / "configmaps.yaml", site, tuple(subbands), tuple(hours), obs_date, {})
     night = simulate_night(demo.local(SIM_ROOT), obs_date=obs_date, subbands=list(subbands), lst_hours=list(hours),
                            n_integrations=n_integrations, **sim)

@@ -146,3 +146,35 @@ def final_table(record: dict, cwd: Path | None = None) -> str:
         wrows.append([wf["name"], wf.get("workflowTemplate") or "-", wf["phase"], fmt_duration(dur),
                       (wf.get("message") or "")[:80]])
     return text + "\n\n" + table(wrows, ["WORKFLOW", "TEMPLATE", "PHASE", "DURATION", "MESSAGE"])
+
+
+def unit_spans(record: dict) -> dict[str, list[tuple[float, float, tuple]]]:
+    """Per node (hostname): (first pod start, last pod end, unit) of every unit that ran pods there."""
+    spans: dict[tuple[str, tuple], list[float]] = {}
+    by_name = {w["name"]: w for w in record["workflows"]}
+    for wf in record["workflows"]:
+        wf_labels = _workflow_labels(wf, by_name)
+        for node in wf["nodes"]:
+            if node["type"] != "Pod" or not node.get("host") or not node.get("started_at"):
+                continue
+            key = _unit_key({**wf_labels, **(node.get("labels") or {})})
+            if key is None:
+                continue
+            span = spans.setdefault((node["host"], key), [node["started_at"], node["finished_at"] or time.time()])
+            span[0] = min(span[0], node["started_at"])
+            span[1] = max(span[1], node["finished_at"] or time.time())
+    out: dict[str, list] = {}
+    for (host, key), (start, end) in spans.items():
+        out.setdefault(host, []).append((start, end, key))
+    return {host: sorted(v) for host, v in out.items()}
+
+
+def node_overlaps(record: dict) -> list[tuple[str, tuple, tuple]]:
+    """(node, unit, unit) for every two units whose pods were on one node at the same time."""
+    clashes = []
+    for host, spans in unit_spans(record).items():
+        for i, (s1, e1, k1) in enumerate(spans):
+            for s2, e2, k2 in spans[i + 1:]:
+                if k1 != k2 and s2 < e1:
+                    clashes.append((host, k1, k2))
+    return clashes
