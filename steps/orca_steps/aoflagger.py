@@ -1,0 +1,102 @@
+"""Step ``aoflagger``: flag RFI in the concat MS with the AOFlagger command line and a Lua strategy.
+
+orca runs a strategy tuned for the OVRO-LWA (``LWA_opt_GH1.lua``) given by the user; without one we
+use AOFlagger's bundled generic strategy from the Debian package. The result reports the flagged
+fraction before and after, counted from FLAG in row chunks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from . import msstate
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+from .msio import open_ms, row_chunks
+from .tools import require_tool, run_tool
+
+_logger = get_logger("aoflagger")
+# Where the Debian package (and a from-source install) put the bundled strategies.
+STRATEGY_DIRS = ("/usr/share/aoflagger/strategies", "/usr/local/share/aoflagger/strategies")
+DEFAULT_STRATEGY_NAME = "generic-default.lua"
+
+
+class Options(BaseModel):
+    ms: str = Field(description="MS to flag in place (the re-centred concat)")
+    strategy: str | None = Field(None, description="Lua strategy file (orca: LWA_opt_GH1.lua); "
+                                                   "default: AOFlagger's bundled generic-default.lua")
+    column: str = Field("CORRECTED_DATA", description="data column AOFlagger reads")
+    threads: int | None = Field(None, description="AOFlagger -j (default: one thread per core)")
+
+
+class Result(BaseModel):
+    ms_path: str
+    strategy: str
+    column: str
+    flagged_before: float = Field(description="fraction of FLAG set before")
+    flagged_after: float = Field(description="fraction of FLAG set after")
+    seconds: float = Field(description="wall time of the aoflagger call")
+    log_file: str
+    reused: bool = Field(False, description="the MS was already flagged with this strategy; AOFlagger did not run")
+
+
+def default_strategy() -> Path:
+    """AOFlagger's bundled generic strategy, wherever the installed package keeps it."""
+    for folder in STRATEGY_DIRS:
+        candidate = Path(folder) / DEFAULT_STRATEGY_NAME
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"AOFlagger's bundled strategy {DEFAULT_STRATEGY_NAME} is not in any of "
+                     f"{', '.join(STRATEGY_DIRS)}; pass --strategy")
+
+
+def flagged_fraction(ms: str | Path) -> float:
+    """Fraction of FLAG values set, over the whole MS, read in row chunks."""
+    flagged = total = 0
+    with open_ms(ms) as tab:
+        n_rows = tab.nrows()
+        if n_rows == 0:
+            return 0.0
+        row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape))
+        for start, n in row_chunks(n_rows, row_bytes):
+            flags = tab.getcol("FLAG", startrow=start, nrow=n)
+            flagged += int(np.count_nonzero(flags))
+            total += flags.size
+    return flagged / total
+
+
+def run_aoflagger(ms: str | Path, strategy: str | Path | None = None, column: str = "CORRECTED_DATA",
+                  threads: int | None = None, log_file: str | Path | None = None) -> Result:
+    """Run ``aoflagger -strategy S -column C ms``; returns the flagged fractions and the tool's time."""
+    require_tool("aoflagger")
+    strategy = Path(strategy) if strategy else default_strategy()
+    if not strategy.is_file():
+        raise InputError(f"{strategy}: AOFlagger strategy file does not exist")
+    with open_ms(ms) as tab:
+        if column not in tab.colnames():
+            raise InputError(f"{ms}: has no {column} column for AOFlagger to read")
+    log_file = Path(log_file) if log_file else Path(ms).parent / "logs" / "aoflagger.log"
+    before = flagged_fraction(ms)
+    done = msstate.done_info(ms, "aoflagger")
+    if done == {"strategy": str(strategy), "column": column}:
+        log(_logger, "already flagged with this strategy", ms=str(ms), strategy=str(strategy))
+        return Result(ms_path=str(ms), strategy=str(strategy), column=column, flagged_before=before,
+                      flagged_after=before, seconds=0.0, log_file=str(log_file), reused=True)
+    args = ["aoflagger", "-strategy", str(strategy), "-column", column]
+    if threads:
+        args += ["-j", str(int(threads))]
+    # Flags are only ever added, so a killed run leaves a usable MS: no in-progress mark is needed.
+    seconds = run_tool([*args, str(ms)], log_file=log_file)
+    msstate.record_done(ms, "aoflagger", {"strategy": str(strategy), "column": column})
+    after = flagged_fraction(ms)
+    log(_logger, "aoflagger finished", ms=str(ms), strategy=str(strategy), flagged_before=round(before, 4),
+        flagged_after=round(after, 4))
+    return Result(ms_path=str(ms), strategy=str(strategy), column=column, flagged_before=before,
+                  flagged_after=after, seconds=seconds, log_file=str(log_file))
+
+
+def run(options: Options) -> Result:
+    with step_timer("aoflagger", Path(options.ms).parent):
+        return run_aoflagger(options.ms, options.strategy, options.column, options.threads)

@@ -1,0 +1,298 @@
+"""Step ``concat``: join the Phase 1 outputs of one subband-hour into ``<work_dir>/<sb>_concat.ms``.
+
+Rows are in time order. An input that cannot be read, or that disagrees with the majority (other
+channels, antennas, correlations, data columns) or repeats a time already covered, is dropped with
+its reason in the result and in ``<sb>_concat.json`` (orca scraped CASA's log for this, and retried).
+
+Each input keeps its own FIELD row (its zenith at that integration) and its rows keep pointing at it
+through FIELD_ID, so fix-field can record every row's phase centre before it merges the fields.
+
+Resume: the MS is built under a temporary name, renamed, and only then is ``<sb>_concat.json``
+written, recording the inputs. A concat is reused when that record matches the requested inputs and
+no later in-place step left it half-written; otherwise it is rebuilt. Inputs are only read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from . import msstate
+from .config import check_subband
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+from .msio import check_ms, open_table, row_chunks
+
+_logger = get_logger("concat")
+DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
+
+
+class Options(BaseModel):
+    ms_paths: list[str] = Field(description="Phase 1 outputs (MS on NVMe) of one subband-hour, any order")
+    work_dir: str = Field(description="NVMe work dir of the unit; the concat is written here")
+    subband: str = Field(description="subband label, e.g. 73MHz (names the output <sb>_concat.ms)")
+
+
+class Dropped(BaseModel):
+    path: str
+    reason: str
+
+
+class Result(BaseModel):
+    concat_ms: str
+    record: str = Field(description="JSON file with inputs, used and dropped MS")
+    n_inputs: int
+    used: list[str] = Field(description="MS joined, in time order")
+    dropped: list[Dropped]
+    n_rows: int
+    reused: bool = Field(description="an existing complete concat of the same inputs was kept")
+
+
+@dataclass
+class _Input:
+    path: str
+    t_start: float
+    t_end: float
+    nrows: int
+    time_sorted: bool
+    signature: dict
+
+
+def concat_paths(work_dir: str | Path, subband: str) -> tuple[Path, Path]:
+    """The concat MS and its completion record for one unit."""
+    check_subband(subband)
+    out = Path(work_dir) / f"{subband}_concat.ms"
+    return out, out.with_suffix(".json")
+
+
+# --- inspecting the inputs -------------------------------------------------------------------------
+def _signature(path: Path, tab) -> dict:
+    """What must agree between inputs for their rows to share one MS."""
+    def col(sub: str, name: str) -> list:
+        with open_table(path / sub) as t:
+            return [np.asarray(t.getcell(name, i)).tolist() for i in range(t.nrows())]
+
+    with open_table(path / "ANTENNA") as ant:
+        positions = np.round(np.asarray(ant.getcol("POSITION"), dtype=float), 3).tolist() if ant.nrows() else []
+        antennas = list(zip(ant.getcol("NAME"), map(tuple, positions))) if ant.nrows() else []
+    return {
+        "channels": [np.round(f, 1).tolist() for f in col("SPECTRAL_WINDOW", "CHAN_FREQ")],
+        "correlations": col("POLARIZATION", "CORR_TYPE"),
+        "data descriptions": list(zip(col("DATA_DESCRIPTION", "SPECTRAL_WINDOW_ID"),
+                                      col("DATA_DESCRIPTION", "POLARIZATION_ID"))),
+        "antennas": antennas,
+        "columns": sorted(tab.colnames()),
+    }
+
+
+def _inspect(path: str) -> _Input:
+    """Read what concat needs to know about one input; InputError if it cannot be read."""
+    p = check_ms(path)
+    with open_table(p) as tab:
+        try:
+            nrows = tab.nrows()
+            if nrows == 0:
+                raise InputError(f"{p}: has no rows")
+            times = tab.getcol("TIME")
+            for column in DATA_COLUMNS:
+                if column in tab.colnames():
+                    tab.getcell(column, nrows - 1)  # a truncated data file fails here, not mid-concat
+            signature = _signature(p, tab)
+        except RuntimeError as exc:
+            raise InputError(f"{p}: unreadable: {exc}") from exc
+    return _Input(str(p), float(times.min()), float(times.max()), nrows,
+                  bool(np.all(np.diff(times) >= 0)), signature)
+
+
+def _freq_text(channels: list) -> str:
+    return "; ".join(f"{len(f)} channels {f[0] / 1e6:.3f}-{f[-1] / 1e6:.3f} MHz" if f else "0 channels"
+                     for f in channels)
+
+
+def _difference(sig: dict, ref: dict) -> str:
+    """Why ``sig`` does not match the reference signature, in words."""
+    if sig["channels"] != ref["channels"]:
+        return f"spectral windows differ: {_freq_text(sig['channels'])}, expected {_freq_text(ref['channels'])}"
+    if sig["correlations"] != ref["correlations"]:
+        return f"correlations differ: CORR_TYPE {sig['correlations']}, expected {ref['correlations']}"
+    if sig["data descriptions"] != ref["data descriptions"]:
+        return "DATA_DESCRIPTION table differs"
+    if sig["antennas"] != ref["antennas"]:
+        names, ref_names = [a[0] for a in sig["antennas"]], [a[0] for a in ref["antennas"]]
+        if names != ref_names:
+            return f"antennas differ: {len(names)} antennas, expected {len(ref_names)} in the same order"
+        return "antenna positions differ"
+    missing = sorted(set(ref["columns"]) - set(sig["columns"]))
+    extra = sorted(set(sig["columns"]) - set(ref["columns"]))
+    parts = [f"no {c} (the others have it)" for c in missing] + [f"extra column {c}" for c in extra]
+    return "; ".join(parts) or "differs from the others"
+
+
+def select_inputs(ms_paths: list[str]) -> tuple[list[_Input], list[Dropped]]:
+    """Inspect the inputs; keep those agreeing with the majority, in time order, without overlaps."""
+    inspected, dropped = [], []
+    for path in ms_paths:
+        try:
+            inspected.append(_inspect(path))
+        except InputError as exc:
+            dropped.append(Dropped(path=str(path), reason=str(exc)))
+    if not inspected:
+        return [], dropped
+    inspected.sort(key=lambda i: (i.t_start, i.path))
+    keys = [json.dumps(i.signature) for i in inspected]
+    counts = Counter(keys)
+    reference = inspected[max(range(len(keys)), key=lambda k: (counts[keys[k]], -k))].signature  # majority, earliest
+    used: list[_Input] = []
+    for item in inspected:
+        if item.signature != reference:
+            dropped.append(Dropped(path=item.path, reason=_difference(item.signature, reference)))
+        elif used and item.t_start <= used[-1].t_end:
+            dropped.append(Dropped(path=item.path, reason=f"overlaps in time with {used[-1].path}"))
+        else:
+            used.append(item)
+    return used, dropped
+
+
+# --- writing ---------------------------------------------------------------------------------------
+def _max_row_bytes(tab) -> int:
+    widest = 8
+    for column in tab.colnames():
+        if tab.iscelldefined(column, 0):
+            cell = np.asarray(tab.getcell(column, 0))
+            widest = max(widest, cell.nbytes)
+    return widest
+
+
+def _append(out, item: _Input, field_offset: int) -> None:
+    """Append all rows of one input to the open output table, column by column, in row chunks."""
+    from casacore import tables
+
+    src = tables.table(item.path, ack=False)
+    try:
+        view = src if item.time_sorted else src.sort("TIME")
+        start_out = out.nrows()
+        out.addrows(item.nrows)
+        columns = [c for c in out.colnames() if view.iscelldefined(c, 0)]
+        for start, n in row_chunks(item.nrows, _max_row_bytes(view)):
+            for column in columns:
+                values = view.getcol(column, startrow=start, nrow=n)
+                if column == "FIELD_ID":
+                    values = values + field_offset
+                out.putcol(column, values, startrow=start_out + start, nrow=n)
+        if view is not src:
+            view.close()
+    finally:
+        src.close()
+
+
+def _copy_subtables(first: str, out_path: Path, used: list[_Input]) -> list[int]:
+    """Fill the output's sub-tables from the first input; FIELD gets every input's rows.
+
+    Returns each input's offset into the output FIELD table.
+    """
+    with open_table(first) as src:
+        subtables = [k for k in src.keywordnames() if isinstance(src.getkeyword(k), str)
+                     and src.getkeyword(k).startswith("Table: ")]
+    for name in subtables:
+        if name == "FIELD":
+            continue
+        with open_table(Path(first) / name) as s, open_table(out_path / name, readonly=False) as o:
+            if s.nrows():
+                s.copyrows(o)
+    offsets = []
+    with open_table(out_path / "FIELD", readonly=False) as field_out:
+        for item in used:
+            offsets.append(field_out.nrows())
+            with open_table(Path(item.path) / "FIELD") as s:
+                s.copyrows(field_out)
+    with open_table(out_path / "OBSERVATION", readonly=False) as obs:
+        if obs.nrows():
+            obs.putcell("TIME_RANGE", 0, np.array([used[0].t_start, used[-1].t_end]))
+    return offsets
+
+
+def _build(used: list[_Input], out_ms: Path) -> int:
+    from casacore import tables
+
+    partial = out_ms.with_name(out_ms.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with open_table(used[0].path) as first:
+        first.copy(str(partial), deep=True, copynorows=True).close()
+    offsets = _copy_subtables(used[0].path, partial, used)
+    out = tables.table(str(partial), readonly=False, ack=False)
+    try:
+        for item, offset in zip(used, offsets):
+            _append(out, item, offset)
+        n_rows = out.nrows()
+    finally:
+        out.close()
+    shutil.rmtree(out_ms, ignore_errors=True)
+    partial.rename(out_ms)
+    return n_rows
+
+
+def _reusable(out_ms: Path, record: Path, inputs: list[str]) -> dict | None:
+    """The completion record if ``out_ms`` is a complete, consistent concat of ``inputs``."""
+    if not (record.is_file() and out_ms.is_dir()):
+        return None
+    try:
+        done = json.loads(record.read_text())
+    except json.JSONDecodeError:
+        return None
+    if done.get("inputs") != inputs:
+        return None
+    try:
+        if msstate.interrupted_step(out_ms) is not None:
+            return None
+        with open_table(out_ms) as tab:
+            if tab.nrows() != done.get("n_rows"):
+                return None
+    except InputError:
+        return None
+    return done
+
+
+def concatenate_ms(ms_paths: list[str], out_ms: str | Path) -> Result:
+    """Concatenate ``ms_paths`` (time-sorted) into ``out_ms``; reuse it if already complete.
+
+    Raises InputError if no input is usable, naming every input and why it was dropped.
+    """
+    out_ms = Path(out_ms)
+    record = out_ms.with_suffix(".json")
+    inputs = sorted(os.path.abspath(p) for p in ms_paths)
+    if not inputs:
+        raise InputError(f"{out_ms}: no input MS given to concatenate")
+    done = _reusable(out_ms, record, inputs)
+    if done is not None:
+        log(_logger, "reusing complete concat", ms=str(out_ms), n_rows=done["n_rows"])
+        return Result(concat_ms=str(out_ms), record=str(record), n_inputs=len(inputs), used=done["used"],
+                      dropped=[Dropped(**d) for d in done["dropped"]], n_rows=done["n_rows"], reused=True)
+    record.unlink(missing_ok=True)
+    used, dropped = select_inputs(inputs)
+    for d in dropped:
+        log(_logger, "dropping input MS", level=30, path=d.path, reason=d.reason)
+    if not used:
+        reasons = "; ".join(f"{Path(d.path).name}: {d.reason}" for d in dropped)
+        raise InputError(f"{out_ms}: no valid input MS among {len(inputs)}: {reasons}")
+    out_ms.parent.mkdir(parents=True, exist_ok=True)
+    n_rows = _build(used, out_ms)
+    result = Result(concat_ms=str(out_ms), record=str(record), n_inputs=len(inputs), used=[u.path for u in used],
+                    dropped=dropped, n_rows=n_rows, reused=False)
+    body = {"inputs": inputs, "used": result.used, "dropped": [d.model_dump() for d in dropped], "n_rows": n_rows,
+            "time_range": [used[0].t_start, used[-1].t_end]}
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n")
+    os.replace(tmp, record)
+    return result
+
+
+def run(options: Options) -> Result:
+    out_ms, _ = concat_paths(options.work_dir, options.subband)
+    with step_timer("concat", options.work_dir, subband=options.subband):
+        return concatenate_ms(options.ms_paths, out_ms)

@@ -1,0 +1,278 @@
+"""Step ``hot-baselines``: find baselines (and antennas) with excess amplitude and flag them.
+
+orca's two analyses of the per-baseline, per-correlation mean |V| over time and channel (from
+CORRECTED_DATA, unflagged samples only, read in row chunks):
+1. amplitude vs baseline length: per correlation, sort the baselines by length and flag those above
+   a rolling median + ``uv_sigma`` (7) x 1.4826 x rolling MAD envelope. Baselines shorter than
+   ``uv_cut_lambda`` (4) wavelengths, and those of dead antennas (median below 0.2 x the array's), are
+   left out of the fit;
+2. cross-hand heatmap: (|XY| + |YX|) / 2 per baseline, without the short and the pass-1 baselines;
+   flag those above median + ``sigma`` (5) x 1.4826 x MAD.
+An antenna with more than ``antenna_fraction`` (25 %) of its baselines flagged is bad as a whole.
+Writes ``QA/hot_baselines_report.txt``, ``QA/hot_baselines_amp_vs_uv.png`` and
+``QA/hot_baselines_heatmap.png``, then flags the MS (bad antennas, then the remaining bad baselines).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from pydantic import BaseModel, Field
+
+from . import msstate
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+from .msio import antenna_positions, open_ms, row_chunks, spectral_windows
+
+_logger = get_logger("hot-baselines")
+C_M_S = 299792458.0
+CORRELATIONS = ("XX", "XY", "YX", "YY")
+MAD_TO_SIGMA = 1.4826
+DEAD_FRACTION = 0.2  # orca: an antenna whose median |V| is below this fraction of the array's is dead
+
+
+class Options(BaseModel):
+    ms: str = Field(description="MS to analyse and flag in place (the concat)")
+    work_dir: str | None = Field(None, description="QA/ goes here (default: the MS's folder)")
+    column: str = Field("CORRECTED_DATA", description="data column analysed")
+    uv_sigma: float = Field(7.0, description="amplitude-vs-length envelope: rolling median + uv_sigma x MAD_std")
+    sigma: float = Field(5.0, description="cross-hand heatmap threshold: median + sigma x MAD_std")
+    uv_cut_lambda: float = Field(4.0, description="baselines shorter than this many wavelengths are ignored")
+    antenna_fraction: float = Field(0.25, description="an antenna is bad if more than this fraction of its baselines are")
+    uv_window: int = Field(400, description="baselines in the rolling window of the amplitude-vs-length fit")
+    apply_flags: bool = Field(True, description="flag the bad antennas and baselines in the MS")
+
+
+class Result(BaseModel):
+    ms_path: str
+    report: str
+    plots: list[str]
+    uv_outliers: list[tuple[int, int]] = Field(description="baselines (correlator indices) found by analysis 1")
+    heatmap_outliers: list[tuple[int, int]] = Field(description="baselines found by analysis 2")
+    bad_antennas: list[int]
+    flagged_baselines: list[tuple[int, int]] = Field(description="baselines flagged besides the bad antennas'")
+    rows_flagged: int
+    reused: bool = Field(False, description="the MS had been analysed and flagged already")
+
+
+# --- statistics ------------------------------------------------------------------------------------
+def mean_amplitudes(ms: str | Path, column: str = "CORRECTED_DATA") -> np.ndarray:
+    """Mean |V| over time and channel of unflagged samples, (n_ant, n_ant, 4), upper triangle; NaN if none."""
+    names, _ = antenna_positions(ms)
+    n_ant = len(names)
+    sums = np.zeros((n_ant * n_ant, 4))
+    counts = np.zeros((n_ant * n_ant, 4))
+    with open_ms(ms) as tab:
+        if column not in tab.colnames():
+            raise InputError(f"{ms}: has no {column} column to analyse")
+        n_rows = tab.nrows()
+        row_bytes = int(np.prod(tab.getcell(column, 0).shape)) * 9 if n_rows else 8
+        for start, n in row_chunks(n_rows, row_bytes):
+            a1 = tab.getcol("ANTENNA1", startrow=start, nrow=n)
+            a2 = tab.getcol("ANTENNA2", startrow=start, nrow=n)
+            good = ~tab.getcol("FLAG", startrow=start, nrow=n)
+            amp = np.abs(tab.getcol(column, startrow=start, nrow=n)) * good
+            index = np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)
+            for c in range(4):
+                sums[:, c] += np.bincount(index, amp[:, :, c].sum(axis=1), minlength=n_ant * n_ant)
+                counts[:, c] += np.bincount(index, good[:, :, c].sum(axis=1), minlength=n_ant * n_ant)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / counts, np.nan).reshape(n_ant, n_ant, 4)
+    mean[np.tril_indices(n_ant)] = np.nan  # autocorrelations and the lower triangle
+    return mean
+
+
+def rolling_envelope(values: np.ndarray, window: int, sigma: float) -> np.ndarray:
+    """Rolling median + sigma x 1.4826 x rolling MAD, centred windows clamped at the ends."""
+    n = values.size
+    w = max(1, min(window, n))
+    starts = np.clip(np.arange(n) - w // 2, 0, n - w)
+
+    def rolling_median(x: np.ndarray) -> np.ndarray:
+        windows = sliding_window_view(x, w)
+        medians = np.concatenate([np.median(windows[k:k + 4096], axis=1) for k in range(0, len(windows), 4096)])
+        return medians[starts]
+
+    median = rolling_median(values)
+    mad = rolling_median(np.abs(values - median))
+    return median + sigma * MAD_TO_SIGMA * mad
+
+
+def _pairs(mask: np.ndarray) -> list[tuple[int, int]]:
+    return [(int(p), int(q)) for p, q in zip(*np.nonzero(mask))]
+
+
+def amp_vs_uv_outliers(mean: np.ndarray, lengths: np.ndarray, min_length: float, sigma: float,
+                       window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Analysis 1: (n_ant, n_ant) mask of outliers, the mask of baselines fitted, the dead antennas."""
+    n_ant = mean.shape[0]
+    xx = mean[:, :, 0]
+    full = np.where(np.isnan(xx), xx.T, xx)  # symmetric; NaN on the diagonal and where all is flagged
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: fully flagged antennas
+        dead = np.flatnonzero(np.nanmedian(full, axis=1) < DEAD_FRACTION * np.nanmedian(full))
+    upper = np.triu(np.ones((n_ant, n_ant), dtype=bool), k=1)
+    involved = np.isin(np.arange(n_ant), dead)
+    usable = upper & (lengths >= min_length) & ~involved[:, None] & ~involved[None, :]
+    outliers = np.zeros((n_ant, n_ant), dtype=bool)
+    for c in range(4):
+        fit = usable & np.isfinite(mean[:, :, c])
+        p, q = np.nonzero(fit)
+        if p.size == 0:
+            continue
+        order = np.argsort(lengths[p, q], kind="stable")
+        amp = mean[p, q, c][order]
+        above = amp > rolling_envelope(amp, window, sigma)
+        outliers[p[order][above], q[order][above]] = True
+    return outliers, usable, dead
+
+
+def heatmap_outliers(mean: np.ndarray, keep: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Analysis 2: outliers of the cross-hand mean among ``keep``; also the matrix and the threshold."""
+    cross = (mean[:, :, 1] + mean[:, :, 2]) / 2
+    cross = np.where(keep, cross, np.nan)
+    valid = cross[np.isfinite(cross)]
+    if valid.size == 0:
+        return np.zeros(cross.shape, dtype=bool), cross, np.nan
+    median = float(np.median(valid))
+    threshold = median + sigma * MAD_TO_SIGMA * float(np.median(np.abs(valid - median)))
+    return np.nan_to_num(cross, nan=-np.inf) > threshold, cross, threshold
+
+
+def bad_antennas_of(bad: np.ndarray, fraction: float) -> list[int]:
+    """Antennas with more than ``fraction`` of their n_ant - 1 baselines bad."""
+    per_antenna = bad.sum(axis=0) + bad.sum(axis=1)
+    return [int(a) for a in np.flatnonzero(per_antenna > fraction * (bad.shape[0] - 1))]
+
+
+# --- flagging and output ---------------------------------------------------------------------------
+def flag_baselines(ms: str | Path, antennas: list[int], pairs: list[tuple[int, int]]) -> int:
+    """Flag every row of ``antennas`` and of the baselines ``pairs``; returns rows flagged."""
+    names, _ = antenna_positions(ms)
+    n_ant = len(names)
+    bad = np.zeros(n_ant * n_ant, dtype=bool)
+    for a in antennas:
+        bad[a * n_ant:(a + 1) * n_ant] = True
+        bad[a::n_ant] = True
+    for p, q in pairs:
+        bad[min(p, q) * n_ant + max(p, q)] = True
+    flagged = 0
+    with open_ms(ms, readonly=False) as tab:
+        row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape)) + 9
+        for start, n in row_chunks(tab.nrows(), row_bytes):
+            a1 = tab.getcol("ANTENNA1", startrow=start, nrow=n)
+            a2 = tab.getcol("ANTENNA2", startrow=start, nrow=n)
+            hit = bad[np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)]
+            if not hit.any():
+                continue
+            flags = tab.getcol("FLAG", startrow=start, nrow=n)
+            flags[hit] = True
+            tab.putcol("FLAG", flags, startrow=start, nrow=n)
+            flag_row = tab.getcol("FLAG_ROW", startrow=start, nrow=n)
+            flag_row[hit] = True
+            tab.putcol("FLAG_ROW", flag_row, startrow=start, nrow=n)
+            flagged += int(hit.sum())
+    return flagged
+
+
+def _plots(mean, lengths, usable, uv_bad, cross, hm_bad, bad_ants, qa_dir: Path, uv_sigma, window) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    uv_png, heat_png = qa_dir / "hot_baselines_amp_vs_uv.png", qa_dir / "hot_baselines_heatmap.png"
+    fig, axes = plt.subplots(2, 2, figsize=(14, 10))
+    for c, ax in enumerate(axes.flat):
+        fit = usable & np.isfinite(mean[:, :, c])
+        p, q = np.nonzero(fit)
+        order = np.argsort(lengths[p, q], kind="stable")
+        ax.scatter(lengths[p, q], mean[p, q, c], s=2, c="royalblue", label="fitted")
+        if p.size:
+            amp = mean[p, q, c][order]
+            ax.plot(lengths[p, q][order], rolling_envelope(amp, window, uv_sigma), color="lime", label="envelope")
+        bp, bq = np.nonzero(uv_bad & np.isfinite(mean[:, :, c]))
+        ax.scatter(lengths[bp, bq], mean[bp, bq, c], s=25, c="red", marker="x", label="outlier")
+        ax.set(title=CORRELATIONS[c], xlabel="baseline length (m)", ylabel="mean |V|", yscale="log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(uv_png, dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 7))
+    image = ax.imshow(cross.T, origin="lower", cmap="inferno", interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="(|XY| + |YX|) / 2")
+    p, q = np.nonzero(hm_bad)
+    ax.scatter(p, q, s=40, facecolors="none", edgecolors="cyan", label="heatmap outlier")
+    p, q = np.nonzero(uv_bad)
+    ax.scatter(p, q, s=40, marker="x", c="magenta", label="amp-vs-uv outlier")
+    for a in bad_ants:
+        ax.axvline(a, color="lime", alpha=0.4)
+        ax.axhline(a, color="lime", alpha=0.4)
+    ax.set(xlabel="antenna 1 (correlator index)", ylabel="antenna 2", title="cross-hand mean |V|")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.savefig(heat_png, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return [str(uv_png), str(heat_png)]
+
+
+def _report(path: Path, ms, names, options: dict, min_length, dead, uv_pairs, hm_pairs, threshold, bad_ants,
+            flag_pairs, rows) -> None:
+    def label(p, q):
+        return f"{p}-{q} ({names[p]}-{names[q]})"
+
+    lines = [f"Hot-baseline report for {ms}",
+             f"options: {options}",
+             f"baselines shorter than {min_length:.2f} m ignored; dead antennas left out of the fit: {list(map(int, dead))}",
+             "", f"[amplitude vs baseline length] {len(uv_pairs)} outliers"]
+    lines += [f"  {label(p, q)}" for p, q in uv_pairs]
+    lines += ["", f"[cross-hand heatmap] threshold {threshold:.4g}; {len(hm_pairs)} outliers"]
+    lines += [f"  {label(p, q)}" for p, q in hm_pairs]
+    lines += ["", f"[bad antennas] {len(bad_ants)}: " + ", ".join(f"{a} ({names[a]})" for a in bad_ants)]
+    lines += ["", f"[flagged] {len(bad_ants)} antennas, {len(flag_pairs)} further baselines, {rows} rows"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def find_hot_baselines(ms: str | Path, qa_dir: str | Path, column: str = "CORRECTED_DATA", uv_sigma: float = 7.0,
+                       sigma: float = 5.0, uv_cut_lambda: float = 4.0, antenna_fraction: float = 0.25,
+                       uv_window: int = 400, apply_flags: bool = True) -> Result:
+    """Run both analyses on ``ms``, write the report and plots to ``qa_dir``, flag what they find."""
+    ms, qa_dir = Path(ms), Path(qa_dir)
+    options = dict(column=column, uv_sigma=uv_sigma, sigma=sigma, uv_cut_lambda=uv_cut_lambda,
+                   antenna_fraction=antenna_fraction, uv_window=uv_window, apply_flags=apply_flags)
+    done = msstate.done_info(ms, "hot-baselines")
+    if done is not None and done.get("options") == options:
+        log(_logger, "already analysed and flagged", ms=str(ms))
+        return Result(**done["result"], reused=True)
+    names, itrf = antenna_positions(ms)
+    mean = mean_amplitudes(ms, column)
+    lengths = np.linalg.norm(itrf[:, None, :] - itrf[None, :, :], axis=2)
+    min_length = uv_cut_lambda * C_M_S / float(np.mean(np.concatenate(spectral_windows(ms))))
+    uv_bad, usable, dead = amp_vs_uv_outliers(mean, lengths, min_length, uv_sigma, uv_window)
+    keep = np.triu(lengths >= min_length, k=1) & ~uv_bad
+    hm_bad, cross, threshold = heatmap_outliers(mean, keep, sigma)
+    all_bad = uv_bad | hm_bad
+    bad_ants = bad_antennas_of(all_bad, antenna_fraction)
+    flag_pairs = [(p, q) for p, q in _pairs(all_bad) if p not in bad_ants and q not in bad_ants]
+    qa_dir.mkdir(parents=True, exist_ok=True)
+    plots = _plots(mean, lengths, usable, uv_bad, cross, hm_bad, bad_ants, qa_dir, uv_sigma, uv_window)
+    rows = flag_baselines(ms, bad_ants, flag_pairs) if apply_flags else 0
+    report = qa_dir / "hot_baselines_report.txt"
+    _report(report, ms, names, options, min_length, dead, _pairs(uv_bad), _pairs(hm_bad), threshold, bad_ants,
+            flag_pairs, rows)
+    result = Result(ms_path=str(ms), report=str(report), plots=plots, uv_outliers=_pairs(uv_bad),
+                    heatmap_outliers=_pairs(hm_bad), bad_antennas=bad_ants, flagged_baselines=flag_pairs,
+                    rows_flagged=rows)
+    if apply_flags:
+        msstate.record_done(ms, "hot-baselines", {"options": options, "result": result.model_dump(exclude={"reused"})})
+    log(_logger, "hot baselines", ms=str(ms), n_uv=len(result.uv_outliers), n_heatmap=len(result.heatmap_outliers),
+        bad_antennas=bad_ants, rows_flagged=rows)
+    return result
+
+
+def run(options: Options) -> Result:
+    work_dir = Path(options.work_dir) if options.work_dir else Path(options.ms).parent
+    with step_timer("hot-baselines", work_dir):
+        return find_hot_baselines(options.ms, work_dir / "QA", **options.model_dump(exclude={"ms", "work_dir"}))

@@ -1,0 +1,158 @@
+"""Step ``rephase`` (orca's ``chgcentre``): move the phase centre to the middle of the LST hour.
+
+New centre: RA = the LST hour's middle (LST 14h -> 14h30m00s), Dec = config.PHASE_CENTRE_DEC_DEG.
+orca passes that string to chgcentre, which reads it as J2000; we do the same, so images are centred
+where orca's are. (The apparent-of-date meridian at mid-hour differs by about 0.3 degrees of
+precession; both are near zenith, which is all the choice is for.)
+
+Per row: UVW is recomputed for the new centre from the antenna positions at the row's TIME with
+casacore measures, and every data column present (DATA, CORRECTED_DATA, MODEL_DATA) is multiplied by
+exp(-2 pi i (w_new - w_old) / lambda), with w_old the row's stored W. This is exact for rows phased to
+any centre, as long as the stored UVW belongs to the data, which is why the concat's rows, each phased
+to its own zenith, are moved correctly although fix-field left one FIELD row. (chgcentre does the
+same; DP3 phaseshift instead rotates UVW from the FIELD centre, right only for single-field data.)
+Each row's centre is read from ORCA_PHASE_DIR (fix-field) or else its FIELD row, and updated, so a
+second run to the same centre moves nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from . import msstate
+from .concat import DATA_COLUMNS
+from .config import PHASE_CENTRE_DEC_DEG, parse_lst_label
+from .coords import antenna_uvw
+from .errors import InputError
+from .fix_field import PHASE_DIR_COLUMN, field_phase_dirs
+from .logs import get_logger, log, step_timer
+from .msio import antenna_positions, check_ms, ddid_to_spw, open_ms, open_table, row_chunks, spectral_windows
+
+_logger = get_logger("rephase")
+C_M_S = 299792458.0
+SAME_CENTRE_RAD = 1e-10  # rows closer than this to the target are already there
+
+
+class Options(BaseModel):
+    ms: str = Field(description="MS to re-centre in place (the fixed concat)")
+    lst_label: str = Field(description="LST hour of the unit, e.g. 14h; the centre is its middle")
+
+
+class Result(BaseModel):
+    ms_path: str
+    phase_centre: str = Field(description="new J2000 centre as orca's chgcentre string, e.g. 14h30m00s +37d12m57.057s")
+    ra_deg: float
+    dec_deg: float
+    columns: list[str] = Field(description="data columns rotated")
+    n_rows: int
+    rows_moved: int
+    max_shift_deg: float = Field(description="largest angle any row's centre moved")
+
+
+def lst_phase_centre(lst_label: str) -> tuple[float, float]:
+    """J2000 (ra, dec) in radians for a unit's LST hour: RA = hour + 30 min, Dec = config."""
+    hour = parse_lst_label(lst_label)
+    return np.deg2rad((hour + 0.5) * 15.0), np.deg2rad(PHASE_CENTRE_DEC_DEG)
+
+
+def centre_text(ra: float, dec: float) -> str:
+    """chgcentre-style text, e.g. '14h30m00s +37d12m57.057s'."""
+    from astropy.coordinates import Angle
+
+    ra_s = Angle(ra, "rad").to_string(unit="hourangle", sep="hms", precision=0, pad=True)
+    dec_s = Angle(dec, "rad").to_string(unit="deg", sep="dms", precision=3, alwayssign=True, pad=True)
+    return f"{ra_s} {dec_s}"
+
+
+def _separation(a: np.ndarray, ra: float, dec: float) -> np.ndarray:
+    """Angle (rad) between rows of (ra, dec) in ``a`` and one direction."""
+    hav = np.sin((a[:, 1] - dec) / 2) ** 2 + np.cos(a[:, 1]) * np.cos(dec) * np.sin((a[:, 0] - ra) / 2) ** 2
+    return 2 * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0)))  # haversine: exact near zero, unlike arccos
+
+
+class _UVWCache:
+    """Antenna UVW towards the new centre, computed once per distinct TIME."""
+
+    def __init__(self, itrf: np.ndarray, ra: float, dec: float):
+        self.itrf, self.ra, self.dec = itrf, ra, dec
+        self.cache: dict[float, np.ndarray] = {}
+
+    def baseline_uvw(self, time: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
+        out = np.empty((time.size, 3))
+        for t in np.unique(time):
+            if t not in self.cache:
+                if len(self.cache) > 64:
+                    self.cache.clear()
+                self.cache[t] = antenna_uvw(self.itrf, float(t), self.ra, self.dec)
+            rows = time == t
+            ant = self.cache[t]
+            out[rows] = ant[a2[rows]] - ant[a1[rows]]
+        return out
+
+
+def rephase_ms(ms: str | Path, ra: float, dec: float) -> Result:
+    """Move every row of ``ms`` to the J2000 centre (ra, dec) (radians), in place, in row chunks."""
+    ms = check_ms(ms)
+    _, itrf = antenna_positions(ms)
+    spw_freqs = spectral_windows(ms)
+    spw_of_ddid = ddid_to_spw(ms)
+    fields = field_phase_dirs(ms)
+    target = np.array([ra, dec])
+    moved, max_shift = 0, 0.0
+    with open_ms(ms, readonly=False) as tab:
+        n_rows = tab.nrows()
+        columns = [c for c in DATA_COLUMNS if c in tab.colnames()]
+        per_row_dirs = PHASE_DIR_COLUMN in tab.colnames()
+        if not per_row_dirs and len(fields) == 0:
+            raise InputError(f"{ms}: FIELD table is empty and there is no {PHASE_DIR_COLUMN} column")
+        uvw_new = _UVWCache(itrf, ra, dec)
+        inv_lambda = np.stack([spw_freqs[spw] / C_M_S for spw in spw_of_ddid])  # (nddid, nchan)
+        row_bytes = sum(int(np.prod(tab.getcell(c, 0).shape)) * 8 for c in columns) if n_rows else 8
+        with msstate.writing(tab, "rephase"):
+            for start, n in row_chunks(n_rows, max(row_bytes, 8)):
+                if per_row_dirs:
+                    centre = tab.getcol(PHASE_DIR_COLUMN, startrow=start, nrow=n)
+                else:
+                    centre = fields[tab.getcol("FIELD_ID", startrow=start, nrow=n)]
+                shift = _separation(centre, ra, dec)
+                rows = np.flatnonzero(shift > SAME_CENTRE_RAD)
+                if rows.size == 0:
+                    continue
+                lo, hi = int(rows[0]), int(rows[-1]) + 1  # write the span of rows that move
+                s, m = start + lo, hi - lo
+                sel = shift[lo:hi] > SAME_CENTRE_RAD
+                time = tab.getcol("TIME", startrow=s, nrow=m)
+                a1 = tab.getcol("ANTENNA1", startrow=s, nrow=m)
+                a2 = tab.getcol("ANTENNA2", startrow=s, nrow=m)
+                uvw = tab.getcol("UVW", startrow=s, nrow=m)
+                new = uvw_new.baseline_uvw(time, a1, a2)
+                new[~sel] = uvw[~sel]
+                ddid = tab.getcol("DATA_DESC_ID", startrow=s, nrow=m)
+                phasor = np.exp(-2j * np.pi * (new[:, 2] - uvw[:, 2])[:, None] * inv_lambda[ddid])
+                phasor = phasor.astype(np.complex64)[:, :, None]
+                for column in columns:
+                    data = tab.getcol(column, startrow=s, nrow=m)
+                    tab.putcol(column, data * phasor, startrow=s, nrow=m)
+                tab.putcol("UVW", new, startrow=s, nrow=m)
+                if per_row_dirs:
+                    centre[lo:hi][sel] = target
+                    tab.putcol(PHASE_DIR_COLUMN, centre[lo:hi], startrow=s, nrow=m)
+                moved += int(sel.sum())
+                max_shift = max(max_shift, float(shift.max()))
+            with open_table(ms / "FIELD", readonly=False) as field:
+                for col in ("PHASE_DIR", "DELAY_DIR", "REFERENCE_DIR"):
+                    if col in field.colnames() and field.nrows():
+                        field.putcol(col, np.tile(target, (field.nrows(), 1, 1)))
+            msstate.mark_done(tab, "rephase", {"ra_deg": float(np.rad2deg(ra)), "dec_deg": float(np.rad2deg(dec))})
+    text = centre_text(ra, dec)
+    log(_logger, "rephased", ms=str(ms), centre=text, rows_moved=moved, max_shift_deg=round(np.rad2deg(max_shift), 4))
+    return Result(ms_path=str(ms), phase_centre=text, ra_deg=float(np.rad2deg(ra)), dec_deg=float(np.rad2deg(dec)),
+                  columns=columns, n_rows=n_rows, rows_moved=moved, max_shift_deg=float(np.rad2deg(max_shift)))
+
+
+def run(options: Options) -> Result:
+    ra, dec = lst_phase_centre(options.lst_label)
+    with step_timer("rephase", Path(options.ms).parent, lst_label=options.lst_label):
+        return rephase_ms(options.ms, ra, dec)
