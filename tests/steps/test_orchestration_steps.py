@@ -1,0 +1,122 @@
+"""The bookkeeping steps the Argo templates call: dispatch queue, Phase 1 fan-in, unit and run reports."""
+import json
+
+import pytest
+
+from orca_steps import collect_ms, config, run_report, unit_report, work_queue
+from orca_steps.discover import WorkUnit
+from orca_steps.errors import InputError
+
+
+def units(n):
+    return [WorkUnit(id=f"73MHz_{h:02d}h_2025-06-15", subband="73MHz", lst_label=f"{h:02d}h", obs_date="2025-06-15",
+                     node="node-a", work_dir=f"/fast/{h}", ms_list_file=f"/l/{h}.json", n_ms=3) for h in range(n)]
+
+
+# --- dispatch queue ----------------------------------------------------------------------------------------
+def test_each_unit_goes_to_exactly_one_worker(tmp_path):
+    q = work_queue.create_or_resume(tmp_path / "q.json", "night1", units(5))
+    taken = []
+    workers = ["node-a", "node-b"]
+    for step in range(10):  # workers alternate; each finishes before it claims again
+        worker = workers[step % 2]
+        unit = work_queue.claim(q, worker, "wf-1")
+        if unit is None:
+            continue
+        taken.append((unit["id"], worker))
+        work_queue.finish(q, unit["id"], "Failed" if len(taken) == 2 else "Succeeded", "wf-1")
+    assert sorted(u for u, _ in taken) == [u.id for u in units(5)]  # every unit, each once
+    states = {u["id"]: u["state"] for u in work_queue.load(q)["units"]}
+    assert sorted(states.values()) == ["failed"] + ["succeeded"] * 4
+    assert work_queue.claim(q, "node-a", "wf-1") is None  # a failed unit is not handed out again in this run
+
+
+def test_a_retried_claim_gets_the_same_unit(tmp_path):
+    q = work_queue.create_or_resume(tmp_path / "q.json", "night1", units(3))
+    first = work_queue.claim(q, "node-a", "wf-1")
+    assert work_queue.claim(q, "node-a", "wf-1")["id"] == first["id"]  # the claim pod was retried
+    assert work_queue.claim(q, "node-b", "wf-1")["id"] != first["id"]
+
+
+def test_a_rerun_resumes_the_queue(tmp_path):
+    q = work_queue.create_or_resume(tmp_path / "q.json", "night1", units(4))
+    a = work_queue.claim(q, "node-a", "wf-1")
+    work_queue.finish(q, a["id"], "Succeeded", "wf-1")
+    b = work_queue.claim(q, "node-a", "wf-1")
+    work_queue.finish(q, b["id"], "Error", "wf-1")
+    c = work_queue.claim(q, "node-b", "wf-1")  # wf-1 is killed while c runs
+    work_queue.create_or_resume(q, "night1", units(4))  # the rerun's discover keeps the states
+    again = []
+    while (u := work_queue.claim(q, "node-b", "wf-2")) is not None:
+        again.append(u["id"])
+        work_queue.finish(q, u["id"], "Succeeded", "wf-2")
+    assert a["id"] not in again and {b["id"], c["id"]} <= set(again) and len(again) == 3
+    with pytest.raises(InputError, match="belongs to"):
+        work_queue.create_or_resume(q, "night2", units(1))
+    with pytest.raises(InputError, match="claimed by"):
+        work_queue.finish(q, a["id"], "Succeeded", "wf-3")
+
+
+# --- Phase 1 fan-in ---------------------------------------------------------------------------------------
+def hour(tmp_path, n):
+    srcs = [f"/lustre/in/2025061{k}_040000_73MHz_averaged.ms" + (".tar" if k % 2 else "") for k in range(n)]
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps(srcs))
+    work = tmp_path / "work"
+    work.mkdir()
+    return srcs, listed, work
+
+
+def test_collect_keeps_the_survivors_and_names_the_failures(tmp_path):
+    srcs, listed, work = hour(tmp_path, 4)
+    done = [work / collect_ms.nvme_name(s) for s in srcs[:3]]
+    for p in done:
+        p.mkdir()
+    result = collect_ms.collect_ms([str(p) for p in reversed(done)], str(listed), 0.5, str(work))
+    assert json.loads(open(result.ms_list_file).read()) == [str(p) for p in done]  # time order
+    assert result.failed_ms == [srcs[3]] and result.n_expected == 4 and result.n_prepared == 3
+    assert json.loads((work / collect_ms.PHASE1_FILE).read_text())["failed"] == [srcs[3]]
+
+
+def test_collect_fails_the_hour_below_min_ms_fraction(tmp_path):
+    srcs, listed, work = hour(tmp_path, 4)
+    (work / collect_ms.nvme_name(srcs[0])).mkdir()
+    with pytest.raises(InputError, match="only 1 of 4 MS survived"):
+        collect_ms.collect_ms([str(work / collect_ms.nvme_name(srcs[0]))], str(listed), 0.5, str(work))
+    assert json.loads((work / collect_ms.PHASE1_FILE).read_text())["fraction"] == 0.25  # still recorded
+    collect_ms.collect_ms([str(work / collect_ms.nvme_name(srcs[0]))], str(listed), 0.25, str(work))
+
+
+# --- reports -------------------------------------------------------------------------------------------------
+def test_unit_report_cleans_nvme_but_keeps_the_report(tmp_path):
+    site = config.SiteConfig(nvme_root=str(tmp_path / "fast"))
+    srcs, listed, _ = hour(tmp_path, 2)
+    work = tmp_path / "fast" / "15h" / "2025-06-15" / "r" / "73MHz"
+    (work / "x.ms").mkdir(parents=True)
+    (work / collect_ms.PHASE1_FILE).write_text(json.dumps({"failed": [srcs[1]]}))
+    opts = dict(work_dir=str(work), status="Failed", workflow="wf", subband="73MHz", lst_label="15h",
+                obs_date="2025-06-15", run_label="r", ms_list_file=str(listed), cleanup_nvme=True)
+    result = unit_report.unit_report(unit_report.Options(**opts), site)
+    assert result.cleaned and [p.name for p in work.iterdir()] == [unit_report.REPORT_FILE]
+    report = json.loads((work / unit_report.REPORT_FILE).read_text())
+    assert report["status"] == "Failed" and report["failed_ms"] == [srcs[1]] and report["n_expected"] == 2
+    outside = tmp_path / "lustre" / "w"
+    outside.mkdir(parents=True)
+    with pytest.raises(InputError, match="outside the NVMe root"):
+        unit_report.unit_report(unit_report.Options(**{**opts, "work_dir": str(outside)}), site)
+
+
+def test_run_report_reads_argo_failures_and_the_queue(tmp_path):
+    site = config.SiteConfig(runs_root=str(tmp_path / "runs"))
+    failed = [{"displayName": "hour(1:15h)", "phase": "Failed", "message": "child failed"}]
+    for text in (json.dumps(failed), json.dumps(json.dumps(failed))):  # Argo may quote it once more
+        assert run_report.parse_failures(text) == failed
+    assert run_report.parse_failures("null") == [] and run_report.parse_failures("") == []
+    q = work_queue.create_or_resume(work_queue.queue_path(site, "night1"), "night1", units(2))
+    work_queue.finish(q, work_queue.claim(q, "node-a", "wf")["id"], "Succeeded", "wf")
+    result = run_report.run_report(run_report.Options(workflow="wf", run_label="r", status="Failed",
+                                                      failures=json.dumps(failed), dynamic_run_label="night1"), site)
+    assert result.report_file == str(tmp_path / "runs" / "r" / "reports" / "wf.json")
+    report = json.loads(open(result.report_file).read())
+    assert report["failed_nodes"] == failed and report["queue"]["counts"] == {
+        "pending": 1, "running": 0, "succeeded": 1, "failed": 0}
