@@ -584,3 +584,55 @@ def test_task_exit_hook_and_config_map_files(tmp_path):
     # The hook ran before the dependent task, saw the task's status, and read local paths from the ConfigMap.
     assert (lustre / "images" / "status").read_text().split() == ["Failed", "after"]
     assert n["after"].started_at >= hook.finished_at
+
+
+def test_exit_handler_deletes_running_children_by_label(tmp_path):
+    start = time.time()
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: sleeper}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            {SH}, args: ["sleep 60"]}}
+        ---
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          onExit: stop
+          templates:
+          - name: main
+            dag:
+              tasks:
+              - {{name: spawn, template: spawn}}
+              - {{name: boom, depends: spawn, template: boom}}
+          - name: spawn
+            resource:
+              action: create
+              manifest: |
+                apiVersion: argoproj.io/v1alpha1
+                kind: Workflow
+                metadata: {{generateName: sleeper-, labels: {{orca/parent: "{{{{workflow.name}}}}"}}}}
+                spec: {{workflowTemplateRef: {{name: sleeper}}}}
+          - name: boom
+            {SH}, args: ["exit 1"]}}
+          - name: stop
+            steps:
+            - - name: delete
+                template: delete
+                when: "{{{{workflow.status}}}} != Succeeded"
+          - name: delete
+            resource:
+              action: delete
+              flags: [workflows, --selector, "orca/parent={{{{workflow.name}}}},workflows.argoproj.io/completed!=true"]
+        """)
+    children = [w for w in runner.workflows.values() if w.parent is wf]
+    assert wf.phase == "Failed" and len(children) == 1
+    child = children[0]
+    assert child.deleted and child.phase == "Failed"
+    assert time.time() - start < 30    # the 60 s pod was killed, not waited for
+    assert "deleted 1 workflow" in by_display(wf)["delete"].message

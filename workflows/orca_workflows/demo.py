@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from orca_steps import config
@@ -66,10 +67,30 @@ class DemoSite:
                 return root + "/" + str(local_path.relative_to(local)) if local_path != local else root
         raise ValueError(f"{local_path} lies under neither local folder")
 
-    def refs(self, subband: str) -> dict[str, str]:
+    def refs(self, subband: str | None = None) -> dict[str, str]:
+        """Reference files of one subband, or (None) the night's tables holding every subband's window."""
         refs = f"{SIM_ROOT}/refs"
-        return {"bp_table": f"{refs}/{subband}.bandpass.B.flagged", "xy_table": f"{refs}/{subband}.xyphase.Xf",
+        name = subband or "night"
+        return {"bp_table": f"{refs}/{name}.bandpass.B.flagged", "xy_table": f"{refs}/{name}.xyphase.Xf",
                 "sky_model": f"{refs}/sources.json", "rfi_model": f"{refs}/rfi_ovro.json"}
+
+
+def merge_caltables(demo: DemoSite) -> None:
+    """One B and one Xf table for the night, one spectral window per subband, from the simulator's
+    per-subband tables: a night's workflow takes one bp_table and one xy_table for all its subbands, and
+    apply-calibration picks each MS's window by frequency."""
+    from orca_steps.caltables import read_caltable, write_bandpass_table, write_xyphase_table
+    tables = {kind: [read_caltable(demo.local(demo.refs(sb)[kind])) for sb in demo.subbands]
+              for kind in ("bp_table", "xy_table")}
+    windows = {kind: [w for t in ts for w in t.windows] for kind, ts in tables.items()}
+    names = tables["bp_table"][0].antenna_names
+    night = demo.refs(None)
+    write_bandpass_table(demo.local(night["bp_table"]), [w.gains for w in windows["bp_table"]],
+                         [w.freqs for w in windows["bp_table"]], names,
+                         flags=[w.flags for w in windows["bp_table"]], overwrite=True)
+    write_xyphase_table(demo.local(night["xy_table"]), [np.angle(w.gains[0, :, 0]) for w in windows["xy_table"]],
+                        [w.freqs for w in windows["xy_table"]], names,
+                        flags=[w.flags[0, :, 0] for w in windows["xy_table"]], overwrite=True)
 
 
 def site_config_maps(site: config.SiteConfig) -> list[dict]:
@@ -96,6 +117,7 @@ def prepare_site(out: Path, subbands=DEMO_SUBBANDS, hours=DEMO_HOURS, obs_date: 
     night = simulate_night(demo.local(SIM_ROOT), obs_date=obs_date, subbands=list(subbands), lst_hours=list(hours),
                            n_integrations=n_integrations, **sim)
     demo.ms_paths = {k: [demo.container(p) for p in v] for k, v in night.ms_paths.items()}
+    merge_caltables(demo)
     demo.configmaps.write_text(yaml.safe_dump_all(site_config_maps(site), sort_keys=False))
     return demo
 
@@ -112,11 +134,11 @@ def run_workflow(demo: DemoSite, target: str, parameters: dict[str, str], name: 
 
 
 def night_parameters(demo: DemoSite, run_label: str) -> dict[str, str]:
-    sb = demo.subbands[0]
+    """Parameters of subband-hours / subband-dispatch for the whole simulated night."""
+    refs = demo.refs(None)
     return {"subband": ",".join(demo.subbands), "obs_date": demo.obs_date, "run_label": run_label,
             "lst_start": str(min(demo.hours)), "lst_end": str(max(demo.hours) + 1),
-            **{k: v.replace(sb, "{subband}") if k in ("bp_table", "xy_table") else v
-               for k, v in demo.refs(sb).items()}}
+            "bp_table": refs["bp_table"], "xy_table": refs["xy_table"]}
 
 
 def run_demo(out: Path, progress: str = "auto", templates: Path = CHART_FILES) -> int:

@@ -104,6 +104,8 @@ class WorkflowRun:
         self.parameters = self._workflow_parameters()
         self.thread: threading.Thread | None = None
         self.log_dir = runner.log_dir / self.name
+        self.deleted = False
+        self.labels["workflows.argoproj.io/completed"] = "false"
 
     # --- Parameters and scope ----------------------------------------------------------------------
     def _workflow_parameters(self) -> dict[str, str]:
@@ -220,7 +222,10 @@ class WorkflowRun:
             self.runner.locks.release(holds)
         with self.runner.cond:
             self.phase, self.message = status, message
+            if self.deleted:
+                self.message = f"deleted while {status}: {message}".rstrip(": ")
             self.finished_at = time.time()
+            self.labels["workflows.argoproj.io/completed"] = "true"
             self.runner.changed()
 
     deadline_hit = False
@@ -830,10 +835,13 @@ class WorkflowRun:
     def _run_resource(self, node: Node, tmpl: dict, scope: dict, ctx: Ctx, token: SlotToken) -> None:
         body, _paths, _pod_dir, scope = self._pod_setup(node, tmpl, scope)
         where = f"{self.name}/{tmpl['name']}.resource"
+        if body.get("action") == "delete":
+            self._delete_workflows(node, body, where, token, ctx)
+            return
         if body.get("action") != "create":
-            raise Unsupported(f"{where}.action", f"{body.get('action')!r}: only 'create' runs locally")
+            raise Unsupported(f"{where}.action", f"{body.get('action')!r}: only create and delete run locally")
         if body.get("flags"):
-            raise Unsupported(f"{where}.flags")
+            raise Unsupported(f"{where}.flags", "flags with action create")
         try:
             manifest = yaml.safe_load(body["manifest"])
         except yaml.YAMLError as exc:
@@ -891,6 +899,51 @@ class WorkflowRun:
             node.outputs = {"parameters": params} if params else None
         self.set_phase(node, phase, message)
 
+    def _delete_workflows(self, node: Node, body: dict, where: str, token: SlotToken, ctx: Ctx) -> None:
+        """``kubectl delete workflows NAME... | --selector S`` (or a manifest naming one Workflow): the
+        matching workflows stop at once, as deletion kills their pods."""
+        names, selector = [], None
+        if body.get("manifest"):
+            manifest = yaml.safe_load(body["manifest"]) or {}
+            if manifest.get("kind") != "Workflow" or not (manifest.get("metadata") or {}).get("name"):
+                raise Unsupported(f"{where}.manifest", "delete needs a Workflow manifest with metadata.name")
+            names.append(manifest["metadata"]["name"])
+        flags = list(body.get("flags") or [])
+        kind = None
+        while flags:
+            flag = flags.pop(0)
+            if flag in ("--selector", "-l"):
+                selector = flags.pop(0)
+            elif flag.startswith("--selector="):
+                selector = flag.split("=", 1)[1]
+            elif flag == "--ignore-not-found":
+                continue
+            elif flag.startswith("-"):
+                raise Unsupported(f"{where}.flags", flag)
+            elif kind is None and not body.get("manifest"):
+                kind = flag
+            else:
+                names.append(flag)
+        if kind is not None and kind not in ("workflows", "workflow", "wf", "workflows.argoproj.io"):
+            raise Unsupported(f"{where}.flags", f"deleting {kind}: only workflows are deleted locally")
+        if not names and selector is None:
+            raise Unsupported(f"{where}", "delete without a manifest, names or a selector")
+        if not token.take(ctx.cancel.is_set):
+            self.set_phase(node, "Failed", "Stopped")
+            return
+        self.set_phase(node, "Running")
+        with self.runner.cond:
+            victims = [wf for wf in self.runner.workflows.values()
+                       if wf.namespace == self.namespace and not wf.deleted
+                       and (wf.name in names or (selector is not None and _selector_matches(selector, wf.labels, where)))]
+            for wf in victims:
+                wf.deleted = True
+                wf.terminate()
+            self.runner.changed()
+        token.give_back()
+        self.set_phase(node, "Succeeded", f"deleted {len(victims)} workflow(s): {', '.join(w.name for w in victims)}"
+                       if victims else "nothing to delete")
+
     def as_object(self) -> dict:
         """This workflow as ``kubectl get workflow -o json`` would show it (for conditions and jsonPath)."""
         return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
@@ -903,7 +956,7 @@ class WorkflowRun:
                            "outputs": {"parameters": [{"name": k, "value": v} for k, v in self.global_outputs.items()]}}}
 
     def record(self) -> dict:
-        return {"name": self.name, "namespace": self.namespace, "labels": self.labels,
+        return {"name": self.name, "namespace": self.namespace, "labels": self.labels, "deleted": self.deleted,
                 "workflowTemplate": self.template_source, "parent": self.parent.name if self.parent else None,
                 "createdBy": self.created_by, "phase": self.phase, "message": self.message,
                 "startedAt": iso(self.started_at), "finishedAt": iso(self.finished_at),
@@ -932,6 +985,29 @@ def _item_scope(item) -> dict[str, str]:
     if isinstance(item, dict):
         scope.update({f"item.{k}": _item_text(v) for k, v in item.items()})
     return scope
+
+
+def _selector_matches(selector: str, labels: dict[str, str], where: str) -> bool:
+    """A Kubernetes label selector: k=v, k==v, k!=v (true when k is absent), k in (a,b), k notin (a,b), k, !k."""
+    import re
+    for part in re.split(r",(?![^()]*\))", selector):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)", part)
+        if m:
+            key, op, value = m.groups()
+            ok = labels.get(key) == value if op != "!=" else labels.get(key) != value
+        elif (m := re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", part)):
+            options = [o.strip() for o in m.group(3).split(",")]
+            ok = (labels.get(m.group(1)) in options) == (m.group(2) == "in")
+        elif re.fullmatch(r"!?[\w./-]+", part):
+            ok = (part.lstrip("!") in labels) != part.startswith("!")
+        else:
+            raise Unsupported(f"{where} label selector", part)
+        if not ok:
+            return False
+    return True
 
 
 def _conditions_hold(text: str, obj: dict, where: str) -> bool:
