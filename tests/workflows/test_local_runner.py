@@ -636,3 +636,57 @@ def test_exit_handler_deletes_running_children_by_label(tmp_path):
     assert child.deleted and child.phase == "Failed"
     assert time.time() - start < 30    # the 60 s pod was killed, not waited for
     assert "deleted 1 workflow" in by_display(wf)["delete"].message
+
+
+def test_cron_workflow_runs_once_now_unless_suspended(tmp_path):
+    cron = """
+        apiVersion: argoproj.io/v1alpha1
+        kind: CronWorkflow
+        metadata: {name: nightly}
+        spec:
+          schedules: ["0 16 * * *"]
+          suspend: SUSPEND
+          workflowMetadata: {labels: {orca/run-label: nightly}}
+          workflowSpec:
+            workflowTemplateRef: {name: t}
+            arguments: {parameters: [{name: x, value: from-cron}]}
+        ---
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {name: t}
+        spec:
+          entrypoint: main
+          arguments: {parameters: [{name: x, value: default}]}
+          templates:
+          - name: main
+            container: {image: x, command: [echo, "{{workflow.parameters.x}} {{workflow.labels.orca/run-label}}"]}
+        """
+    with pytest.raises(LocalRunError, match="suspended"):
+        run(tmp_path, cron.replace("SUSPEND", "true"), target="cronworkflow/nightly")
+    runner, wf = run(tmp_path, cron.replace("SUSPEND", "false"), target="cronworkflow/nightly")
+    assert wf.name.startswith("nightly-") and wf.phase == "Succeeded"
+    assert next(iter(wf.nodes.values())).outputs["result"] == "from-cron nightly"
+
+
+def test_live_progress_redraws_units(tmp_path):
+    import io
+    from orca_workflows.localrun.progress import Progress
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t, labels: {{}}}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            nodeSelector: {{kubernetes.io/hostname: lwacalim08}}
+            metadata: {{labels: {{orca/subband: 73MHz, orca/lst: 14h, orca/obs-date: "2025-06-15"}}}}
+            {SH}, args: ["true"]}}
+        """)
+    stream = io.StringIO()
+    progress = Progress(runner, stream, live=True)
+    progress.tick()
+    progress.tick()
+    text = stream.getvalue()
+    assert text.count("\x1b[2K") == 8 and "\x1b[4F" in text      # 4 lines, drawn twice in place
+    assert "73MHz 14h" in text and "lwacalim08" in text and "Succeeded" in text

@@ -93,6 +93,9 @@ def cmd_run_local(args) -> int:
     except LocalRunError as exc:
         print(f"orca-argo run-local: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"orca-argo run-local: interrupted; pods stopped; record in {Path(args.out) / 'run.json'}", file=sys.stderr)
+        return 130
     print(final_table(runner.record()))
     print(f"\nrun record: {runner.record_path}\npod logs:   {runner.log_dir}")
     return 0 if all(wf.phase == "Succeeded" for wf in runner.roots) else 1

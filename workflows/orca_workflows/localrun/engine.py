@@ -299,6 +299,8 @@ class WorkflowRun:
             ("DAG" if "dag" in tmpl else ("Steps" if "steps" in tmpl else None))
         if kind is None:
             raise Unsupported(f"template {tname}", "only container, script, resource, dag and steps templates run locally")
+        if kind != "Pod" and tmpl.get("activeDeadlineSeconds") is not None:
+            raise Unsupported(f"template {tname}.activeDeadlineSeconds", "a deadline on a dag or steps template")
         retry = tmpl.get("retryStrategy")
         node = self.add_node(name, display, "Retry" if retry else kind, tname, ctx, parent)
         node.loop_index = loop_index

@@ -106,6 +106,8 @@ def units(record: dict) -> list[Unit]:
                 unit.status = "Succeeded"
             elif unit.pods["Failed"]:
                 unit.status = "Failed"
+            elif unit.pods["Succeeded"]:
+                unit.status = "Succeeded"
         if unit.status == "Running":
             unit.finished = None
     return sorted(found.values(), key=lambda u: (u.obs_date, u.lst, u.subband))

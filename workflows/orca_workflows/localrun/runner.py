@@ -110,8 +110,11 @@ class LocalRunner:
             docs = [d for d in load_documents([target]) if d["kind"] in ("Workflow", "CronWorkflow")]
             if len(docs) != 1:
                 raise LocalRunError(f"{target}: expected exactly one Workflow or CronWorkflow")
-            manifest = docs[0] if docs[0]["kind"] == "Workflow" else workflow_from_cron(docs[0])
-            self.store.add(docs[0]) if docs[0]["kind"] == "CronWorkflow" else None
+            if docs[0]["kind"] == "CronWorkflow":
+                self.store.add(docs[0])
+                manifest = workflow_from_cron(docs[0])
+            else:
+                manifest = docs[0]
             args = manifest.setdefault("spec", {}).setdefault("arguments", {}).setdefault("parameters", [])
             for k, v in parameters.items():
                 args[:] = [a for a in args if a["name"] != k] + [{"name": k, "value": v}]

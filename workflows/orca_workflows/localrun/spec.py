@@ -59,11 +59,11 @@ TEMPLATE = {
     "container": CONTAINER, "script": SCRIPT, "resource": RESOURCE,
     "dag": {"tasks": _list(DAG_TASK), "target": V, "failFast": V}, "steps": _list(_list(STEP)),
     "nodeSelector": V, "metadata": METADATA, "volumes": _list(VOLUME), "activeDeadlineSeconds": V,
-    "retryStrategy": RETRY, "parallelism": V, "failFast": V, "synchronization": SYNC,
+    "retryStrategy": RETRY, "parallelism": V, "synchronization": SYNC,
     "securityContext": NO_LOCAL_EFFECT, "podSecurityContext": NO_LOCAL_EFFECT, "tolerations": NO_LOCAL_EFFECT,
     "serviceAccountName": NO_LOCAL_EFFECT, "automountServiceAccountToken": NO_LOCAL_EFFECT,
     "priorityClassName": NO_LOCAL_EFFECT, "schedulerName": NO_LOCAL_EFFECT, "metrics": NO_LOCAL_EFFECT,
-    "archiveLocation": NO_LOCAL_EFFECT, "timeout": V,
+    "archiveLocation": NO_LOCAL_EFFECT,
 }
 WORKFLOW_SPEC = {
     "templates": _list(TEMPLATE), "entrypoint": V, "arguments": ARGUMENTS, "volumes": _list(VOLUME),
