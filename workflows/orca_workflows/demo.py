@@ -8,7 +8,6 @@ queue), each with live progress and a final table of units, nodes, status, times
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -21,13 +20,10 @@ from orca_steps import config
 
 from .localrun import LocalRunner, final_table, units
 from .localrun.progress import Progress
+from .render import site_configmaps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_FILES = REPO_ROOT / "charts" / "orca-pipeline" / "files"
-
-SITE_CONFIGMAP = "orca-site-config"
-SITE_CONFIG_KEY = "site.json"
-NODE_LOCKS_CONFIGMAP = "orca-node-locks"
 
 DEMO_DATE = "2025-06-15"
 DEMO_SUBBANDS = ("73MHz", "78MHz")
@@ -93,15 +89,6 @@ def merge_caltables(demo: DemoSite) -> None:
                         flags=[w.flags[0, :, 0] for w in windows["xy_table"]], overwrite=True)
 
 
-def site_config_maps(site: config.SiteConfig) -> list[dict]:
-    """The two ConfigMaps the chart builds from its values: the site config, one lock per node."""
-    nodes = sorted(set(site.node_map.values()) | set(site.dynamic_pool))
-    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": SITE_CONFIGMAP},
-             "data": {SITE_CONFIG_KEY: site.model_dump_json(indent=1)}},
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": NODE_LOCKS_CONFIGMAP},
-             "data": {node: "1" for node in nodes}}]
-
-
 def prepare_site(out: Path, subbands=DEMO_SUBBANDS, hours=DEMO_HOURS, obs_date: str = DEMO_DATE,
                  n_integrations: int = 3, site_overrides: dict | None = None, **sim) -> DemoSite:
     """Make the local folders, simulate the night under /lustre, write the ConfigMaps
@@ -118,7 +105,7 @@ def prepare_site(out: Path, subbands=DEMO_SUBBANDS, hours=DEMO_HOURS, obs_date: 
                            n_integrations=n_integrations, **sim)
     demo.ms_paths = {k: [demo.container(p) for p in v] for k, v in night.ms_paths.items()}
     merge_caltables(demo)
-    demo.configmaps.write_text(yaml.safe_dump_all(site_config_maps(site), sort_keys=False))
+    demo.configmaps.write_text(yaml.safe_dump_all(site_configmaps(site), sort_keys=False))
     return demo
 
 
@@ -142,25 +129,26 @@ def night_parameters(demo: DemoSite, run_label: str) -> dict[str, str]:
 
 
 def run_demo(out: Path, progress: str = "auto", templates: Path = CHART_FILES) -> int:
+    """The README's main command. Each run has its own run labels, so a second run processes afresh."""
     if not templates.is_dir() or not list(templates.glob("*.yaml")):
         print(f"orca-argo demo: no rendered templates in {templates}: run `orca-argo render` first", file=sys.stderr)
         return 2
     t0 = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
     print(f"Simulating {len(DEMO_SUBBANDS)} subbands x {len(DEMO_HOURS)} LST hours of {DEMO_DATE} into {out} ...",
           file=sys.stderr)
     demo = prepare_site(out)
-    print(f"  done in {time.time() - t0:.0f} s: {sum(len(v) for v in demo.ms_paths.values())} MS under "
-          f"{demo.local(SIM_ROOT + '/input')}", file=sys.stderr)
+    print(f"  {sum(len(v) for v in demo.ms_paths.values())} MS under {demo.local(SIM_ROOT + '/input')} "
+          f"({time.time() - t0:.0f} s)", file=sys.stderr)
     ok = True
-    for target, label, extra in (("subband-hours", "demo-hours", {}),
-                                 ("subband-dispatch", "demo-dispatch", {"dynamic_run_label": "demo-dispatch"})):
-        print(f"\n=== {target}: the night through the rendered chart, pods as local processes ===", file=sys.stderr)
+    for target, extra in (("subband-hours", {}), ("subband-dispatch", {"dynamic_run_label": f"demo-{stamp}"})):
+        label = f"demo-{stamp}-{target.split('-')[1]}"
+        print(f"\n=== {target} (run_label {label}): the chart's YAML, pods as local processes ===", file=sys.stderr)
         runner, workflow = run_workflow(demo, target, {**night_parameters(demo, label), **extra}, label,
                                         templates, progress)
         record = runner.record()
-        print(f"\n{target}: {workflow.phase}")
-        print(final_table(record, Path.cwd()))
-        print(f"run record: {runner.record_path}")
+        print(f"\n{target}: {workflow.phase}\n{final_table(record, Path.cwd())}\nrun record: {runner.record_path}\n")
         ok = ok and workflow.phase == "Succeeded" and all(u.status == "Succeeded" for u in units(record))
-    print(json.dumps({"demo": "ok" if ok else "failed", "seconds": round(time.time() - t0)}))
+    print(f"demo {'succeeded' if ok else 'FAILED'} in {time.time() - t0:.0f} s; /fast is {demo.fast}, "
+          f"/lustre is {demo.lustre}")
     return 0 if ok else 1
