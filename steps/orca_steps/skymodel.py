@@ -103,19 +103,43 @@ def _parse_angle(text, kind: str, where: str) -> float:
         raise InputError(f"{where}: cannot parse {kind} {text!r}: {exc}") from exc
 
 
+def _number(value, key: str, where: str) -> float:
+    """A finite number from a model field, else InputError naming the field."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: field {key!r} is not a number: {value!r}") from None
+    if not np.isfinite(out):
+        raise InputError(f"{where}: field {key!r} is not finite: {value!r}")
+    return out
+
+
+def _numbers(values, key: str, where: str) -> np.ndarray:
+    """A 1-D list of finite numbers from a model field."""
+    if not isinstance(values, list):
+        raise InputError(f"{where}: field {key!r} must be a list of numbers, not {values!r:.60}")
+    return np.array([_number(v, key, where) for v in values], dtype=float)
+
+
 def _component(entry: dict, where: str) -> Component:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: a component must be a JSON object, not {entry!r:.60}")
     for key in ("ra", "dec", "I", "freq"):
         if key not in entry:
             raise InputError(f"{where}: missing field {key!r}")
     index = entry.get("index", [])
     if not isinstance(index, list):
         index = [index]
+    freq = _number(entry["freq"], "freq", where)
+    if freq <= 0:
+        raise InputError(f"{where}: field 'freq' must be a positive frequency in Hz, not {freq}")
     return Component(
         ra=_parse_angle(entry["ra"], "ra", where), dec=_parse_angle(entry["dec"], "dec", where),
-        stokes=(float(entry["I"]), float(entry.get("Q", 0)), float(entry.get("U", 0)), float(entry.get("V", 0))),
-        freq=float(entry["freq"]), index=[float(a) for a in index],
-        major_fwhm=float(entry.get("major-fwhm", 0)), minor_fwhm=float(entry.get("minor-fwhm", 0)),
-        position_angle=float(entry.get("position-angle", 0)))
+        stokes=tuple(_number(entry.get(k, 0), k, where) for k in ("I", "Q", "U", "V")),
+        freq=freq, index=_numbers(index, "index", where).tolist(),
+        major_fwhm=_number(entry.get("major-fwhm", 0), "major-fwhm", where),
+        minor_fwhm=_number(entry.get("minor-fwhm", 0), "minor-fwhm", where),
+        position_angle=_number(entry.get("position-angle", 0), "position-angle", where))
 
 
 def _read_list(path: str | Path, what: str) -> list:
@@ -151,19 +175,23 @@ def load_rfi_model(path: str | Path) -> list[RFISource]:
     sources = []
     for k, entry in enumerate(_read_list(path, "RFI model")):
         where = f"{path}: RFI source {k} ({entry.get('name', 'unnamed') if isinstance(entry, dict) else '?'})"
+        if not isinstance(entry, dict):
+            raise InputError(f"{where}: a source must be a JSON object, not {entry!r:.60}")
         missing = [key for key in ("name", "long", "lat", "el", "rfi-frequencies", "rfi-I") if key not in entry]
         if missing:
             raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
         if entry.get("sys", "WGS84") != "WGS84":
             raise InputError(f"{where}: coordinate system {entry['sys']!r} is not supported (only WGS84)")
-        freqs = np.asarray(entry["rfi-frequencies"], dtype=float)
-        flux_i = np.asarray(entry["rfi-I"], dtype=float)
-        flux_v = np.asarray(entry.get("rfi-V", np.zeros_like(flux_i)), dtype=float)
+        freqs = _numbers(entry["rfi-frequencies"], "rfi-frequencies", where)
+        flux_i = _numbers(entry["rfi-I"], "rfi-I", where)
+        flux_v = _numbers(entry["rfi-V"], "rfi-V", where) if "rfi-V" in entry else np.zeros_like(flux_i)
+        if np.any(freqs <= 0):
+            raise InputError(f"{where}: rfi-frequencies must be positive frequencies in Hz")
         if not (freqs.size == flux_i.size == flux_v.size) or freqs.size == 0:
             raise InputError(f"{where}: rfi-frequencies, rfi-I and rfi-V must be non-empty and of equal length")
         order = np.argsort(freqs)
-        sources.append(RFISource(entry["name"], float(entry["long"]), float(entry["lat"]), float(entry["el"]),
-                                 freqs[order], flux_i[order], flux_v[order]))
+        lon, lat, el = (_number(entry[key], key, where) for key in ("long", "lat", "el"))
+        sources.append(RFISource(str(entry["name"]), lon, lat, el, freqs[order], flux_i[order], flux_v[order]))
     return sources
 
 

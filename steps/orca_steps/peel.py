@@ -1,0 +1,429 @@
+"""Step ``peel``: peel bright sky sources and ground RFI from CORRECTED_DATA, from TTCal model files.
+
+What orca does with TTCal ``zest --beam constant --minuvw 5 --maxiter 5 --tolerance 1e-4``, in numpy:
+- each source's visibilities are predicted for XX, XY, YX, YY with a constant (unit) beam: sky
+  sources from ``sources.json`` (points and Gaussians, TTCal spectra; only those above the horizon),
+  ground emitters from ``rfi_*.json`` with the exact curved wavefront from the ANTENNA positions;
+- sources are peeled brightest apparent first (model flux at the band centre times a joint scalar fit
+  of all models to the data, which measures the beam the constant-beam model leaves out), in
+  ``peeliter`` passes as TTCal: every source is taken out,
+  then each in turn is put back with its current gains, its direction-dependent diagonal gains are
+  solved (``maxiter``, ``tolerance``; autocorrelations, flagged data and baselines shorter than
+  ``minuvw`` wavelengths excluded) and it is taken out again with the new gains;
+- the solve runs on per-row channel sums (see ``peeling_solver``): one pass over the MS reads
+  CORRECTED_DATA and predicts, a second subtracts and writes; memory stays bounded by the row chunk.
+Autocorrelations are left unchanged. A second run on the peeled data is a no-op: the MS records what
+was peeled and a fingerprint of CORRECTED_DATA before and after (table keyword ``ORCA_PEEL``).
+"""
+from __future__ import annotations
+
+import zlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .coords import altaz, direction_cosines
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+from .msio import antenna_positions, data_row_bytes, ddid_to_spw, open_ms, open_table, row_chunks, spectral_windows
+from .peeling_solver import Layout, PeelSolution, peel_sums
+from .predict import C_M_S, gaussian_taper
+from .skymodel import Component, RFISource, SkySource, load_rfi_model, load_sky_model
+
+_logger = get_logger("peel")
+LINEAR_CORR_TYPES = [9, 10, 11, 12]  # XX XY YX YY
+# Rows per chunk: one complex64 chunk of CORRECTED_DATA (a source's Stokes field is a quarter of that).
+CHUNK_BYTES = 8 * 2**20
+# Models are kept between the two passes up to this size (one integration, 352 antennas: 24 MB a field).
+MODEL_CACHE_BYTES = 512 * 2**20
+FINGERPRINT_STRIDE = 16
+KEYWORD = "ORCA_PEEL"
+
+
+class Options(BaseModel):
+    ms: str = Field(description="MS to peel in place (CORRECTED_DATA, written by apply-calibration)")
+    sky_model: str | None = Field(None, description="TTCal sky model JSON (sources.json); needed with peel_sky")
+    rfi_model: str | None = Field(None, description="TTCal RFI model JSON (rfi_*.json); needed with peel_rfi")
+    peel_sky: bool = Field(False, description="peel the sky model's sources that are above the horizon")
+    peel_rfi: bool = Field(False, description="peel the RFI model's ground emitters")
+    peel_maxiter: int = Field(5, ge=1, description="gain-solver iterations per source and pass (TTCal --maxiter)")
+    peeliter: int = Field(3, ge=1, description="passes over all sources (TTCal --peeliter)")
+    tolerance: float = Field(1e-4, gt=0, description="relative gain change at which a solve has converged")
+    minuvw: float = Field(5.0, ge=0, description="baselines shorter than this many wavelengths are not used to solve")
+    save_peel_solutions: bool = Field(False, description="write the gains to <ms name>.peel_solutions.npz next to "
+                                                          "the MS")
+
+
+class SourceReport(BaseModel):
+    name: str
+    kind: str = Field(description="'sky' or 'rfi'")
+    elevation_deg: float | None = Field(description="at the MS's middle time (sky sources)")
+    model_flux_jy: float = Field(description="model Stokes I at the band centre (constant beam)")
+    apparent_flux_jy: float = Field(description="the model flux scaled by a joint fit of all peeled models to "
+                                                "the data: sets the peel order, brightest first")
+    converged: bool = Field(description="the last gain solve converged within peel_maxiter")
+    iterations: int
+    subtracted: bool = Field(description="False if subtracting it would not have lowered the residual")
+
+
+class PeelResult(BaseModel):
+    ms_path: str
+    peeled: list[SourceReport] = Field(default_factory=list)
+    below_horizon: list[str] = Field(default_factory=list, description="sky sources not peeled: below the horizon")
+    already_peeled: bool = Field(False, description="the MS already held exactly this peel: nothing was done")
+    solutions: str | None = Field(None, description="the .npz of gains, if saved")
+    rows: int = 0
+
+
+Result = PeelResult
+
+
+@dataclass
+class ChunkGeometry:
+    """What a source needs to predict one row chunk."""
+    uvw: np.ndarray  # (nrow, 3) m
+    ant1: np.ndarray
+    ant2: np.ndarray
+    freqs: np.ndarray  # (nchan,) Hz
+    ant_itrf: np.ndarray  # (n_ant, 3) m
+    phase_centre: tuple[float, float]  # J2000 (ra, dec) rad
+
+
+# A source's visibilities are kept as Stokes fields (nrow, nchan), only those that are non-zero: an
+# unpolarised source is one field, not four correlations. Correlation c of the model is
+# sum_j STOKES_TO_CORR[j][c] * field_j  (XX = I + Q, XY = U + iV, YX = U - iV, YY = I - Q).
+STOKES_TO_CORR = {"I": np.array([1, 0, 0, 1], complex), "Q": np.array([1, 0, 0, -1], complex),
+                  "U": np.array([0, 1, 1, 0], complex), "V": np.array([0, 1j, -1j, 0], complex)}
+Fields = dict[str, np.ndarray]
+
+
+@dataclass
+class PeelSource:
+    """One direction to peel: a name, a predictor, and what the peel order and solver need."""
+    name: str
+    kind: str  # "sky" or "rfi"
+    predict: Callable[[ChunkGeometry], Fields]  # non-zero Stokes visibility fields, each (nrow, nchan)
+    flux_jy: float  # model Stokes I at the band centre
+    cross_hands: bool  # the model has XY/YX power (Stokes U or V), so the X-Y phase is measurable
+    elevation_deg: float | None = None
+
+
+def correlations(fields: Fields) -> np.ndarray:
+    """Stokes fields -> (nrow, nchan, 4) XX, XY, YX, YY."""
+    return sum(field[:, :, None] * STOKES_TO_CORR[j][None, None, :] for j, field in fields.items())
+
+
+def fringes(delay: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """exp(2 pi i delay freq), (nrow, nchan); on an even channel grid by recurrence (one exp per row)."""
+    step = np.diff(freqs)
+    if freqs.size < 3 or not np.allclose(step, step[0], rtol=1e-9, atol=0):
+        return np.exp(2j * np.pi * delay[:, None] * freqs[None, :])
+    out = np.empty((delay.size, freqs.size), np.complex128)
+    out[:, 0] = np.exp(2j * np.pi * delay * freqs[0])
+    out[:, 1:] = np.exp(2j * np.pi * delay * step[0])[:, None]
+    return np.cumprod(out, axis=1, out=out)
+
+
+def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray) -> None:
+    """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter."""
+    for k, name in enumerate("IQUV"):
+        if np.any(stokes[:, k] != 0):
+            part = vis * stokes[None, :, k]
+            fields[name] = fields[name] + part if name in fields else part
+
+
+def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Fields:
+    """Stokes fields of sky components (points, Gaussians): ``predict.predict_components`` by Stokes."""
+    fields: Fields = {}
+    for comp in components:
+        l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
+        vis = fringes((geo.uvw @ np.array([l, m, n - 1])) / C_M_S, geo.freqs)
+        if comp.is_gaussian:
+            vis *= gaussian_taper(geo.uvw, geo.freqs, comp)
+        _add_stokes(fields, vis, comp.stokes_at(geo.freqs))
+    return fields
+
+
+def predict_rfi_fields(geo: ChunkGeometry, src: RFISource) -> Fields:
+    """Stokes fields of a ground emitter, curved wavefront: ``predict.predict_near_field`` by Stokes."""
+    dist = np.linalg.norm(geo.ant_itrf - src.itrf()[None, :], axis=1)
+    fields: Fields = {}
+    _add_stokes(fields, fringes((dist[geo.ant1] - dist[geo.ant2] - geo.uvw[:, 2]) / C_M_S, geo.freqs),
+                src.stokes_at(geo.freqs))
+    return fields
+
+
+# --- Sources from the model files ----------------------------------------------------------------
+def _centroid(src: SkySource) -> tuple[float, float]:
+    """Flux-weighted mean direction of a source's components (unit-vector mean: safe across RA 0)."""
+    weights = np.array([abs(c.stokes[0]) for c in src.components]) + 1e-30
+    vec = sum(w * np.array([np.cos(c.dec) * np.cos(c.ra), np.cos(c.dec) * np.sin(c.ra), np.sin(c.dec)])
+              for w, c in zip(weights, src.components))
+    return float(np.arctan2(vec[1], vec[0]) % (2 * np.pi)), float(np.arctan2(vec[2], np.hypot(vec[0], vec[1])))
+
+
+def sky_peel_source(src: SkySource, centre_freq: float, elevation_deg: float | None = None) -> PeelSource:
+    cross = any(c.stokes[2] != 0 or c.stokes[3] != 0 for c in src.components)
+    return PeelSource(src.name, "sky", lambda geo: predict_sky_fields(geo, src.components),
+                      src.flux_at(centre_freq), cross, elevation_deg)
+
+
+def rfi_peel_source(src: RFISource, centre_freq: float) -> PeelSource:
+    return PeelSource(src.name, "rfi", lambda geo: predict_rfi_fields(geo, src),
+                      float(src.stokes_at(np.array([centre_freq]))[0, 0]), bool(np.any(src.flux_v != 0)))
+
+
+def model_sources(sky_model, rfi_model, peel_sky: bool, peel_rfi: bool, time_s: float,
+                  centre_freq: float) -> tuple[list[PeelSource], list[str]]:
+    """Peel sources from the model files (sky: above the horizon only), and the names below it."""
+    sources, below = [], []
+    if peel_sky:
+        if sky_model is None:
+            raise InputError("peel_sky is set but no sky_model was given")
+        sky = load_sky_model(sky_model)
+        directions = np.array([_centroid(s) for s in sky])
+        elevations = np.rad2deg(altaz(directions[:, 0], directions[:, 1], time_s)[1])
+        for src, el in zip(sky, elevations):
+            if el > 0:
+                sources.append(sky_peel_source(src, centre_freq, float(el)))
+            else:
+                below.append(src.name)
+        if len(below) == len(sky):
+            log(_logger, "no sky source is above the horizon: nothing to peel from the sky model", logging.WARNING,
+                sky_model=str(sky_model), below_horizon=below)
+    if peel_rfi:
+        if rfi_model is None:
+            raise InputError("peel_rfi is set but no rfi_model was given")
+        sources += [rfi_peel_source(src, centre_freq) for src in load_rfi_model(rfi_model)]
+    return sources, below
+
+
+# --- The MS --------------------------------------------------------------------------------------
+@dataclass
+class MSLayout:
+    """Per-row indices and the metadata a peel needs, read once (small columns only)."""
+    nrows: int
+    ant1: np.ndarray
+    ant2: np.ndarray
+    times: np.ndarray  # unique TIME values (MJD s)
+    layout: Layout
+    freqs: np.ndarray
+    phase_centre: tuple[float, float]
+    antenna_names: list[str]
+    ant_itrf: np.ndarray
+
+
+def _check_linear_corrs(ms: Path) -> None:
+    with open_table(ms / "POLARIZATION") as pol:
+        for i in range(pol.nrows()):
+            corr = list(pol.getcell("CORR_TYPE", i))
+            if corr != LINEAR_CORR_TYPES:
+                raise InputError(f"{ms}: correlations {corr} are not XX, XY, YX, YY (CORR_TYPE 9-12)")
+
+
+def read_layout(ms: Path, tab) -> MSLayout:
+    if "CORRECTED_DATA" not in tab.colnames():
+        raise InputError(f"{ms}: no CORRECTED_DATA column to peel; run apply-calibration first")
+    _check_linear_corrs(ms)
+    nrows = tab.nrows()
+    if nrows == 0:
+        raise InputError(f"{ms}: the MS has no rows")
+    ddids = np.unique(tab.getcol("DATA_DESC_ID"))
+    fields = np.unique(tab.getcol("FIELD_ID"))
+    if ddids.size != 1 or fields.size != 1:
+        raise InputError(f"{ms}: peeling needs one spectral window and one field; found data descriptions "
+                         f"{ddids.tolist()} and fields {fields.tolist()}")
+    freqs = spectral_windows(ms)[int(ddid_to_spw(ms)[ddids[0]])]
+    with open_table(ms / "FIELD") as field:
+        ra0, dec0 = np.asarray(field.getcell("PHASE_DIR", int(fields[0])), dtype=float).reshape(-1, 2)[0]
+    names, itrf = antenna_positions(ms)
+    ant1, ant2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
+    times, slot = np.unique(tab.getcol("TIME"), return_inverse=True)
+    layout = Layout(slot.ravel(), ant1, ant2, times.size, len(names))
+    return MSLayout(nrows, ant1, ant2, times, layout, freqs, (float(ra0), float(dec0)), names, itrf)
+
+
+class ModelFields:
+    """Each source's Stokes fields per row chunk: predicted once and kept (complex64) if they fit in
+    ``MODEL_CACHE_BYTES``, else predicted again for the second pass."""
+
+    def __init__(self, tab, meta: MSLayout, sources: list[PeelSource]):
+        self.tab, self.meta, self.sources = tab, meta, sources
+        self.keep = len(sources) * 4 * meta.nrows * meta.freqs.size * 8 <= MODEL_CACHE_BYTES
+        self.cache: dict[int, list[Fields]] = {}
+
+    def geometry(self, start: int, n: int) -> ChunkGeometry:
+        m = self.meta
+        return ChunkGeometry(self.tab.getcol("UVW", start, n), m.ant1[start:start + n], m.ant2[start:start + n],
+                             m.freqs, m.ant_itrf, m.phase_centre)
+
+    def chunk(self, start: int, n: int, geo: ChunkGeometry | None = None) -> list[Fields]:
+        if start in self.cache:
+            return self.cache[start]
+        geo = geo or self.geometry(start, n)
+        fields = [{j: f.astype(np.complex64) for j, f in src.predict(geo).items()} for src in self.sources]
+        if self.keep:
+            self.cache[start] = fields
+        return fields
+
+
+def _fingerprint(crc: int, data: np.ndarray, start: int) -> int:
+    """Running CRC-32 of every ``FINGERPRINT_STRIDE``-th row: enough to tell peeled from fresh data."""
+    return zlib.crc32(np.ascontiguousarray(data[(-start) % FINGERPRINT_STRIDE::FINGERPRINT_STRIDE]), crc)
+
+
+def _row_sums(a: np.ndarray, b_conj: np.ndarray) -> np.ndarray:
+    """sum over channels of a * b_conj, per row."""
+    return np.einsum("rc,rc->r", a, b_conj)
+
+
+def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
+    """Pass 1: R (S, nrow, 4) and X (S, S, nrow, 4) of ``peeling_solver``, and a fingerprint of the data.
+
+    Only non-zero Stokes fields enter: R_s^c = sum_j conj(B_j^c) sum_ch w^c D^c conj(F_sj) and
+    X_ts^c = sum_jk B_j^c conj(B_k^c) sum_ch w^c F_tj conj(F_sk), with B = ``STOKES_TO_CORR``.
+    """
+    n_src = len(models.sources)
+    r = np.zeros((n_src, meta.nrows, 4), np.complex128)
+    x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex128)
+    crc = 0
+    for start, n in row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES):
+        rows = slice(start, start + n)
+        data = tab.getcol("CORRECTED_DATA", start, n)
+        crc = _fingerprint(crc, data, start)
+        geo = models.geometry(start, n)
+        fields = models.chunk(start, n, geo)
+        conj = [{j: np.conj(f) for j, f in src.items()} for src in fields]
+        length_wl = np.linalg.norm(geo.uvw, axis=1)[:, None] * geo.freqs[None, :] / C_M_S
+        good = (length_wl >= minuvw) & (geo.ant1 != geo.ant2)[:, None]
+        usable = good[:, :, None] & ~tab.getcol("FLAG", start, n) & np.isfinite(data)
+        masks = [usable[:, :, c] for c in range(4)]
+        if all(np.array_equal(masks[0], mk) for mk in masks[1:]):
+            masks = [masks[0]] * 4  # the usual case: one mask, so pair sums are shared by all correlations
+        pair_sums: dict = {}
+        for c in range(4):
+            data_c = np.where(masks[c], data[:, :, c], 0)
+            for s in range(n_src):
+                terms = [(j, STOKES_TO_CORR[j][c]) for j in fields[s] if STOKES_TO_CORR[j][c] != 0]
+                for j, b in terms:
+                    r[s, rows, c] += np.conj(b) * _row_sums(data_c, conj[s][j])
+                for t in range(s + 1):
+                    for k, bt in ((k, STOKES_TO_CORR[k][c]) for k in fields[t]):
+                        if bt == 0:
+                            continue
+                        for j, b in terms:
+                            key = (id(masks[c]), t, k, s, j)
+                            if key not in pair_sums:
+                                pair_sums[key] = _row_sums(np.where(masks[c], fields[t][k], 0), conj[s][j])
+                            x[t, s, rows, c] += bt * np.conj(b) * pair_sums[key]
+                    x[s, t, rows, c] = np.conj(x[t, s, rows, c])
+    return r, x, f"{crc:08x}"
+
+
+def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> str:
+    """Pass 2: CORRECTED_DATA -= sum_s c_s M_s on cross-correlations; returns the fingerprint written."""
+    crc = 0
+    cross = meta.ant1 != meta.ant2
+    for start, n in row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES):
+        rows = slice(start, start + n)
+        data = tab.getcol("CORRECTED_DATA", start, n)
+        coeff = products[:, rows] * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
+        for s, fields in enumerate(models.chunk(start, n)):
+            for j, field in fields.items():
+                for c in range(4):
+                    if STOKES_TO_CORR[j][c] != 0:
+                        data[:, :, c] -= (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)[:, None] * field
+        crc = _fingerprint(crc, data, start)
+        tab.putcol("CORRECTED_DATA", data, start, n)
+    return f"{crc:08x}"
+
+
+def solutions_path(ms: str | Path) -> Path:
+    """Where ``save_peel_solutions`` writes: next to the MS, ``<name without .ms>.peel_solutions.npz``."""
+    ms = Path(ms)
+    stem = ms.name[:-3] if ms.name.endswith(".ms") else ms.name
+    return ms.parent / f"{stem}.peel_solutions.npz"
+
+
+def save_solutions_npz(path: Path, sources: list[PeelSource], meta: MSLayout, solution: PeelSolution,
+                       settings: dict) -> Path:
+    """gains[source, time, antenna, polarisation] and what they mean, written atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, gains=solution.gains, axes=np.array(["source", "time", "antenna", "polarisation"]),
+             source_names=np.array([s.name for s in sources]), source_kinds=np.array([s.kind for s in sources]),
+             antenna_names=np.array(meta.antenna_names), polarisations=np.array(["X", "Y"]),
+             times_mjd_s=meta.times, freqs_hz=meta.freqs, converged=solution.converged,
+             subtracted=~solution.rejected, **{k: np.array(v) for k, v in settings.items()})
+    tmp.replace(path)
+    return path
+
+
+def peel_sources(ms: str | Path, sources: list[PeelSource], maxiter: int = 5, tolerance: float = 1e-4,
+                 minuvw: float = 5.0, peeliter: int = 3, save_solutions: str | Path | None = None,
+                 below_horizon: list[str] | None = None, meta: MSLayout | None = None) -> PeelResult:
+    """Peel ``sources`` (brightest first) from CORRECTED_DATA of ``ms`` in place."""
+    ms = Path(ms)
+    result = PeelResult(ms_path=str(ms), below_horizon=below_horizon or [])
+    with open_ms(ms, readonly=False) as tab:
+        meta = meta or read_layout(ms, tab)
+        result.rows = meta.nrows
+        if not sources:
+            log(_logger, "nothing to peel: CORRECTED_DATA unchanged", logging.WARNING, ms=str(ms))
+            return result
+        settings = {"maxiter": maxiter, "tolerance": tolerance, "minuvw": minuvw, "peeliter": peeliter}
+        peel_key = "|".join(s.name for s in sources) + "|" + ",".join(f"{k}={v}" for k, v in settings.items())
+        previous = tab.getkeywords().get(KEYWORD, {})
+        models = ModelFields(tab, meta, sources)
+        r, x, before = channel_sums(tab, meta, models, minuvw)
+        if previous.get("sources") == peel_key and previous.get("output") == before:
+            log(_logger, "already peeled: CORRECTED_DATA unchanged", ms=str(ms), sources=peel_key)
+            result.already_peeled = True
+            return result
+        if previous and not previous.get("output") and previous.get("input") != before:
+            raise InputError(f"{ms}: an earlier peel was interrupted while writing CORRECTED_DATA; "
+                             "run apply-calibration again before peeling")
+        solution = peel_sums(r, x, meta.layout, np.array([s.flux_jy for s in sources]), peeliter, maxiter,
+                             tolerance, [s.cross_hands for s in sources])
+        del r, x
+        tab.putkeyword(KEYWORD, {"sources": peel_key, "input": before, "output": ""})
+        after = subtract(tab, meta, models, solution.products)
+        tab.putkeyword(KEYWORD, {"sources": peel_key, "input": before, "output": after})
+    for s in solution.order:
+        src = sources[s]
+        report = SourceReport(name=src.name, kind=src.kind, elevation_deg=src.elevation_deg,
+                              model_flux_jy=src.flux_jy, apparent_flux_jy=float(src.flux_jy * solution.scales[s].mean()),
+                              converged=bool(solution.converged[s]),
+                              iterations=int(solution.iterations[s]), subtracted=bool(not solution.rejected[s].all()))
+        result.peeled.append(report)
+        if not report.subtracted or not report.converged:
+            log(_logger, "source not converged or not subtracted", logging.WARNING, ms=str(ms), **report.model_dump())
+    if save_solutions is not None:
+        result.solutions = str(save_solutions_npz(Path(save_solutions), sources, meta, solution, settings))
+    log(_logger, "peeled", ms=str(ms), sources=[s.name for s in sources], below_horizon=result.below_horizon)
+    return result
+
+
+def peel_ms(ms: str | Path, sky_model: str | Path | None = None, rfi_model: str | Path | None = None,
+            peel_sky: bool = False, peel_rfi: bool = False, maxiter: int = 5, tolerance: float = 1e-4,
+            minuvw: float = 5.0, save_solutions: str | Path | None = None, peeliter: int = 3) -> PeelResult:
+    """Peel the sky model (above the horizon) and/or the RFI model from CORRECTED_DATA of ``ms``."""
+    ms = Path(ms)
+    with open_ms(ms) as tab:
+        meta = read_layout(ms, tab)
+    if not (peel_sky or peel_rfi):
+        return PeelResult(ms_path=str(ms), rows=meta.nrows)
+    centre = float(np.mean(meta.freqs))
+    sources, below = model_sources(sky_model, rfi_model, peel_sky, peel_rfi, float(np.mean(meta.times)), centre)
+    return peel_sources(ms, sources, maxiter, tolerance, minuvw, peeliter, save_solutions, below, meta)
+
+
+def run(options: Options) -> PeelResult:
+    with step_timer("peel", Path(options.ms).parent):
+        return peel_ms(options.ms, options.sky_model, options.rfi_model, options.peel_sky, options.peel_rfi,
+                       options.peel_maxiter, options.tolerance, options.minuvw,
+                       solutions_path(options.ms) if options.save_peel_solutions else None, options.peeliter)
