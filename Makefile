@@ -8,7 +8,7 @@ APT_PACKAGES := wsclean aoflagger casacore-tools libcfitsio-bin npm
 APT_TOOLS := wsclean aoflagger taql fpack npm
 EXTRAS := steps,workflows,dev
 
-.PHONY: setup system venv tools demo test clean
+.PHONY: setup system venv tools demo test clean images images-smoke image-tools image-name
 setup: system venv
 
 # Debian tools the steps call. As root we install them; otherwise we print the command and stop.
@@ -49,3 +49,25 @@ test: setup tools
 
 clean:
 	rm -rf $(VENV) out
+
+# The step image (images/Dockerfile), built with buildah: no Docker engine, no registry. Its name and
+# tag are the chart's default image (charts/orca-pipeline/values.yaml); the tag is the package version.
+IMAGE_REPOSITORY := ghcr.io/ovro-lwa/orca-steps
+IMAGE := $(IMAGE_REPOSITORY):$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+# A localhost/ base is made here with debootstrap; with a registry, e.g. docker.io/library/debian:bookworm-slim.
+BASE_IMAGE ?= localhost/orca-base:bookworm
+images: image-tools
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) images/build.sh
+
+images-smoke: images
+	images/smoke.sh $(IMAGE)
+
+image-name:
+	@echo $(IMAGE)
+
+# buildah (vfs storage, chroot isolation) and debootstrap need root.
+image-tools:
+	@if [ "$$(id -u)" != 0 ]; then echo "building images needs root (buildah, debootstrap)"; exit 1; fi
+	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { \
+	  echo "installing Debian packages: buildah debootstrap"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }

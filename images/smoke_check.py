@@ -1,0 +1,95 @@
+"""Checks for images/smoke.sh, run inside the step image with its own Python.
+
+    python smoke_check.py flags MS FLAGS.npy            save the FLAG column of MS
+    python smoke_check.py outputs MS FLAGS.npy FITS FZ PNG
+                                                        check what the smoke run wrote; exit 1 if wrong
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def read_flags(ms: str) -> np.ndarray:
+    from casacore.tables import table
+
+    with table(ms, ack=False) as t:
+        return t.getcol("FLAG")
+
+
+def check_ms(ms: str, flags_before: np.ndarray) -> list[str]:
+    """CORRECTED_DATA exists, is finite where unflagged and differs from DATA; AOFlagger wrote flags.
+
+    AOFlagger's generic strategy replaces the existing flags (it clears the mask first), so its
+    flags differ from apply-calibration's; a strategy that kept them would only add flags.
+    """
+    from casacore.tables import table
+
+    problems = []
+    with table(ms, ack=False) as t:
+        if "CORRECTED_DATA" not in t.colnames():
+            return [f"{ms}: no CORRECTED_DATA column after apply-calibration"]
+        data, corrected, flags = t.getcol("DATA"), t.getcol("CORRECTED_DATA"), t.getcol("FLAG")
+    good = ~flags
+    if not good.any():
+        problems.append(f"{ms}: every visibility is flagged")
+    elif not np.isfinite(corrected[good]).all():
+        problems.append(f"{ms}: CORRECTED_DATA has non-finite unflagged values")
+    elif np.allclose(corrected[good], data[good]):
+        problems.append(f"{ms}: CORRECTED_DATA equals DATA: no calibration was applied")
+    print(f"flagged fraction: {flags_before.mean():.4f} before AOFlagger, {flags.mean():.4f} after")
+    if flags.shape != flags_before.shape or np.array_equal(flags, flags_before):
+        problems.append(f"{ms}: FLAG did not change: AOFlagger wrote no flags")
+    return problems
+
+
+def check_image(fits_path: str, fz_path: str) -> list[str]:
+    """The dirty image is finite and shows the sky (peak well above the robust noise); fpack kept it."""
+    from astropy.io import fits
+
+    image = fits.getdata(fits_path)
+    if image.size == 0 or not np.isfinite(image).all():
+        return [f"{fits_path}: empty image or non-finite pixels"]
+    robust_rms = 1.4826 * float(np.median(np.abs(image - np.median(image))))
+    peak = float(image.max())
+    print(f"dirty image {image.shape}: peak {peak:.1f}, robust rms {robust_rms:.1f}")
+    problems = []
+    if not peak > 5 * robust_rms > 0:
+        problems.append(f"{fits_path}: peak {peak:.1f} is not above 5x the robust rms {robust_rms:.1f}")
+    with fits.open(fz_path) as hdus:
+        packed = hdus[1].data
+    # fpack quantises floating-point images (q=4): equal to a fraction of the noise, not bit for bit.
+    if packed.shape != image.shape[-2:] and packed.shape != image.shape:
+        problems.append(f"{fz_path}: shape {packed.shape} differs from {image.shape}")
+    elif np.max(np.abs(packed.reshape(image.shape) - image)) > robust_rms:
+        problems.append(f"{fz_path}: differs from {fits_path} by more than the noise")
+    return problems
+
+
+def plot(png: str) -> list[str]:
+    """matplotlib works with MPLCONFIGDIR on the writable /tmp (QA plots need it)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(png)
+    return []
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["flags"] and len(argv) == 3:
+        np.save(argv[2], read_flags(argv[1]))
+        return 0
+    if argv[:1] == ["outputs"] and len(argv) == 6:
+        ms, flags_file, fits_path, fz_path, png = argv[1:]
+        problems = check_ms(ms, np.load(flags_file)) + check_image(fits_path, fz_path) + plot(png)
+        for problem in problems:
+            print(f"smoke check failed: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
