@@ -37,7 +37,7 @@ def values(site: config.SiteConfig) -> dict:
         "serviceAccount": {"name": common.SERVICE_ACCOUNT},
         "securityContext": {"runAsUser": common.RUN_AS_USER, "runAsGroup": common.RUN_AS_USER},
         "site": site.model_dump(mode="json"),
-        "resources": common.RESOURCES,
+        "resources": common.resource_table(),
         "nodeLockLimit": 1,
         "cron": {"suspend": True, "schedules": ["0 16 * * *"], "timezone": "UTC",
                  "workflowTemplate": "subband-hours", "parameters": {**NIGHTLY_DEFAULTS, "bp_table": "",

@@ -25,17 +25,22 @@ NVME_MOUNT = "/fast"
 LUSTRE_MOUNT = "/lustre"
 RUN_AS_USER = 1000
 BOOL = ["true", "false"]
-
-# Pod resources per template; the chart's values.yaml is generated from this table.
-RESOURCES = {
-    "small": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-    "prepare-ms": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
-    "process-subband": {"requests": {"cpu": str(config.site().wsclean_threads), "memory": "100Gi"},
-                        "limits": {"memory": "115Gi"}},
-}
 PHASE1_DEADLINE_S = 3600
 PHASE2_DEADLINE_S = 8 * 3600
 SMALL_DEADLINE_S = 1800
+
+
+def resource_table() -> dict[str, dict]:
+    """Pod resources by template (the chart's values.yaml is generated from this table).
+
+    ``small`` is every bookkeeping pod; Phase 2 asks for the CPUs WSClean is told to use.
+    """
+    return {
+        "small": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "prepare-ms": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+        "process-subband": {"requests": {"cpu": str(config.site().wsclean_threads), "memory": "100Gi"},
+                            "limits": {"memory": "115Gi"}},
+    }
 
 
 def image() -> str:
@@ -203,7 +208,7 @@ def workflow_settings() -> dict:
 
 
 def resources(kind: str) -> m.ResourceRequirements:
-    spec = RESOURCES[kind]
+    spec = resource_table()[kind]
     return m.ResourceRequirements(requests={k: m.Quantity(v) for k, v in spec["requests"].items()},
                                   limits={k: m.Quantity(v) for k, v in spec["limits"].items()})
 

@@ -170,4 +170,4 @@ def nightly() -> CronWorkflow:
         annotations={"workflows.argoproj.io/description": (
             "Nightly: subband-hours on the previous night (obs_date previous-night), all LST hours and subbands. "
             "bp_table and xy_table must be set in the chart's values.")},
-        arguments={**NIGHTLY_DEFAULTS, "bp_table": "", "xy_table": ""})
+        arguments=dict(sorted({**NIGHTLY_DEFAULTS, "bp_table": "", "xy_table": ""}.items())))  # Helm's order

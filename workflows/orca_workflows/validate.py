@@ -463,9 +463,16 @@ def validate_documents(docs: list[dict]) -> list[str]:
     problems = []
     for doc in docs:
         if doc.get("kind") in KINDS:
-            label = f"{doc['kind']}/{(doc.get('metadata') or {}).get('name') or '(generated)'}"
-            problems += [f"{label}: {p}" for p in schema_problems(doc) + cel_problems(doc)]
+            problems += _document_problems(json.dumps(doc, sort_keys=True))
     return problems + reference_problems(docs)
+
+
+@lru_cache(maxsize=256)
+def _document_problems(text: str) -> tuple[str, ...]:
+    """Schema and CEL problems of one document, cached by content (documents repeat across checks)."""
+    doc = json.loads(text)
+    label = f"{doc['kind']}/{(doc.get('metadata') or {}).get('name') or '(generated)'}"
+    return tuple(f"{label}: {p}" for p in schema_problems(doc) + cel_problems(doc))
 
 
 def load_documents(paths: list[Path]) -> list[dict]:

@@ -1,0 +1,113 @@
+"""The Helm chart with a real helm (v4): lint, template, strict validation, golden file, values, RBAC."""
+import json
+import subprocess
+
+import pytest
+from chart_tools import by_kind_name, documents, helm, helm_template, templates
+
+from orca_steps import config
+from orca_workflows import templates_common as common
+from orca_workflows import validate as v
+from orca_workflows.render import CHART_DIR, FILES_DIR, REPO_ROOT, site_configmaps
+
+GOLDEN = REPO_ROOT / "tests" / "workflows" / "golden" / "orca-pipeline.yaml"
+ARGO_KINDS = {"WorkflowTemplate", "CronWorkflow"}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> str:
+    return helm_template().stdout
+
+
+@pytest.fixture(scope="module")
+def objects(rendered) -> dict:
+    return by_kind_name(documents(rendered))
+
+
+def test_helm_lint_passes():
+    proc = subprocess.run([helm(), "lint", "--strict", str(CHART_DIR)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_rendered_argo_object_validates(objects):
+    docs = list(objects.values())
+    assert {k for k, _ in objects} == ARGO_KINDS | {"ConfigMap", "ServiceAccount", "Role", "RoleBinding"}
+    assert sum(k in ARGO_KINDS for k, _ in objects) == 6
+    assert v.validate_documents(docs) == []
+
+
+def test_chart_matches_the_golden_file(rendered):
+    assert rendered == GOLDEN.read_text(), (
+        f"the rendered chart changed; review it and update the golden file with\n  {helm()} template orca "
+        f"charts/orca-pipeline --namespace orca > tests/workflows/golden/orca-pipeline.yaml")
+
+
+def test_argo_files_reach_the_cluster_unchanged_but_for_site_values(objects):
+    """.Files.Get keeps Argo's {{...}}: each object equals its rendered file up to what values set."""
+    for path in sorted(FILES_DIR.glob("*.yaml")):
+        (doc,) = v.load_documents([path])
+        out = json.loads(json.dumps(objects[(doc["kind"], doc["metadata"]["name"])]))
+        assert out["metadata"].pop("labels")["app.kubernetes.io/name"] == "orca-pipeline"
+        for tmpl in out["spec"].get("templates", []):
+            if "container" in tmpl:
+                assert tmpl["container"].pop("imagePullPolicy") == "IfNotPresent"
+        assert out == doc, path.name
+
+
+def test_site_configmaps_and_node_locks_come_from_the_values(objects):
+    for expected in site_configmaps(config.site()):
+        got = objects[("ConfigMap", expected["metadata"]["name"])]["data"]
+        if expected["metadata"]["name"] == common.SITE_CONFIGMAP:
+            assert json.loads(got[common.SITE_CONFIG_KEY]) == json.loads(expected["data"][common.SITE_CONFIG_KEY])
+        else:
+            assert got == expected["data"]
+
+
+def test_least_privilege_rbac_for_the_pods(objects):
+    role = objects[("Role", common.SERVICE_ACCOUNT)]
+    assert role["rules"] == [
+        {"apiGroups": ["argoproj.io"], "resources": ["workflows"],
+         "verbs": ["create", "get", "list", "watch", "delete", "patch"]},
+        {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
+    binding = objects[("RoleBinding", common.SERVICE_ACCOUNT)]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": common.SERVICE_ACCOUNT, "namespace": "orca"}]
+    assert binding["roleRef"]["name"] == common.SERVICE_ACCOUNT
+    for (kind, _), doc in objects.items():
+        if kind == "WorkflowTemplate":
+            assert doc["spec"]["serviceAccountName"] == common.SERVICE_ACCOUNT
+
+
+def test_site_values_reach_the_templates():
+    out = by_kind_name(documents(helm_template(
+        "--set", "image.tag=9.9.9", "--set", "site.archive_root=/lustre/other/images",
+        "--set", "site.phase1_parallelism=7", "--set", "site.node_map.73MHz=lwacalim10",
+        "--set-string", "resources.prepare-ms.requests.cpu=2", "--set", "cron.suspend=false",
+        "--set", "cron.parameters.bp_table=/lustre/cal/73MHz.B").stdout))
+    assert v.validate_documents(list(out.values())) == []
+    for (kind, name), doc in out.items():
+        if kind != "WorkflowTemplate":
+            continue
+        for tmpl in doc["spec"]["templates"]:
+            if "container" in tmpl:
+                c = tmpl["container"]
+                assert c["image"] == f"{common.IMAGE_REPOSITORY}:9.9.9"
+                archive = [m for m in c["volumeMounts"] if m.get("subPath", "").endswith("images")]
+                assert all(m["mountPath"] == "/lustre/other/images" and m["subPath"] == "other/images"
+                           for m in archive)
+    assert templates(out[("WorkflowTemplate", "subband-pipeline")])["hour"]["parallelism"] == 7
+    prepare = templates(out[("WorkflowTemplate", "subband-prepare-ms")])["prepare-ms"]
+    assert prepare["container"]["resources"]["requests"]["cpu"] == "2"
+    assert "lwacalim10" in out[("ConfigMap", common.NODE_LOCKS_CONFIGMAP)]["data"]
+    site = json.loads(out[("ConfigMap", common.SITE_CONFIGMAP)]["data"][common.SITE_CONFIG_KEY])
+    assert site["node_map"]["73MHz"] == "lwacalim10" and site["node_map"]["78MHz"] == "lwacalim09"
+    cron = out[("CronWorkflow", "orca-nightly")]["spec"]
+    assert cron["suspend"] is False
+    assert {p["name"]: p["value"] for p in cron["workflowSpec"]["arguments"]["parameters"]}["bp_table"] == \
+        "/lustre/cal/73MHz.B"
+
+
+@pytest.mark.parametrize("setting, message", [("site.archive_root=/data/images", "must lie under /lustre/"),
+                                              ("site.nvme_root=/lustre/nvme", "must lie under /fast/")])
+def test_roots_off_the_node_mounts_are_refused(setting, message):
+    proc = helm_template("--set", setting, check=False)
+    assert proc.returncode != 0 and message in proc.stderr

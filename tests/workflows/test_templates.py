@@ -1,0 +1,259 @@
+"""Structure of the Hera-rendered Argo objects: pinning, volumes, security, seed parameters, locks, exits."""
+import json
+
+import pytest
+import yaml
+from chart_tools import args_of, flags, templates
+from hera.workflows import CronWorkflow, WorkflowTemplate
+
+from orca_steps import config
+from orca_workflows import templates_common as common
+from orca_workflows.templates import manifests
+
+DOCS = manifests()
+WORKFLOW_TEMPLATES = {k: v for k, v in DOCS.items() if v["kind"] == "WorkflowTemplate"}
+# The pods that work on a unit's NVMe: pinned to the unit's node.
+UNIT_PODS = {("subband-prepare-ms", "prepare-ms"), ("subband-process", "process-subband"),
+             ("subband-pipeline", "collect-ms"), ("subband-pipeline", "unit-report")}
+LABELS = {"orca/subband", "orca/obs-date", "orca/lst", "orca/run-label"}
+
+# The seed API (orca.tasks.subband_tasks), parameter names per function; self/Celery internals omitted.
+SEED = {
+    "prepare_one_ms_task": ["src_ms", "nvme_work_dir", "bp_table", "xy_table", "peel_sky", "peel_rfi"],
+    "process_subband_task": ["ms_paths", "work_dir", "subband", "lst_label", "obs_date", "run_label",
+                             "hot_baselines", "skip_cleanup", "cleanup_nvme", "targets", "catalog",
+                             "clean_snapshots", "clean_reduced_pixels", "reduced_pixels", "skip_science",
+                             "compress_snapshots", "remaining_hours", "dynamic_run_label", "bp_table", "xy_table"],
+    "submit_subband_pipeline": ["ms_files", "subband", "bp_table", "xy_table", "lst_label", "obs_date", "run_label",
+                                "peel_sky", "peel_rfi", "hot_baselines", "skip_cleanup", "cleanup_nvme",
+                                "nvme_work_dir", "queue_override", "targets", "catalog", "clean_snapshots",
+                                "clean_reduced_pixels", "reduced_pixels", "skip_science", "compress_snapshots",
+                                "remaining_hours", "dynamic_run_label"],
+    "submit_subband_pipeline_chained": ["hour_specs", "subband", "bp_table", "xy_table", "run_label", "peel_sky",
+                                        "peel_rfi", "hot_baselines", "skip_cleanup", "cleanup_nvme",
+                                        "queue_override", "targets", "catalog", "clean_snapshots",
+                                        "clean_reduced_pixels", "reduced_pixels", "skip_science",
+                                        "compress_snapshots"],
+}
+# Celery plumbing that Argo replaces (documented in templates_common.SEED_REPLACED).
+REPLACED = {"remaining_hours", "dynamic_run_label"}
+SEED_TEMPLATE = {"prepare_one_ms_task": "subband-prepare-ms", "process_subband_task": "subband-process",
+                 "submit_subband_pipeline": "subband-pipeline", "submit_subband_pipeline_chained": "subband-hours"}
+BOOLEAN = {"peel_sky", "peel_rfi", "hot_baselines", "skip_cleanup", "cleanup_nvme", "clean_snapshots",
+           "clean_reduced_pixels", "reduced_pixels", "skip_science", "compress_snapshots"}
+
+
+def containers():
+    for doc_name, doc in WORKFLOW_TEMPLATES.items():
+        for name, tmpl in templates(doc).items():
+            if "container" in tmpl:
+                yield doc_name, name, tmpl
+
+
+def mounts(tmpl):
+    return {m["mountPath"]: m for m in tmpl["container"]["volumeMounts"]}
+
+
+def test_unit_pods_are_pinned_to_their_node_with_nvme_and_lustre():
+    site = config.site()
+    pinned = {(d, n) for d, n, t in containers() if t.get("nodeSelector")}
+    assert pinned == UNIT_PODS
+    for doc_name, name, tmpl in containers():
+        vols = {v["name"]: v for v in tmpl["volumes"]}
+        mp = mounts(tmpl)
+        assert vols["lustre"]["hostPath"] == {"path": "/lustre", "type": "Directory"}
+        assert mp["/lustre"]["readOnly"] is True  # input and everything else on Lustre: read-only
+        assert mp[site.runs_root]["subPath"] == site.runs_root.removeprefix("/lustre/")
+        assert not mp[site.runs_root].get("readOnly")
+        assert vols["tmp"] == {"name": "tmp", "emptyDir": {}} and "/tmp" in mp
+        if (doc_name, name) in UNIT_PODS:
+            assert tmpl["nodeSelector"] == {"kubernetes.io/hostname": "{{inputs.parameters.node}}"}
+            assert vols["fast"]["hostPath"] == {"path": "/fast", "type": "Directory"}
+            assert not mp["/fast"].get("readOnly")
+            assert mp[site.archive_root]["subPath"] == site.archive_root.removeprefix("/lustre/")
+            assert set(tmpl["metadata"]["labels"]) == LABELS
+            assert {p["name"] for p in tmpl["inputs"]["parameters"]} >= {"node", *common.UNIT_LABELS.values()}
+        else:  # pods that may land anywhere never touch a node's NVMe or the archive
+            assert "fast" not in vols and "/fast" not in mp and site.archive_root not in mp
+
+
+def test_every_pod_is_non_root_with_a_read_only_root_and_limits():
+    for doc_name, name, tmpl in containers():
+        c = tmpl["container"]
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert c["command"] == ["orca-step"] and c["image"] == common.image()
+        assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
+        assert {"name": "ORCA_CONFIG", "value": "/etc/orca/site.json"} in c["env"]
+        assert tmpl["activeDeadlineSeconds"] > 0, (doc_name, name)
+    for doc in WORKFLOW_TEMPLATES.values():
+        spec = doc["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] > 0
+        assert spec["serviceAccountName"] == common.SERVICE_ACCOUNT
+        assert spec["podGC"]["strategy"] == "OnPodSuccess"
+        assert spec["ttlStrategy"]["secondsAfterSuccess"] > 0 and spec["ttlStrategy"]["secondsAfterFailure"] > 0
+
+
+def test_deadlines_and_retries():
+    prepare = templates(DOCS["subband-prepare-ms"])["prepare-ms"]
+    process = templates(DOCS["subband-process"])["process-subband"]
+    assert process["activeDeadlineSeconds"] == 8 * 3600
+    assert prepare["retryStrategy"]["limit"] == 2 and prepare["retryStrategy"]["retryPolicy"] == "Always"
+    assert prepare["retryStrategy"]["backoff"]["duration"] and prepare["retryStrategy"]["backoff"]["factor"] == 2
+    assert process["retryStrategy"]["retryPolicy"] == "OnError"  # only lost pods; Phase 2 resumes
+    for _, _, tmpl in containers():  # pinned pods must never retry with anti-affinity: they would hang
+        assert "affinity" not in tmpl.get("retryStrategy", {})
+
+
+def test_phase1_and_phase2_run_the_seed_steps_with_outputs_from_files():
+    prepare = templates(DOCS["subband-prepare-ms"])["prepare-ms"]
+    assert prepare["container"]["args"][0] == "prepare-ms"
+    f = flags(prepare["container"])
+    assert {k: f[k] for k in SEED["prepare_one_ms_task"]} == {
+        k: f"{{{{inputs.parameters.{k}}}}}" for k in SEED["prepare_one_ms_task"]}
+    assert f["result-file"] == "/tmp/outputs/result.json" and f["outputs-dir"] == "/tmp/outputs"
+    assert prepare["outputs"]["parameters"] == [{"name": "ms_path", "valueFrom": {"path": "/tmp/outputs/ms_path"}}]
+    process = templates(DOCS["subband-process"])["process-subband"]
+    assert process["container"]["args"][0] == "process-subband"
+    assert set(flags(process["container"])) >= set(SEED["process_subband_task"]) - REPLACED
+    assert process["outputs"]["parameters"][0]["valueFrom"]["path"] == "/tmp/outputs/archive_path"
+
+
+@pytest.mark.parametrize("seed_function", sorted(SEED_TEMPLATE))
+def test_every_seed_parameter_is_an_argument_with_description_and_enum(seed_function):
+    args = args_of(DOCS[SEED_TEMPLATE[seed_function]])
+    for name in SEED[seed_function]:
+        if name in REPLACED:
+            continue
+        assert name in args, f"{SEED_TEMPLATE[seed_function]} lacks seed parameter {name}"
+        assert len(args[name].get("description", "")) > 10
+        if name in BOOLEAN:
+            assert args[name]["enum"] == ["true", "false"] and args[name]["value"] in ("true", "false")
+    if "lst_label" in args:
+        assert args["lst_label"]["enum"] == [f"{h:02d}h" for h in range(24)]
+    if "subband" in args and seed_function != "submit_subband_pipeline_chained":
+        assert args["subband"]["enum"] == list(config.PROCESSED_SUBBANDS)
+    assert "remaining_hours" in common.SEED_REPLACED
+
+
+def test_dispatch_takes_the_dynamic_run_label_and_required_arguments_have_no_default():
+    args = args_of(DOCS["subband-dispatch"])
+    assert "dynamic_run_label" in args and "value" not in args["dynamic_run_label"]
+    pipeline = args_of(DOCS["subband-pipeline"])
+    assert {n for n, p in pipeline.items() if "value" not in p} == {"subband", "bp_table", "xy_table", "lst_label",
+                                                                    "obs_date", "run_label"}
+
+
+def test_pipeline_fans_out_per_ms_and_a_failed_ms_does_not_sink_the_hour():
+    t = templates(DOCS["subband-pipeline"])
+    hour = t["hour"]
+    tasks = {x["name"]: x for x in hour["dag"]["tasks"]}
+    assert tasks["prepare"]["withParam"] == "{{inputs.parameters.ms_files}}"
+    assert tasks["prepare"]["continueOn"] == {"failed": True}
+    assert tasks["prepare"]["templateRef"] == {"name": "subband-prepare-ms", "template": "prepare-ms"}
+    assert tasks["collect"]["dependencies"] == ["prepare"] and "depends" not in tasks["collect"]
+    collect_args = {p["name"]: p["value"] for p in tasks["collect"]["arguments"]["parameters"]}
+    assert collect_args["ms_paths"] == "{{tasks.prepare.outputs.parameters.ms_path}}"  # survivors only
+    assert flags(t["collect-ms"]["container"])["min_ms_fraction"] == "{{workflow.parameters.min_ms_fraction}}"
+    process_args = {p["name"]: p["value"] for p in tasks["process"]["arguments"]["parameters"]}
+    assert process_args["ms_paths"] == "@{{tasks.collect.outputs.parameters.ms_list_file}}"  # a path, not a list
+    assert hour["parallelism"] == config.site().phase1_parallelism
+    assert hour["synchronization"] == {"semaphores": [{"configMapKeyRef": {
+        "name": common.NODE_LOCKS_CONFIGMAP, "key": "{{inputs.parameters.node}}"}}]}
+    main = {x["name"]: x for x in t["main"]["dag"]["tasks"]}
+    exit_hook = main["hour"]["hooks"]["exit"]
+    assert exit_hook["template"] == "unit-report"
+    hook_args = {p["name"]: p["value"] for p in exit_hook["arguments"]["parameters"]}
+    assert hook_args["status"] == "{{tasks.hour.status}}"
+    assert flags(t["unit-report"]["container"])["cleanup_nvme"] == "{{workflow.parameters.cleanup_nvme}}"
+
+
+def child(tmpl):
+    return yaml.safe_load(tmpl["resource"]["manifest"])
+
+
+@pytest.mark.parametrize("doc_name, template_name", [("subband-hours", "run-hour"), ("subband-dispatch", "run-unit")])
+def test_children_are_subband_pipelines_that_cannot_hang_the_parent(doc_name, template_name):
+    tmpl = templates(DOCS[doc_name])[template_name]
+    res = tmpl["resource"]
+    assert res["action"] == "create" and res["setOwnerReference"] is True
+    assert res["successCondition"] == "status.phase == Succeeded"
+    assert res["failureCondition"] == "status.phase in (Failed, Error)"
+    wf = child(tmpl)
+    assert wf["kind"] == "Workflow" and wf["spec"]["workflowTemplateRef"] == {"name": "subband-pipeline"}
+    assert wf["metadata"]["labels"]["orca/parent"] == "{{workflow.name}}"
+    assert LABELS <= set(wf["metadata"]["labels"])
+    given = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+    required = {n for n, p in args_of(DOCS["subband-pipeline"]).items() if "value" not in p}
+    assert required <= set(given)
+    assert given["queue_override"] == "{{inputs.parameters.node}}"  # the node the night chose
+    assert given["ms_files"] == "@{{inputs.parameters.ms_list_file}}"
+
+
+def test_hours_run_in_order_per_subband_and_a_failed_hour_does_not_stop_the_chain():
+    t = templates(DOCS["subband-hours"])
+    chain = t["chain"]
+    assert chain["parallelism"] == 1  # one hour at a time ...
+    (step,) = [s for group in chain["steps"] for s in group]
+    assert step["withParam"] == "{{inputs.parameters.hours}}"  # ... in the order discover listed them
+    assert step["continueOn"] == {"failed": True}
+    main = {x["name"]: x for x in t["main"]["dag"]["tasks"]}
+    assert main["chains"]["withParam"] == "{{tasks.discover.outputs.parameters.chains}}"  # subbands in parallel
+    assert "parallelism" not in t["main"]
+
+
+def test_dispatch_locks_the_queue_and_each_worker_runs_one_unit_at_a_time():
+    doc = DOCS["subband-dispatch"]
+    t = templates(doc)
+    assert doc["spec"]["synchronization"] == {"mutexes": [
+        {"name": "orca-dispatch-{{workflow.parameters.dynamic_run_label}}"}]}
+    queue_mutex = {"mutexes": [{"name": "orca-queue-{{workflow.parameters.dynamic_run_label}}"}]}
+    assert t["queue-claim"]["synchronization"] == queue_mutex == t["queue-finish"]["synchronization"]
+    groups = t["worker"]["steps"]
+    assert [[s["name"] for s in g] for g in groups] == [["claim"], ["run"], ["finish"], ["next"]]  # sequential
+    run, finish, again = groups[1][0], groups[2][0], groups[3][0]
+    claimed = "{{steps.claim.outputs.parameters.has_unit}} == true"
+    assert run["when"] == finish["when"] == again["when"] == claimed
+    assert run["continueOn"] == {"failed": True} and again["template"] == "worker"
+    assert {p["name"]: p["value"] for p in finish["arguments"]["parameters"]}["status"] == "{{steps.run.status}}"
+    workers = {x["name"]: x for x in t["main"]["dag"]["tasks"]}["workers"]
+    assert workers["withParam"] == "{{tasks.discover.outputs.parameters.pool}}"
+
+
+@pytest.mark.parametrize("doc_name", ["subband-hours", "subband-dispatch"])
+def test_a_stopped_night_reports_and_stops_its_children(doc_name):
+    doc = DOCS[doc_name]
+    t = templates(doc)
+    assert doc["spec"]["onExit"] == "exit-handler"
+    report, stop = (g[0] for g in t["exit-handler"]["steps"])
+    assert report["template"] == "run-report" and report["continueOn"] == {"failed": True}
+    assert flags(t["run-report"]["container"])["failures"] == "{{workflow.failures}}"
+    assert stop["when"] == "{{workflow.status}} != Succeeded"
+    assert t["stop-children"]["resource"] == {"action": "delete", "flags": [
+        "workflows", "--selector", "orca/parent={{workflow.name}},workflows.argoproj.io/completed!=true"]}
+
+
+def test_nightly_cron_is_suspended_and_takes_the_previous_night():
+    cron = DOCS["orca-nightly"]["spec"]
+    assert cron["suspend"] is True and cron["schedules"] and "schedule" not in cron  # v4: list form only
+    assert cron["concurrencyPolicy"] == "Forbid"
+    params = {p["name"]: p["value"] for p in cron["workflowSpec"]["arguments"]["parameters"]}
+    assert params["obs_date"] == "previous-night" and params["lst_start"] == "0" and params["lst_end"] == "24"
+    assert cron["workflowSpec"]["workflowTemplateRef"] == {"name": "subband-hours"}
+
+
+def test_site_lists_are_never_copied_into_the_templates():
+    text = json.dumps(DOCS)
+    site = config.site()
+    for node in set(site.node_map.values()) | set(site.dynamic_pool):
+        assert node not in text  # nodes reach pods through the site ConfigMap and discover's outputs
+    assert site.input_root not in text and site.nvme_root not in text
+
+
+def test_only_v4_forms_and_hera_round_trips():
+    text = json.dumps(DOCS)
+    assert '"mutex":' not in text and '"semaphore":' not in text
+    for doc in DOCS.values():
+        cls = CronWorkflow if doc["kind"] == "CronWorkflow" else WorkflowTemplate
+        assert cls.from_dict(doc).to_dict() == doc  # Hera's models accept every field we set
