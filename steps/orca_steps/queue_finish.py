@@ -23,4 +23,5 @@ class Result(BaseModel):
 def run(options: Options) -> Result:
     with step_timer("queue-finish", unit=options.unit_id):
         unit = work_queue.finish(options.queue_file, options.unit_id, options.status, options.workflow)
-    return Result(unit_id=unit["id"], state=unit["state"], counts=work_queue.summary(work_queue.load(options.queue_file)))
+    counts = work_queue.summary(work_queue.load(options.queue_file))
+    return Result(unit_id=unit["id"], state=unit["state"], counts=counts)

@@ -87,14 +87,16 @@ CASES = {
         "subband-pipeline", lambda d, t: set_arg(task(t, "hour", "collect"), "node", "{{workflow.status}}"),
         "only set in the exit handler"),
     "child manifest: unknown argument": (
-        "subband-hours", lambda d, t: edit_manifest(t, "run-hour", lambda m: m["spec"]["arguments"]["parameters"].append(
-            {"name": "subbnd", "value": "x"})), "argument 'subbnd' is not an argument of WorkflowTemplate"),
+        "subband-hours", lambda d, t: edit_manifest(t, "run-hour", lambda m: m["spec"]["arguments"][
+            "parameters"].append({"name": "subbnd", "value": "x"})),
+        "argument 'subbnd' is not an argument of WorkflowTemplate"),
     "child manifest: unknown field": (
         "subband-dispatch", lambda d, t: edit_manifest(t, "run-unit", lambda m: m["spec"].update(onexit="x")),
         "'onexit' was unexpected"),
     "missing ConfigMap": ("subband-pipeline", lambda d, t: t["hour"]["synchronization"]["semaphores"][0][
         "configMapKeyRef"].update(name="orca-node-lockz"), "semaphore ConfigMap 'orca-node-lockz' is not defined"),
-    "missing onExit": ("subband-hours", lambda d, t: d["spec"].update(onExit="exit"), "onExit 'exit' is not a template"),
+    "missing onExit": ("subband-hours", lambda d, t: d["spec"].update(onExit="exit"),
+                       "onExit 'exit' is not a template"),
     "bad label": ("subband-hours", lambda d, t: d["metadata"].update(labels={"orca/x": "not ok!"}),
                   "is not a valid label value"),
 }

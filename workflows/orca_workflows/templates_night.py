@@ -11,7 +11,7 @@ import yaml
 from hera.workflows import DAG, Container, CronWorkflow, Resource, Step, Steps, Task, WorkflowTemplate
 from hera.workflows import models as m
 
-from .templates_common import (from_workflow, input_parameter, orca_step, retry, workflow_parameter,
+from .templates_common import (from_inputs, from_workflow, input_parameter, orca_step, retry, workflow_parameter,
                                workflow_settings)
 from .templates_units import PHASE2_OPTIONS, PIPELINE
 
@@ -130,8 +130,7 @@ def subband_dispatch() -> WorkflowTemplate:
                           outputs=["has_unit", "unit_id", "subband", "lst_label", "obs_date", "ms_list_file"],
                           retry=retry(2, backoff="10s"), labels=False, synchronization=queue_lock)
         finish = orca_step("queue-finish", "queue-finish",
-                           {"queue_file": "{{inputs.parameters.queue_file}}", "unit_id": "{{inputs.parameters.unit_id}}",
-                            "status": "{{inputs.parameters.status}}", "workflow": "{{workflow.name}}"},
+                           {**from_inputs("queue_file", "unit_id", "status"), "workflow": "{{workflow.name}}"},
                            inputs=["queue_file", "unit_id", "status"], retry=retry(2, backoff="10s"), labels=False,
                            synchronization=queue_lock)
         unit = run_child("run-unit")

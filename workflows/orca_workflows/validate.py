@@ -14,7 +14,6 @@ No cluster, argo CLI or kubeconform can run here, so this is the strongest check
 """
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 import re
