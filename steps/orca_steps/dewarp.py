@@ -5,6 +5,8 @@ they are matched to a VLSSr-format catalogue (74 MHz, fluxes scaled by nu^-0.7, 
 and a flux-ratio window that widens away from 74 MHz). With at least ``min_anchors`` matches the
 offsets are interpolated (thin-plate RBF) into a pixel-shift screen applied to every given image
 (``*_dewarped.fits``). Fewer anchors: the result says "not enough anchors" and nothing is written.
+The screen's own accuracy is judged honestly by leave-one-out: each anchor's shift predicted from the
+others (``loo_rms_arcmin``); the in-sample residual says nothing, the screen passes through its anchors.
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ class Result(BaseModel):
     status: str
     n_sources: int
     n_anchors: int
-    rms_offset_arcmin: float | None
+    rms_offset_arcmin: float | None = Field(description="rms anchor offset from the catalogue before dewarping")
+    loo_rms_arcmin: float | None = Field(description="rms anchor offset left after dewarping, leave-one-out")
     dewarped: list[str]
 
 
@@ -93,15 +96,34 @@ def match(found: np.ndarray, ref: np.ndarray, freq_hz: float, opts: Options) -> 
     return pairs
 
 
-def offset_screen(img: SkyImage, found: np.ndarray, ref: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel shift (dx, dy) maps: where each output pixel should sample the warped image."""
-    from scipy.interpolate import RBFInterpolator
-
+def anchor_shifts(img: SkyImage, found: np.ndarray, ref: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor pixel positions (catalogue) and their measured pixel shifts (found - catalogue), (n, 2) each."""
     fx, fy = img.world_to_pixel(found[[p[0] for p in pairs], 0], found[[p[0] for p in pairs], 1])
     rx, ry = img.world_to_pixel(ref[[p[1] for p in pairs], 0], ref[[p[1] for p in pairs], 1])
-    anchors = np.column_stack([rx, ry])
-    shifts = np.column_stack([fx - rx, fy - ry])
-    interp = RBFInterpolator(anchors, shifts, kernel="thin_plate_spline", smoothing=1.0, degree=1)
+    return np.column_stack([rx, ry]), np.column_stack([fx - rx, fy - ry])
+
+
+def screen_model(anchors: np.ndarray, shifts: np.ndarray):
+    """The smooth interpolator of the shifts (thin-plate spline plus a plane, lightly smoothed)."""
+    from scipy.interpolate import RBFInterpolator
+
+    return RBFInterpolator(anchors, shifts, kernel="thin_plate_spline", smoothing=1.0, degree=1)
+
+
+def loo_residuals(anchors: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Per anchor, |measured - predicted| shift (pixels) with the screen built from the other anchors."""
+    keep = np.ones(len(anchors), dtype=bool)
+    out = np.empty(len(anchors))
+    for k in range(len(anchors)):
+        keep[k] = False
+        out[k] = np.hypot(*(shifts[k] - screen_model(anchors[keep], shifts[keep])(anchors[k:k + 1])[0]))
+        keep[k] = True
+    return out
+
+
+def offset_screen(img: SkyImage, found: np.ndarray, ref: np.ndarray, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel shift (dx, dy) maps: where each output pixel should sample the warped image."""
+    interp = screen_model(*anchor_shifts(img, found, ref, pairs))
     ny, nx = img.data.shape
     step = 8  # the screen is smooth: evaluate on a coarse grid, then interpolate
     gy, gx = np.mgrid[0:ny + step:step, 0:nx + step:step]
@@ -132,14 +154,17 @@ def run(options: Options) -> Result:
         pairs = match(found, ref, deep.freq_hz, options)
         if len(pairs) < options.min_anchors:
             result = Result(status=f"not enough anchors ({len(pairs)} < {options.min_anchors})",
-                            n_sources=len(found), n_anchors=len(pairs), rms_offset_arcmin=None, dewarped=[])
+                            n_sources=len(found), n_anchors=len(pairs), rms_offset_arcmin=None, loo_rms_arcmin=None,
+                            dewarped=[])
         else:
             seps = [np.hypot((found[i, 0] - ref[j, 0]) * np.cos(np.deg2rad(ref[j, 1])), found[i, 1] - ref[j, 1]) * 60
                     for i, j in pairs]
+            loo = loo_residuals(*anchor_shifts(deep, found, ref, pairs)) * deep.pixel_deg * 60
             dx, dy = offset_screen(deep, found, ref, pairs)
             outs = [dewarp_image(img, dx, dy, img.path.with_name(img.path.name.replace(".fits", "_dewarped.fits")))
                     for img in [deep, *others]]
             result = Result(status="ok", n_sources=len(found), n_anchors=len(pairs),
-                            rms_offset_arcmin=float(np.sqrt(np.mean(np.square(seps)))), dewarped=[str(p) for p in outs])
+                            rms_offset_arcmin=float(np.sqrt(np.mean(np.square(seps)))),
+                            loo_rms_arcmin=float(np.sqrt(np.mean(np.square(loo)))), dewarped=[str(p) for p in outs])
         (work / "QA" / "dewarp.json").write_text(result.model_dump_json(indent=1) + "\n")
     return result
