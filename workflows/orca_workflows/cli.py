@@ -72,6 +72,9 @@ def add_run_local(sub) -> None:
                    help="local folder for a node path used by hostPath volumes, e.g. /fast=out/demo/fast")
     p.add_argument("--configmap", action="append", default=[], metavar="FILE",
                    help="ConfigMap YAML (semaphore limits, parameters from configMapKeyRef)")
+    p.add_argument("--site-configmaps", action="store_true",
+                   help="also load the ConfigMaps the chart builds (orca-site-config, orca-node-locks) from this "
+                        "machine's site configuration (orca_steps.config.site(), i.e. ORCA_CONFIG)")
     p.add_argument("--semaphore", action="append", default=[], metavar="CONFIGMAP/KEY=N",
                    help="semaphore limit, overriding the ConfigMap")
     p.add_argument("--out", default="out/run-local", help="run record (run.json) and pod logs go here")
@@ -87,6 +90,13 @@ def cmd_run_local(args) -> int:
     params.update(_key_values(args.parameter, "-p"))
     limits = {k: int(v) for k, v in _key_values(args.semaphore, "--semaphore").items()}
     templates = (args.templates or [str(CHART_FILES)]) + args.configmap
+    if args.site_configmaps:
+        from orca_steps.config import site
+        from .render import site_configmaps
+        path = Path(args.out) / "site-configmaps.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(site_configmaps(site()), sort_keys=False))
+        templates.append(str(path))
     try:
         runner, workflow = run_local(args.target, templates, args.out, params,
                                      parse_volume_roots(args.volume_root), limits, args.namespace, args.progress)
