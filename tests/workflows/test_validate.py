@@ -107,3 +107,14 @@ def test_the_validator_catches(case):
     doc_name, change, expected = CASES[case]
     problems = v.validate_documents(mutated(doc_name, change))
     assert any(expected in p for p in problems), problems
+
+
+def test_validate_command(tmp_path, capsys):
+    from orca_workflows import cli
+
+    assert cli.main(["validate"]) == 0 and capsys.readouterr().out.strip().endswith("0 problem(s)")
+    broken = copy.deepcopy(next(d for d in DOCS if d["metadata"]["name"] == "subband-process"))
+    templates(broken)["process-subband"]["retryStrategy"]["retryPolicy"] = "Never"
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump_all(DOCS[:0] + [broken]))
+    assert cli.main(["validate", str(path)]) == 1 and "'Never' is not one of" in capsys.readouterr().out
