@@ -28,6 +28,7 @@ from .config import check_subband
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, open_table, row_chunks
+from .msread import ChunkReader, max_row_bytes
 
 _logger = get_logger("concat")
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
@@ -160,31 +161,24 @@ def select_inputs(ms_paths: list[str]) -> tuple[list[_Input], list[Dropped]]:
 
 
 # --- writing ---------------------------------------------------------------------------------------
-def _max_row_bytes(tab) -> int:
-    widest = 8
-    for column in tab.colnames():
-        if tab.iscelldefined(column, 0):
-            cell = np.asarray(tab.getcell(column, 0))
-            widest = max(widest, cell.nbytes)
-    return widest
-
-
 def _append(out, item: _Input, field_offset: int) -> None:
     """Append all rows of one input to the open output table, column by column, in row chunks."""
     from casacore import tables
 
     src = tables.table(item.path, ack=False)
     try:
-        view = src if item.time_sorted else src.sort("TIME")
+        # A stable sort on TIME keeps each integration's baseline order.
+        view = src if item.time_sorted else src.selectrows(np.argsort(src.getcol("TIME"), kind="stable"))
         start_out = out.nrows()
         out.addrows(item.nrows)
-        columns = [c for c in out.colnames() if view.iscelldefined(c, 0)]
-        for start, n in row_chunks(item.nrows, _max_row_bytes(view)):
-            for column in columns:
-                values = view.getcol(column, startrow=start, nrow=n)
-                if column == "FIELD_ID":
+        chunks = list(row_chunks(item.nrows, max_row_bytes(view)))
+        readers = [ChunkReader(view, c, chunks[0][1]) for c in out.colnames() if view.iscelldefined(c, 0)]
+        for start, n in chunks:
+            for reader in readers:
+                values = reader.read(start, n)
+                if reader.column == "FIELD_ID":
                     values = values + field_offset
-                out.putcol(column, values, startrow=start_out + start, nrow=n)
+                out.putcol(reader.column, values, startrow=start_out + start, nrow=n)
         if view is not src:
             view.close()
     finally:

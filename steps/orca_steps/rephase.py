@@ -29,6 +29,7 @@ from .errors import InputError
 from .fix_field import PHASE_DIR_COLUMN, field_phase_dirs
 from .logs import get_logger, log, step_timer
 from .msio import antenna_positions, check_ms, ddid_to_spw, open_ms, open_table, row_chunks, spectral_windows
+from .msread import ChunkReader
 
 _logger = get_logger("rephase")
 C_M_S = 299792458.0
@@ -110,8 +111,10 @@ def rephase_ms(ms: str | Path, ra: float, dec: float) -> Result:
         uvw_new = _UVWCache(itrf, ra, dec)
         inv_lambda = np.stack([spw_freqs[spw] / C_M_S for spw in spw_of_ddid])  # (nddid, nchan)
         row_bytes = sum(int(np.prod(tab.getcell(c, 0).shape)) * 8 for c in columns) if n_rows else 8
+        chunks = list(row_chunks(n_rows, max(row_bytes, 8)))
+        readers = [ChunkReader(tab, c, chunks[0][1]) for c in columns] if chunks else []
         with msstate.writing(tab, "rephase"):
-            for start, n in row_chunks(n_rows, max(row_bytes, 8)):
+            for start, n in chunks:
                 if per_row_dirs:
                     centre = tab.getcol(PHASE_DIR_COLUMN, startrow=start, nrow=n)
                 else:
@@ -132,9 +135,10 @@ def rephase_ms(ms: str | Path, ra: float, dec: float) -> Result:
                 ddid = tab.getcol("DATA_DESC_ID", startrow=s, nrow=m)
                 phasor = np.exp(-2j * np.pi * (new[:, 2] - uvw[:, 2])[:, None] * inv_lambda[ddid])
                 phasor = phasor.astype(np.complex64)[:, :, None]
-                for column in columns:
-                    data = tab.getcol(column, startrow=s, nrow=m)
-                    tab.putcol(column, data * phasor, startrow=s, nrow=m)
+                for reader in readers:
+                    data = reader.read(s, m)
+                    data *= phasor
+                    tab.putcol(reader.column, data, startrow=s, nrow=m)
                 tab.putcol("UVW", new, startrow=s, nrow=m)
                 if per_row_dirs:
                     centre[lo:hi][sel] = target

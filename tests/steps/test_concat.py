@@ -98,6 +98,19 @@ def test_a_repeated_integration_is_dropped_as_overlapping(hour, tmp_path):
     assert result.dropped[0].reason.startswith("overlaps in time with")
 
 
+def test_rows_inside_an_input_are_sorted_by_time_too(hour, tmp_path):
+    _, paths, _ = hour
+    pair = concatenate_ms([str(p) for p in paths[:2]], tmp_path / "pair" / "73MHz_concat.ms").concat_ms
+    backwards = tmp_path / "backwards.ms"
+    tables.taql(f"SELECT FROM {pair} ORDERBY TIME DESC, ANTENNA1 ASC, ANTENNA2 ASC GIVING {backwards} AS PLAIN").close()
+    assert _col(backwards, "TIME")[0] > _col(backwards, "TIME")[-1]
+    result = concatenate_ms([str(backwards), str(paths[2])], tmp_path / "73MHz_concat.ms")
+    time = _col(result.concat_ms, "TIME")
+    assert np.all(np.diff(time) >= 0) and result.n_rows == 3 * N_BL
+    np.testing.assert_array_equal(_col(result.concat_ms, "CORRECTED_DATA", startrow=0, nrow=N_BL),
+                                  _col(paths[0], "CORRECTED_DATA"))
+
+
 def test_a_complete_concat_is_reused_and_an_incomplete_one_rebuilt(hour, tmp_path):
     _, paths, _ = hour
     out = tmp_path / "73MHz_concat.ms"
