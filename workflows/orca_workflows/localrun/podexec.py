@@ -1,0 +1,178 @@
+"""Container and script templates: one pod becomes one local process (see :mod:`.pods`).
+Mixed into :class:`~.engine.WorkflowRun`."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .context import Ctx, NodeError, SlotToken
+from .errors import LocalRunError, Unsupported
+from .nodes import Node, fnv32
+from .pods import Mount, PathMap, base_environment, run_process
+from .spec import duration_seconds, param_string
+from .templating import substitute, substitute_tree
+
+STEP_EXCEEDED = "Pod was active on the node longer than the specified deadline"
+
+
+class PodMixin:
+    def _pod_name(self, node: Node, tmpl: dict) -> str:
+        return f"{self.name}-{tmpl['name']}-{fnv32(node.name)}"
+
+    def _pod_setup(self, node: Node, tmpl: dict, scope: dict) -> tuple[dict, PathMap, Path, dict]:
+        """Substitute the pod's fields, pin and label it, and map its volumes to local folders."""
+        pod_name = self._pod_name(node, tmpl)
+        scope = {**scope, "pod.name": pod_name}
+        where = f"{self.name}/{tmpl['name']}"
+        selector = tmpl.get("nodeSelector") if tmpl.get("nodeSelector") is not None else self.spec.get("nodeSelector")
+        selector = substitute_tree(selector or {}, scope, f"{where}.nodeSelector")
+        labels = {**((self.spec.get("podMetadata") or {}).get("labels") or {}),
+                  **((tmpl.get("metadata") or {}).get("labels") or {})}
+        labels = {k: param_string(v, f"{where}.metadata.labels") for k, v in substitute_tree(labels, scope, f"{where}.metadata.labels").items()}
+        pod_dir = self.log_dir / pod_name
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        with self.runner.cond:
+            node.pod_name = pod_name
+            node.node_selector = selector
+            node.host = selector.get("kubernetes.io/hostname")
+            node.labels = labels
+            node.logs = {"stdout": str(pod_dir / "stdout.log"), "stderr": str(pod_dir / "stderr.log")}
+        body_key = "container" if "container" in tmpl else "script" if "script" in tmpl else "resource"
+        body = substitute_tree(tmpl[body_key], scope, f"{where}.{body_key}")
+        volumes = {v["name"]: v for v in (self.spec.get("volumes") or [])}
+        volumes.update({v["name"]: v for v in (tmpl.get("volumes") or [])})
+        mounts, config_maps = [], []
+        for vm in body.get("volumeMounts") or []:
+            if vm["name"] not in volumes:
+                raise LocalRunError(f"{where}: volumeMount {vm['name']!r} names no volume")
+            vol = substitute_tree(volumes[vm["name"]], scope, f"{where}.volumes.{vm['name']}")
+            local = self._volume_local(vol, pod_dir, where)
+            if "configMap" in vol:
+                config_maps.append((vol["configMap"], local))
+            if vm.get("subPath"):
+                local = local / vm["subPath"]
+            mounts.append(Mount(vm["mountPath"], local, bool(vm.get("readOnly"))))
+        if not any(m.container_path.rstrip("/") == "/tmp" for m in mounts):
+            (pod_dir / "tmp").mkdir(exist_ok=True)
+            mounts.append(Mount("/tmp", pod_dir / "tmp"))
+        paths = PathMap(mounts)
+        for cm, local in config_maps:
+            self._write_config_map(cm, local, paths)
+        with self.runner.cond:
+            node.mounts = {m.container_path: str(m.local_path) for m in mounts}
+        return body, paths, pod_dir, scope
+
+    def _write_config_map(self, cm: dict, local: Path, paths: PathMap) -> None:
+        """A mounted ConfigMap's keys as files; container paths inside them point to the local folders."""
+        data = self.runner.store.get("ConfigMap", cm["name"]).get("data") or {}
+        for item in cm.get("items") or [{"key": k, "path": k} for k in data]:
+            value = self.runner.store.config_map_value(cm["name"], item["key"], bool(cm.get("optional")))
+            (local / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (local / item["path"]).write_text(paths.to_local(value or ""))
+
+    def _volume_local(self, vol: dict, pod_dir: Path, where: str) -> Path:
+        if "hostPath" in vol:
+            hp = vol["hostPath"]
+            local = self.runner.host_path(hp["path"], where)
+            kind = hp.get("type", "")
+            if kind == "Directory" and not local.is_dir():
+                raise NodeError(f"hostPath {hp['path']} (type Directory) does not exist (local folder {local})")
+            if kind in ("", "DirectoryOrCreate"):
+                local.mkdir(parents=True, exist_ok=True)
+            elif kind != "Directory":
+                raise Unsupported(f"{where}.volumes.{vol['name']}.hostPath.type", kind)
+            return local
+        if "emptyDir" in vol:
+            local = pod_dir / "volumes" / vol["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            return local
+        if "configMap" in vol:
+            local = pod_dir / "volumes" / vol["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            return local
+        raise Unsupported(f"{where}.volumes.{vol['name']}", "only hostPath, emptyDir and configMap volumes run locally")
+
+    def _run_pod(self, node: Node, tmpl: dict, scope: dict, ctx: Ctx, token: SlotToken) -> None:
+        body, paths, pod_dir, scope = self._pod_setup(node, tmpl, scope)
+        where = f"{self.name}/{tmpl['name']}"
+        if not body.get("command"):
+            raise Unsupported(f"{where}.container.command", "the image's entrypoint is unknown locally: give a command")
+        argv = [paths.to_local(str(a)) for a in list(body["command"]) + list(body.get("args") or [])]
+        if "source" in body:
+            src = pod_dir / "script-source"
+            src.write_text(paths.to_local(body["source"]))
+            argv = [paths.to_local(str(a)) for a in body["command"]] + [str(src)]
+        env = base_environment(self.runner.pass_env)
+        env["TMPDIR"] = paths.to_local("/tmp")
+        for e in body.get("env") or []:
+            if "value" in e:
+                env[e["name"]] = paths.to_local(param_string(e["value"], f"{where}.env.{e['name']}"))
+            elif "valueFrom" in e:
+                field_path = e["valueFrom"]["fieldRef"]["fieldPath"]
+                known = {"metadata.name": node.pod_name, "metadata.namespace": self.namespace,
+                         "spec.nodeName": node.host or "localhost", "status.podIP": "127.0.0.1"}
+                if field_path not in known:
+                    raise Unsupported(f"{where}.env.{e['name']}.valueFrom.fieldRef.fieldPath", field_path)
+                env[e["name"]] = known[field_path]
+            else:
+                env[e["name"]] = ""
+        cwd = Path(paths.to_local(body["workingDir"])) if body.get("workingDir") else pod_dir
+        cwd.mkdir(parents=True, exist_ok=True)
+        deadline = (duration_seconds(substitute(str(tmpl["activeDeadlineSeconds"]), scope, where), f"{where}.activeDeadlineSeconds")
+                    if tmpl.get("activeDeadlineSeconds") is not None else None)
+        if not token.take(ctx.cancel.is_set) or not self.slots.acquire(node.id, ctx.cancel.is_set):
+            token.give_back()
+            self.set_phase(node, "Failed", "Stopped before the pod started")
+            return
+        try:
+            self.set_phase(node, "Running")
+            (pod_dir / "command.json").write_text(json.dumps({"argv": argv, "cwd": str(cwd), "env": env}, indent=1))
+            result = run_process(argv, env, cwd, Path(node.logs["stdout"]), Path(node.logs["stderr"]),
+                                 deadline, ctx.cancel.is_set)
+        finally:
+            with self.runner.cond:
+                node.finished_at = time.time()   # before the slot is free for the next pod
+            self.slots.release(node.id)
+            token.give_back()
+        if result.reason == "start-error":
+            self.set_phase(node, "Error", result.message)
+            return
+        outputs = {"exitCode": str(result.exit_code)}
+        if result.reason == "deadline":
+            node.outputs = outputs
+            self.set_phase(node, "Failed", STEP_EXCEEDED)
+            return
+        if result.reason == "cancelled":
+            node.outputs = outputs
+            self.set_phase(node, "Failed", "Step exceeded its deadline" if self.deadline_hit
+                           else "Stopped: the workflow was shut down")
+            return
+        if result.exit_code != 0:
+            node.outputs = outputs
+            self.set_phase(node, "Failed", f"Error (exit code {result.exit_code})")
+            return
+        stdout = Path(node.logs["stdout"]).read_text(errors="replace")
+        outputs["result"] = paths.to_container(stdout[:-1] if stdout.endswith("\n") else stdout)
+        params = []
+        for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+            vf = p.get("valueFrom") or {}
+            pwhere = f"{where}.outputs.parameters.{p['name']}"
+            if "path" not in vf:
+                raise Unsupported(f"{pwhere}.valueFrom", "pod outputs are read from valueFrom.path")
+            local = Path(paths.to_local(substitute(vf["path"], scope, pwhere)))
+            if local.is_file():
+                text = local.read_text(errors="replace")
+                value = paths.to_container(text[:-1] if text.endswith("\n") else text)
+            elif "default" in vf:
+                value = param_string(vf["default"], pwhere)
+            else:
+                node.outputs = outputs
+                self.set_phase(node, "Error", f"failed to read output parameter {p['name']}: {vf['path']} does not exist")
+                return
+            params.append({"name": p["name"], "value": value})
+        if params:
+            outputs["parameters"] = params
+        node.outputs = outputs
+        self.set_phase(node, "Succeeded")
+
