@@ -29,7 +29,7 @@ class Options(BaseModel):
     work_dir: str = Field(description="unit work dir; diagnostics go to QA/")
     deep_image: str = Field(description="deep Stokes I image used to find sources")
     images: list[str] = Field(default_factory=list, description="images to dewarp (the deep image is always done)")
-    catalogue: str = Field(description="reference catalogue, VLSSr text format (RA h m s, Dec d m s, flux Jy)")
+    catalogue: str = Field(description="reference catalogue, VLSSr text format (RA h m s, Dec d m s, Dist, Flux Jy, ...)")
     match_arcmin: float = Field(5.0, description="match radius")
     min_anchors: int = Field(6, description="fewest matches for a screen")
     spectral_index: float = Field(-0.7, description="to scale 74 MHz fluxes")
@@ -46,7 +46,10 @@ class Result(BaseModel):
 
 
 def load_vlssr(path: str | Path) -> np.ndarray:
-    """(n, 3) ra_deg, dec_deg, flux_jy from a VLSSr-format text file; '#' lines and headers skipped."""
+    """(n, 3) ra_deg, dec_deg, flux_jy from a VLSSr text file; '#' lines, headers and error lines skipped.
+
+    A source line starts with an integer: RA h m s, Dec d m s, Dist("), Flux (Jy, maybe '<'), then sizes.
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: reference catalogue does not exist")
@@ -56,7 +59,10 @@ def load_vlssr(path: str | Path) -> np.ndarray:
         if not parts or line.lstrip().startswith("#") or not parts[0].lstrip("+-").isdigit():
             continue
         try:
-            h, m, s, d, dm, ds, flux = (float(v) for v in parts[:7])
+            if len(parts) < 8:
+                raise ValueError(f"{len(parts)} fields, expected RA h m s, Dec d m s, Dist, Flux")
+            h, m, s, d, dm, ds = (float(v) for v in parts[:6])
+            flux = float(parts[7].lstrip("<"))
         except ValueError as exc:
             raise InputError(f"{p}, line {line_no}: malformed VLSSr entry: {exc}") from exc
         sign = -1.0 if parts[3].startswith("-") else 1.0

@@ -7,6 +7,7 @@ import pytest
 from orca_steps import dewarp
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
+from orca_steps.sim.sky import write_vlssr
 from orca_steps.skyimage import lst_deg
 
 T0 = 60841.0 * 86400.0
@@ -15,13 +16,8 @@ ZEN = (lst_deg(TIME), 37.24)
 FREQ = 75.4e6
 
 
-def sexa(value, hours):
-    v = abs(value) / (15 if hours else 1)
-    d, m = int(v), int((v % 1) * 60)
-    return f"{'-' if value < 0 else '+' if not hours else ''}{d:02d} {m:02d} {((v * 60) % 1) * 60:05.2f}"
-
-
-def make_field(tmp_path, n=40):
+def make_field(tmp_path, n=40, listed=None):
+    """A deep image of ``n`` shifted sources; the catalogue lists the ``listed`` ones (a mask) at true positions."""
     rng = np.random.default_rng(5)
     east, north = rng.uniform(-11, 11, n), rng.uniform(-11, 11, n)
     dec = ZEN[1] + north
@@ -34,10 +30,9 @@ def make_field(tmp_path, n=40):
             for r, d, f, se, sn in zip(ra, dec, flux, shift_e, shift_n)]
     img = write_sky_image(tmp_path / "deep-I-image.fits", seen, ZEN, TIME, FREQ, size=512, scale_deg=0.05,
                           beam_fwhm_deg=0.2, noise_jy=0.1, seed=2)
-    lines = ["# VLSSr-format test catalogue: RA(h m s) Dec(d m s) Flux(Jy, 74 MHz)"]
-    lines += [f"{sexa(r, True)} {sexa(d, False)} {f * (74e6 / FREQ) ** -0.7:.2f}" for r, d, f in zip(ra, dec, flux)]
     cat = tmp_path / "vlssr.txt"
-    cat.write_text("\n".join(lines) + "\n")
+    listed = np.ones(n, dtype=bool) if listed is None else listed
+    write_vlssr(cat, [(r, d, f * (74e6 / FREQ) ** -0.7) for r, d, f in zip(ra[listed], dec[listed], flux[listed])])
     return img, cat, np.column_stack([ra, dec])
 
 
@@ -56,10 +51,8 @@ def test_dewarp_reduces_offsets_3x_on_held_out_sources(tmp_path):
 
     In sample the screen passes through its anchors (residual ~0), so only held-out sources are honest.
     """
-    img, cat, truth = make_field(tmp_path, n=48)
-    header, *entries = cat.read_text().splitlines()
     held = np.arange(48) % 4 == 0
-    cat.write_text("\n".join([header] + [e for e, h in zip(entries, held) if not h]) + "\n")
+    img, cat, truth = make_field(tmp_path, n=48, listed=~held)
     res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))
     assert res.status == "ok" and res.n_anchors >= 30
     before, n_before = rms_offset(dewarp.find_sources(img, tmp_path), truth[held])
@@ -73,9 +66,7 @@ def test_dewarp_reduces_offsets_3x_on_held_out_sources(tmp_path):
 
 
 def test_not_enough_anchors_is_reported(tmp_path):
-    img, cat, truth = make_field(tmp_path)
-    lines = cat.read_text().splitlines()[:5]  # header + 4 sources
-    cat.write_text("\n".join(lines) + "\n")
+    img, cat, truth = make_field(tmp_path, listed=np.arange(40) < 4)
     res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))
     assert res.status.startswith("not enough anchors") and res.dewarped == []
     assert "not enough anchors" in (tmp_path / "QA" / "dewarp.json").read_text()
@@ -85,6 +76,21 @@ def test_missing_image_and_malformed_catalogue(tmp_path):
     img, cat, _ = make_field(tmp_path, n=5)
     with pytest.raises(InputError, match="nope.fits: deep Stokes I image FITS file does not exist"):
         dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(tmp_path / "nope.fits"), catalogue=str(cat)))
-    cat.write_text("12 30 00.0 +40 00 xx 5.0\n")
+    cat.write_text("12 30 00.0 +40 00 xx 0.0 5.0\n")
     with pytest.raises(InputError, match="vlssr.txt, line 1: malformed VLSSr entry"):
         dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))
+    cat.write_text("# RA Dec Flux\n12 30 00.0 +40 00 00.0 5.0\n")  # no Dist column: flux would be misread
+    with pytest.raises(InputError, match="vlssr.txt, line 2: malformed VLSSr entry: 7 fields"):
+        dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))
+
+
+def test_vlssr_text_format(tmp_path):
+    """Source lines of the VLSSr text: flux is the 8th field (after Dist), upper limits '<'; error lines skipped."""
+    cat = tmp_path / "vlssr.txt"
+    cat.write_text("  RA(2000)    Dec(2000)   Dist(\")   Flux   Major Minor    PA\n"
+                   " h  m    s    d  m   s     Ori      Jy      \"     \"    deg\n"
+                   "00 00 00.58 -11 44 05.9    0.0     1.23  <80.0  <80.0    0.0\n"
+                   "          0.07       1.1           0.17\n"
+                   "12 30 49.42 +12 23 28.0   12.0   <2.50\n")
+    np.testing.assert_allclose(dewarp.load_vlssr(cat), [[0.58 * 15 / 3600, -(11 + 44 / 60 + 5.9 / 3600), 1.23],
+                                                       [187.7059167, 12.3911111, 2.5]], rtol=1e-6)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from .. import config
 from ..coords import altaz, antenna_uvw, local_sidereal_hours, zenith_j2000
@@ -62,6 +62,30 @@ class SimConfig(BaseModel):
         "correlator index pairs given a constant additive signal in all four correlations (crosstalk)"))
     hot_baseline_jy: float = Field(1000.0, description="amplitude of the hot baselines' added signal")
     calibrators: bool = Field(False, description="add the flux-check calibrators (published spectra, true positions)")
+    target_fluxes_jy: list[float] = Field(default_factory=list, description=(
+        "one faint flat-spectrum point target per flux, near the zenith, listed in refs/targets.csv; 0 = empty target"))
+    target_radius_deg: float = Field(15.0, description="targets and the transient lie this close to the zenith")
+    transient_interval: int | None = Field(None, ge=0, le=5, description=(
+        "10-min interval (sixth of the LST hour) in which a flat-spectrum transient shines; None = no transient"))
+    transient_flux_jy: float = Field(30.0, description="flux of the transient")
+    v_burst_target: int | None = Field(None, ge=0, description=(
+        "index of the target that turns circularly polarised (Stokes V, I unchanged) for one 10-min interval"))
+    v_burst_interval: int = Field(3, ge=0, le=5, description="10-min interval of the Stokes V burst")
+    v_burst_jy: float = Field(5.0, description="Stokes V flux of the burst (at most the target's flux)")
+    iono_shift_arcmin: float = Field(0.0, ge=0.0, description=(
+        "amplitude of a smooth ionospheric position shift of the compact sources (not the A-team); 0 = none"))
+    iono_scale_deg: float = Field(60.0, gt=0.0, description="wavelength on the sky of the shift pattern")
+    reference_catalogue: bool = Field(False, description=(
+        "write refs/vlssr_catalog.txt: the field sources at their true positions, 74 MHz fluxes, VLSSr text format"))
+
+    @model_validator(mode="after")
+    def _v_burst_fits_its_target(self):
+        if self.v_burst_target is not None:
+            if self.v_burst_target >= len(self.target_fluxes_jy):
+                raise ValueError(f"v_burst_target {self.v_burst_target}: only {len(self.target_fluxes_jy)} targets")
+            if abs(self.v_burst_jy) > self.target_fluxes_jy[self.v_burst_target]:
+                raise ValueError("v_burst_jy exceeds the flux of its target (|V| <= I)")
+        return self
 
 
 @dataclass
@@ -83,6 +107,10 @@ class Scene:
     dead: list[int]
     noisy: list[int]
     dd_gains: dict[str, np.ndarray]  # source name -> (n_ant, 2) complex
+    targets: list[SkySource] = field(default_factory=list)  # steady, listed in refs/targets.csv
+    timed: list[tuple[int, SkySource]] = field(default_factory=list)  # (10-min interval, source shining only then)
+    true_positions: dict[str, tuple[float, float]] = field(default_factory=dict)  # (ra, dec) rad before the shift
+    iono_phases: list[float] = field(default_factory=list)
 
 
 def mjd_seconds(dt: datetime) -> float:
@@ -119,6 +147,9 @@ def make_scene(cfg: SimConfig) -> Scene:
     fields = sky.field_sources(rng, cfg.n_field_sources, ra_z, dec_z, flux_range=cfg.field_flux_jy)
     if cfg.calibrators:
         fields += sky.calibrators()
+    targets, timed, true_positions, phases = science_features(cfg, fields, ra_z, dec_z)
+    if cfg.iono_shift_arcmin > 0:
+        fields = [_iono_shift(cfg, s, ra_z, dec_z, phases, true_positions) for s in fields]
     bad = rng.choice(cfg.n_antennas, cfg.dead_antennas + cfg.noisy_antennas, replace=False)
     dd = {}
     for name in cfg.dd_gain_sources:
@@ -126,7 +157,44 @@ def make_scene(cfg: SimConfig) -> Scene:
         phase = np.deg2rad(rng.normal(0, cfg.dd_gain_phase_scatter_deg, (cfg.n_antennas, 2)))
         dd[name] = amp * np.exp(1j * phase)
     return Scene(cfg, layout, sky_sources, fields, sorted(map(int, bad[: cfg.dead_antennas])),
-                 sorted(map(int, bad[cfg.dead_antennas:])), dd)
+                 sorted(map(int, bad[cfg.dead_antennas:])), dd, targets, timed, true_positions, phases)
+
+
+def _iono_shift(cfg: SimConfig, src: SkySource, ra_z: float, dec_z: float, phases, true_positions) -> SkySource:
+    """``src`` moved by the ionospheric offset at its (first component's) position; remembers where it was."""
+    c = src.components[0]
+    east, north = sky.ionospheric_offsets(c.ra, c.dec, ra_z, dec_z, cfg.iono_shift_arcmin, cfg.iono_scale_deg, phases)
+    true_positions[src.name] = (c.ra, c.dec)
+    return sky.shifted(src, float(east), float(north))
+
+
+def science_features(cfg: SimConfig, fields: list[SkySource], ra_z: float, dec_z: float):
+    """Targets, the transient and the V burst (own random stream, so other features stay as they were)."""
+    rng = np.random.default_rng([cfg.seed, 17])
+    phases = rng.uniform(0, 2 * np.pi, 4).tolist() if cfg.iono_shift_arcmin > 0 else []
+    true_positions: dict[str, tuple[float, float]] = {}
+    if not cfg.target_fluxes_jy and cfg.transient_interval is None:
+        return [], [], true_positions, phases
+    avoid = [(c.ra, c.dec) for s in fields for c in s.components]
+    spots = sky.scatter_points(rng, len(cfg.target_fluxes_jy) + 1, ra_z, dec_z, cfg.target_radius_deg, avoid)
+    targets = [sky.flat_point(f"target{k:02d}", *spots[k], flux) for k, flux in enumerate(cfg.target_fluxes_jy)]
+    timed = []
+    if cfg.transient_interval is not None:
+        timed.append((cfg.transient_interval, sky.flat_point("transient", *spots[-1], cfg.transient_flux_jy)))
+    if cfg.v_burst_target is not None:
+        t = targets[cfg.v_burst_target]
+        c = t.components[0]
+        timed.append((cfg.v_burst_interval, sky.flat_point(t.name, c.ra, c.dec, c.stokes[0], cfg.v_burst_jy)))
+    if cfg.iono_shift_arcmin > 0:
+        targets = [_iono_shift(cfg, s, ra_z, dec_z, phases, true_positions) for s in targets]
+        timed = [(k, _iono_shift(cfg, s, ra_z, dec_z, phases, true_positions)) for k, s in timed]
+    return targets, timed, true_positions, phases
+
+
+def interval_of(obs_date: str, lst_hour: int, time_s: float) -> int:
+    """Which sixth of the LST hour (0-5, WSClean's -intervals-out 6) ``time_s`` falls in."""
+    sixth = 3600.0 / SIDEREAL_RATE / 6
+    return int(np.clip((time_s - lst_hour_start(obs_date, lst_hour)) // sixth, 0, 5))
 
 
 @dataclass
@@ -154,12 +222,18 @@ def make_instrument(scene: Scene, subband: str) -> Instrument:
     return Instrument(native, freqs, native_gains, native_xy, gains, xy)
 
 
-def _source_vis(scene: Scene, uvw, freqs, ra0, dec0, time_s, a1, a2) -> tuple[np.ndarray, dict]:
-    """Apparent sky + RFI visibilities (nrow, nchan, 4) and the elevations used."""
+def _source_vis(scene: Scene, uvw, freqs, ra0, dec0, time_s, a1, a2, interval: int = -1) -> tuple[np.ndarray, dict]:
+    """Apparent sky + RFI visibilities (nrow, nchan, 4) and the elevations used.
+
+    Sources of ``scene.timed`` shine only in their ``interval``, replacing a steady source of the same name.
+    """
     cfg = scene.cfg
     vis = np.zeros((uvw.shape[0], freqs.size, 4), dtype=np.complex128)
     elevations = {}
-    for src in scene.sky_sources + scene.field_sources:
+    now = [s for k, s in scene.timed if k == interval]
+    replaced = {s.name for s in now}
+    steady = [s for s in scene.sky_sources + scene.field_sources + scene.targets if s.name not in replaced]
+    for src in steady + now:
         ra = np.array([c.ra for c in src.components])
         dec = np.array([c.dec for c in src.components])
         el = altaz(ra.mean(), dec.mean(), time_s)[1][0]
@@ -190,7 +264,8 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
     ant_uvw = antenna_uvw(layout.itrf, mid, ra0, dec0)
     uvw = ant_uvw[a2] - ant_uvw[a1]
     freqs = inst.freqs
-    true, elevations = _source_vis(scene, uvw, freqs, ra0, dec0, mid, a1, a2)
+    interval = interval_of(cfg.obs_date, index // 1000, mid)
+    true, elevations = _source_vis(scene, uvw, freqs, ra0, dec0, mid, a1, a2, interval)
     auto = a1 == a2
     true[auto] = 0.0
     total_flux = cfg.auto_power_jy
@@ -245,7 +320,8 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
             ms.putcol("MODEL_DATA", model)
     return {"path": str(path), "time_mjd_s": mid, "utc": utc_of(mid).isoformat(),
             "phase_centre_deg": [float(np.rad2deg(ra0)), float(np.rad2deg(dec0))],
-            "elevations_deg": elevations, "burst": bool(burst)}
+            "elevations_deg": elevations, "burst": bool(burst), "interval": interval,
+            "timed_sources": sorted({s.name for k, s in scene.timed if k == interval})}
 
 
 def ms_name(start_s: float, subband: str) -> str:
@@ -279,7 +355,51 @@ def write_refs(scene: Scene, instruments: dict[str, Instrument], refs: Path, tim
     all_freqs = np.concatenate([i.freqs for i in instruments.values()])
     save_rfi_model(refs / "rfi_ovro.json", [sky.ground_emitter(all_freqs, scene.cfg.rfi_flux_jy)])
     beam.write_beam_h5(refs / "beam.h5", np.unique(np.round(all_freqs, -5)))
+    if scene.targets:
+        write_target_list(refs / "targets.csv", scene)
+    if scene.cfg.reference_catalogue:
+        entries = []
+        for src in scene.field_sources:
+            ra, dec = scene.true_positions.get(src.name, (src.components[0].ra, src.components[0].dec))
+            entries.append((float(np.rad2deg(ra)), float(np.rad2deg(dec)), src.flux_at(74e6)))
+        sky.write_vlssr(refs / "vlssr_catalog.txt", entries, "simulated field sources: true positions, 74 MHz fluxes")
     return written
+
+
+def write_target_list(path: Path, scene: Scene) -> None:
+    """The targets at their true positions as a photometry target CSV (name, ra, dec in deg, stokes)."""
+    lines = ["name,ra,dec,stokes"]
+    for t in scene.targets:
+        ra, dec = scene.true_positions.get(t.name, (t.components[0].ra, t.components[0].dec))
+        lines.append(f"{t.name},{np.rad2deg(ra):.6f},{np.rad2deg(dec):.6f},IV")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def science_truth(scene: Scene, refs: Path) -> dict:
+    """truth.json entries of the science features: targets, transient, V burst, ionospheric shifts."""
+    def where(src: SkySource) -> dict:
+        c = src.components[0]
+        ra, dec = scene.true_positions.get(src.name, (c.ra, c.dec))
+        return {"name": src.name, "ra_deg": float(np.rad2deg(ra)), "dec_deg": float(np.rad2deg(dec)),
+                "apparent_ra_deg": float(np.rad2deg(c.ra)), "apparent_dec_deg": float(np.rad2deg(c.dec)),
+                "flux_jy": float(c.stokes[0]), "v_jy": float(c.stokes[3])}
+    cfg = scene.cfg
+    timed = [{"interval": k, **where(s)} for k, s in scene.timed]
+    shifts = {}
+    for name, (ra, dec) in scene.true_positions.items():
+        src = next(s for s in scene.field_sources + scene.targets + [s for _, s in scene.timed] if s.name == name)
+        c = src.components[0]
+        shifts[name] = {"east_arcmin": float(np.rad2deg((c.ra - ra + np.pi) % (2 * np.pi) - np.pi) * np.cos(dec) * 60),
+                        "north_arcmin": float(np.rad2deg(c.dec - dec) * 60)}
+    return {
+        "targets": [where(t) for t in scene.targets],
+        "target_list": str(refs / "targets.csv") if scene.targets else None,
+        "transient": next((t for t in timed if t["name"] == "transient"), None),
+        "v_burst": next((t for t in timed if t["name"] != "transient"), None),
+        "ionosphere": {"amplitude_arcmin": cfg.iono_shift_arcmin, "scale_deg": cfg.iono_scale_deg,
+                       "phases": scene.iono_phases, "shifts": shifts} if cfg.iono_shift_arcmin > 0 else None,
+        "reference_catalogue": str(refs / "vlssr_catalog.txt") if cfg.reference_catalogue else None,
+    }
 
 
 def _component_truth(src: SkySource) -> dict:
@@ -337,6 +457,7 @@ def simulate_night(out_dir: str | Path, config_: SimConfig | None = None, **over
         "hot_baselines": sorted([min(p, q), max(p, q)] for p, q in cfg.hot_baselines),
         "refs": {"sky_model": str(refs / "sources.json"), "rfi_model": str(refs / "rfi_ovro.json"),
                  "beam": str(refs / "beam.h5")},
+        **science_truth(scene, refs),
     }
     (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return SimNight(out, input_root, refs, ms_paths, truth)

@@ -1,6 +1,8 @@
 """The simulated sky: the A-team as in orca's model, faint field sources, and a ground RFI emitter."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..config import OVRO_HEIGHT_M, OVRO_LAT_DEG, OVRO_LON_DEG
@@ -68,3 +70,84 @@ def calibrators() -> list[SkySource]:
 
     return [SkySource(c["name"], [Component(np.deg2rad(c["ra_deg"]), np.deg2rad(c["dec_deg"]), (c["S0"], 0, 0, 0),
                                             c["freq"], list(c["index"]))]) for c in load_calibrators()]
+
+
+def _separation(ra1, dec1, ra2, dec2) -> np.ndarray:
+    """Great-circle separation (rad), haversine form."""
+    h = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
+    return 2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def scatter_points(rng: np.random.Generator, count: int, ra_centre: float, dec_centre: float, radius_deg: float,
+                   avoid: list[tuple[float, float]], min_sep_deg: float = 3.0) -> list[tuple[float, float]]:
+    """``count`` random (ra, dec) in rad within ``radius_deg`` of the centre, ``min_sep_deg`` from all others."""
+    placed: list[tuple[float, float]] = []
+    for _ in range(100 * count + 100):
+        if len(placed) == count:
+            break
+        r = np.deg2rad(radius_deg) * np.sqrt(rng.uniform(0.0, 1.0))
+        phi = rng.uniform(0, 2 * np.pi)
+        dec = dec_centre + r * np.cos(phi)
+        ra = (ra_centre + r * np.sin(phi) / np.cos(dec)) % (2 * np.pi)
+        others = avoid + placed
+        if not others or np.rad2deg(_separation(ra, dec, *np.array(others).T)).min() >= min_sep_deg:
+            placed.append((float(ra), float(dec)))
+    if len(placed) < count:
+        raise ValueError(f"cannot place {count} points {min_sep_deg} deg apart within {radius_deg} deg")
+    return placed
+
+
+def flat_point(name: str, ra: float, dec: float, flux_i: float, flux_v: float = 0.0) -> SkySource:
+    """A point source with a flat spectrum: the same known flux (Jy) at every frequency."""
+    return SkySource(name, [Component(ra, dec, (flux_i, 0.0, 0.0, flux_v), REF_FREQ_HZ, [0.0])])
+
+
+def ionospheric_offsets(ra, dec, ra_centre: float, dec_centre: float, amplitude_arcmin: float, scale_deg: float,
+                        phases) -> tuple[np.ndarray, np.ndarray]:
+    """(east, north) position offsets in arcmin: a smooth field of waves ``scale_deg`` long, |offset| <= amplitude.
+
+    x, y are the offsets (deg) from the centre along east and north; ``phases`` (4 numbers) fix the pattern.
+    """
+    ra, dec = np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
+    x = np.rad2deg(((ra - ra_centre + np.pi) % (2 * np.pi) - np.pi) * np.cos(dec))
+    y = np.rad2deg(dec - dec_centre)
+    k = 2 * np.pi / scale_deg
+    p = phases
+    east = amplitude_arcmin * (0.6 * np.sin(k * x + p[0]) + 0.4 * np.cos(k * y + p[1])) / np.sqrt(2)
+    north = amplitude_arcmin * (0.6 * np.cos(k * y + p[2]) + 0.4 * np.sin(k * x + p[3])) / np.sqrt(2)
+    return east, north
+
+
+def shifted(src: SkySource, east_arcmin: float, north_arcmin: float) -> SkySource:
+    """The source with every component moved by (east, north) arcmin on the sky."""
+    from dataclasses import replace
+
+    moved = []
+    for c in src.components:
+        ra, dec = _offset(c.ra, c.dec, east_arcmin * 60, north_arcmin * 60)
+        moved.append(replace(c, ra=ra % (2 * np.pi), dec=dec))
+    return SkySource(src.name, moved)
+
+
+def _sexagesimal(value_deg: float, hours: bool) -> str:
+    """'hh mm ss.ss' (RA) or '+dd mm ss.s' (Dec), rounded once so that 60 never shows."""
+    decimals = 2 if hours else 1
+    total = round(abs(value_deg) / (15 if hours else 1) * 3600, decimals)
+    d, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    sign = "" if hours else ("-" if value_deg < 0 else "+")
+    return f"{sign}{int(d):02d} {int(m):02d} {s:0{3 + decimals}.{decimals}f}"
+
+
+def write_vlssr(path: str | Path, entries: list[tuple[float, float, float]], comment: str = "") -> None:
+    """Write (ra_deg, dec_deg, flux_jy at 74 MHz) rows in the VLSSr text format (unresolved: sizes 0).
+
+    Columns as in the VLSSr catalogue text: RA (h m s), Dec (d m s), Dist("), Flux (Jy), Major ("),
+    Minor ("), PA (deg).
+    """
+    lines = [f"# {comment}" if comment else "# VLSSr-format catalogue",
+             "  RA(2000)    Dec(2000)   Dist(\")   Flux   Major Minor    PA",
+             " h  m    s    d  m   s     Ori      Jy      \"     \"    deg"]
+    lines += [f"{_sexagesimal(ra, True)} {_sexagesimal(dec, False)} {0.0:7.1f} {flux:8.2f} {0.0:5.1f} {0.0:5.1f}"
+              f" {0.0:5.1f}" for ra, dec, flux in entries]
+    Path(path).write_text("\n".join(lines) + "\n")
