@@ -130,11 +130,19 @@ def fringes(delay: np.ndarray, freqs: np.ndarray) -> np.ndarray:
 
 
 def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray) -> None:
-    """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter."""
-    for k, name in enumerate("IQUV"):
-        if np.any(stokes[:, k] != 0):
+    """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter (``vis`` may be reused)."""
+    nonzero = [k for k in range(4) if np.any(stokes[:, k] != 0)]
+    for k in nonzero:
+        name = "IQUV"[k]
+        if len(nonzero) == 1:
+            vis *= stokes[None, :, k]  # the usual unpolarised case: scale in place, no temporary
+            part = vis
+        else:
             part = vis * stokes[None, :, k]
-            fields[name] = fields[name] + part if name in fields else part
+        if name in fields:
+            fields[name] += part
+        else:
+            fields[name] = part
 
 
 def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Fields:
@@ -277,51 +285,80 @@ def _fingerprint(crc: int, data: np.ndarray, start: int) -> int:
     return zlib.crc32(np.ascontiguousarray(data[(-start) % FINGERPRINT_STRIDE::FINGERPRINT_STRIDE]), crc)
 
 
-def _row_sums(a: np.ndarray, b_conj: np.ndarray) -> np.ndarray:
-    """sum over channels of a * b_conj, per row."""
-    return np.einsum("rc,rc->r", a, b_conj)
+def _row_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum over channels of a * b, per row."""
+    return np.einsum("rc,rc->r", a, b)
+
+
+class _ChunkReader:
+    """Row chunks of one column read with ``getcolnp`` into a reused buffer (no allocation a chunk)."""
+
+    def __init__(self, tab, column: str, max_rows: int):
+        self.tab, self.column = tab, column
+        cell = tab.getcell(column, 0)
+        self.buffer = np.empty((max_rows, *cell.shape), cell.dtype)
+
+    def read(self, start: int, n: int) -> np.ndarray:
+        out = self.buffer[:n]
+        self.tab.getcolnp(self.column, out, start, n)
+        return out
+
+
+def _chunks(tab, meta: MSLayout) -> list[tuple[int, int]]:
+    return list(row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES))
 
 
 def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     """Pass 1: R (S, nrow, 4) and X (S, S, nrow, 4) of ``peeling_solver``, and a fingerprint of the data.
 
     Only non-zero Stokes fields enter: R_s^c = sum_j conj(B_j^c) sum_ch w^c D^c conj(F_sj) and
-    X_ts^c = sum_jk B_j^c conj(B_k^c) sum_ch w^c F_tj conj(F_sk), with B = ``STOKES_TO_CORR``.
+    X_ts^c = sum_jk B_j^c conj(B_k^c) sum_ch w^c F_tk conj(F_sj), with B = ``STOKES_TO_CORR``.
     """
     n_src = len(models.sources)
     r = np.zeros((n_src, meta.nrows, 4), np.complex128)
     x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex128)
     crc = 0
-    for start, n in row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES):
+    chunks = _chunks(tab, meta)
+    max_rows = max(n for _, n in chunks)
+    data_reader = _ChunkReader(tab, "CORRECTED_DATA", max_rows)
+    flag_reader = _ChunkReader(tab, "FLAG", max_rows)
+    for start, n in chunks:
         rows = slice(start, start + n)
-        data = tab.getcol("CORRECTED_DATA", start, n)
+        data = data_reader.read(start, n)
         crc = _fingerprint(crc, data, start)
         geo = models.geometry(start, n)
         fields = models.chunk(start, n, geo)
-        conj = [{j: np.conj(f) for j, f in src.items()} for src in fields]
         length_wl = np.linalg.norm(geo.uvw, axis=1)[:, None] * geo.freqs[None, :] / C_M_S
         good = (length_wl >= minuvw) & (geo.ant1 != geo.ant2)[:, None]
-        usable = good[:, :, None] & ~tab.getcol("FLAG", start, n) & np.isfinite(data)
-        masks = [usable[:, :, c] for c in range(4)]
-        if all(np.array_equal(masks[0], mk) for mk in masks[1:]):
-            masks = [masks[0]] * 4  # the usual case: one mask, so pair sums are shared by all correlations
-        pair_sums: dict = {}
+        finite = np.isfinite(data)
+        usable = (good[:, :, None] & ~flag_reader.read(start, n) & finite).transpose(2, 0, 1)
+        data = np.ascontiguousarray(data.transpose(2, 0, 1))  # (4, n, nchan): one contiguous plane a correlation
+        if not finite.all():
+            data[~finite.transpose(2, 0, 1)] = 0  # 0 x NaN would still be NaN below
+        mask_of = [0 if np.array_equal(usable[0], usable[c]) else c for c in range(4)]  # usually all the same
+        weighted: dict = {}  # (mask, source, Stokes) -> w conj(F): the weight rides on the conjugated side
+        pair: dict = {}
         for c in range(4):
-            data_c = np.where(masks[c], data[:, :, c], 0)
             for s in range(n_src):
                 terms = [(j, STOKES_TO_CORR[j][c]) for j in fields[s] if STOKES_TO_CORR[j][c] != 0]
+                for j, _ in terms:
+                    if (mask_of[c], s, j) not in weighted:
+                        out = np.zeros_like(fields[s][j])
+                        weighted[mask_of[c], s, j] = np.conjugate(fields[s][j], out=out, where=usable[mask_of[c]])
                 for j, b in terms:
-                    r[s, rows, c] += np.conj(b) * _row_sums(data_c, conj[s][j])
+                    r[s, rows, c] += np.conj(b) * _row_sums(data[c], weighted[mask_of[c], s, j])
                 for t in range(s + 1):
-                    for k, bt in ((k, STOKES_TO_CORR[k][c]) for k in fields[t]):
+                    for k in fields[t]:
+                        bt = STOKES_TO_CORR[k][c]
                         if bt == 0:
                             continue
                         for j, b in terms:
-                            key = (id(masks[c]), t, k, s, j)
-                            if key not in pair_sums:
-                                pair_sums[key] = _row_sums(np.where(masks[c], fields[t][k], 0), conj[s][j])
-                            x[t, s, rows, c] += bt * np.conj(b) * pair_sums[key]
-                    x[s, t, rows, c] = np.conj(x[t, s, rows, c])
+                            key = (mask_of[c], t, k, s, j)
+                            if key not in pair:
+                                pair[key] = _row_sums(fields[t][k], weighted[mask_of[c], s, j])
+                            x[t, s, rows, c] += bt * np.conj(b) * pair[key]
+                    if t != s:
+                        x[s, t, rows, c] = np.conj(x[t, s, rows, c])
     return r, x, f"{crc:08x}"
 
 
@@ -329,15 +366,18 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
     """Pass 2: CORRECTED_DATA -= sum_s c_s M_s on cross-correlations; returns the fingerprint written."""
     crc = 0
     cross = meta.ant1 != meta.ant2
-    for start, n in row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES):
+    chunks = _chunks(tab, meta)
+    reader = _ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
+    for start, n in chunks:
         rows = slice(start, start + n)
-        data = tab.getcol("CORRECTED_DATA", start, n)
+        data = np.ascontiguousarray(reader.read(start, n).transpose(2, 0, 1))  # (4, n, nchan)
         coeff = products[:, rows] * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
         for s, fields in enumerate(models.chunk(start, n)):
             for j, field in fields.items():
                 for c in range(4):
                     if STOKES_TO_CORR[j][c] != 0:
-                        data[:, :, c] -= (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)[:, None] * field
+                        data[c] -= (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)[:, None] * field
+        data = np.ascontiguousarray(data.transpose(1, 2, 0))
         crc = _fingerprint(crc, data, start)
         tab.putcol("CORRECTED_DATA", data, start, n)
     return f"{crc:08x}"

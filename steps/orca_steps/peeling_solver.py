@@ -62,6 +62,17 @@ class Layout:
     def n_gains(self) -> int:
         return self.n_slots * self.n_ant * 2
 
+    def slot_indices(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cross-correlation rows of slot k and their flat indices [(p,a),(q,b)] and [(q,b),(p,a)] in a
+        (2 n_ant)^2 matrix, computed once."""
+        cache = self.__dict__.setdefault("_slot_cache", {})
+        if k not in cache:
+            rows = np.flatnonzero((self.slot == k) & (self.ant1 != self.ant2))
+            n = 2 * self.n_ant
+            ip, iq = (self.index_p[rows] % n).ravel(), (self.index_q[rows] % n).ravel()
+            cache[k] = (rows, ip * n + iq, iq * n + ip)
+        return cache[k]
+
 
 def gain_products(gains: np.ndarray, layout: Layout) -> np.ndarray:
     """c = g_p,a conj(g_q,b) per row and correlation, (nrow, 4), from gains (n_slots, n_ant, 2)."""
@@ -69,21 +80,19 @@ def gain_products(gains: np.ndarray, layout: Layout) -> np.ndarray:
     return flat[layout.index_p] * np.conj(flat[layout.index_q])
 
 
-def _dense(values: np.ndarray, layout: Layout, rows: np.ndarray, hermitian_conj: bool) -> np.ndarray:
-    """Per-row values (nrow, 4) as a (2 n_ant, 2 n_ant) matrix over (antenna, pol) pairs of one slot.
+def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool) -> np.ndarray:
+    """Per-row values (nrow, 4) of slot ``k`` as a (2 n_ant, 2 n_ant) matrix over (antenna, pol) pairs.
 
     Entry [(p, a), (q, b)] holds the row p-q's correlation ab, and [(q, b), (p, a)] its conjugate
     (``hermitian_conj``) or itself (real weights). Autocorrelations carry no weight and are left out.
     """
+    rows, upper, lower = layout.slot_indices(k)
     n = 2 * layout.n_ant
-    rows = rows[layout.ant1[rows] != layout.ant2[rows]]
-    ip = (layout.index_p[rows] % n).ravel()
-    iq = (layout.index_q[rows] % n).ravel()
     v = values[rows].ravel()
-    out = np.zeros((n, n), values.dtype)
-    out[ip, iq] = v
-    out[iq, ip] = np.conj(v) if hermitian_conj else v
-    return out
+    out = np.zeros(n * n, values.dtype)
+    out[upper] = v
+    out[lower] = np.conj(v) if hermitian_conj else v
+    return out.reshape(n, n)
 
 
 def stefcal(r: np.ndarray, w: np.ndarray, layout: Layout, initial: np.ndarray, maxiter: int,
@@ -98,8 +107,7 @@ def stefcal(r: np.ndarray, w: np.ndarray, layout: Layout, initial: np.ndarray, m
     gains = initial.astype(np.complex128).copy()
     all_converged, most = True, 0
     for k in range(layout.n_slots):
-        rows = np.flatnonzero(layout.slot == k)
-        rd, wd = _dense(r, layout, rows, True), _dense(w, layout, rows, False)
+        rd, wd = _dense(r, layout, k, True), _dense(w, layout, k, False)
         g = gains[k].reshape(-1)
         converged, iteration = False, 0
         for iteration in range(1, maxiter + 1):
