@@ -6,13 +6,21 @@ one plain line is printed per workflow or pod that starts or ends.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
 from typing import TextIO
 
 from .nodes import iso
-from .report import fmt_duration, table, units
+from .report import _unit_key, _workflow_labels, fmt_duration, table, units
+
+_DIRS = re.compile(r"/(?:[^/,():]+/)+")
+
+
+def short_name(display_name: str) -> str:
+    """A node's display name with the folders of path-like loop items left out."""
+    return _DIRS.sub("", display_name)
 
 
 class Progress:
@@ -58,7 +66,9 @@ class Progress:
         self.lines_drawn = len(lines)
 
     def _events(self, record: dict) -> None:
+        by_name = {w["name"]: w for w in record["workflows"]}
         for wf in record["workflows"]:
+            wf_labels = _workflow_labels(wf, by_name)
             key = f"wf:{wf['name']}"
             if wf["phase"] == "Running" and self.seen.get(key) != "Running":
                 self._workflow_line(wf)
@@ -71,7 +81,10 @@ class Progress:
                 self.seen[n["id"]] = shown
                 dur = f" {n['duration_s']:.1f}s" if n.get("duration_s") is not None else ""
                 msg = f"  {n['message']}" if shown in ("Failed", "Error") and n.get("message") else ""
-                self._line(f"  {n['display_name']} [{n['template']}] on {n.get('host') or '-'}: {shown}{dur}{msg}")
+                unit = _unit_key({**wf_labels, **(n.get("labels") or {})})
+                where = f"{unit[0]} {unit[1]} " if unit else ""
+                self._line(f"  {where}{short_name(n['display_name'])} [{n['template']}] on {n.get('host') or '-'}: "
+                           f"{shown}{dur}{msg}")
             if wf["phase"] != "Running" and self.seen.get(key) != wf["phase"]:
                 self._workflow_line(wf)
 
