@@ -5,6 +5,7 @@ they are matched to a VLSSr-format catalogue (74 MHz, fluxes scaled by nu^-0.7, 
 and a flux-ratio window that widens away from 74 MHz). With at least ``min_anchors`` matches the
 offsets are interpolated (thin-plate RBF) into a pixel-shift screen applied to every given image
 (``*_dewarped.fits``). Fewer anchors: the result says "not enough anchors" and nothing is written.
+``QA/dewarp.json`` (the result) and ``QA/dewarp_offsets.png`` (the anchors' offsets) feed the QA page.
 The screen's own accuracy is judged honestly by leave-one-out: each anchor's shift predicted from the
 others (``loo_rms_arcmin``); the in-sample residual says nothing, the screen passes through its anchors.
 """
@@ -140,6 +141,26 @@ def offset_screen(img: SkyImage, found: np.ndarray, ref: np.ndarray, pairs) -> t
     return (map_coordinates(coarse[..., 0], [yy, xx], order=1), map_coordinates(coarse[..., 1], [yy, xx], order=1))
 
 
+def plot_offsets(path: Path, img: SkyImage, anchors: np.ndarray, shifts: np.ndarray, loo_arcmin: np.ndarray) -> Path:
+    """Diagnostics: each anchor's measured shift (arrow, arcmin) coloured by its leave-one-out residual."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arcmin = shifts * img.pixel_deg * 60
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    q = ax.quiver(anchors[:, 0], anchors[:, 1], arcmin[:, 0], arcmin[:, 1], loo_arcmin, cmap="viridis",
+                  angles="xy", scale_units="inches", scale=max(1.0, float(np.abs(arcmin).max())))
+    fig.colorbar(q, ax=ax, label="leave-one-out residual (arcmin)")
+    ny, nx = img.data.shape
+    ax.set(xlim=(0, nx), ylim=(0, ny), xlabel="x (pixel)", ylabel="y (pixel)", aspect="equal",
+           title=f"Ionospheric offsets of {len(anchors)} anchors (arrow: image - catalogue)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def dewarp_image(img: SkyImage, dx: np.ndarray, dy: np.ndarray, out: Path) -> Path:
     from scipy.ndimage import map_coordinates
 
@@ -165,7 +186,9 @@ def run(options: Options) -> Result:
         else:
             seps = [np.hypot((found[i, 0] - ref[j, 0]) * np.cos(np.deg2rad(ref[j, 1])), found[i, 1] - ref[j, 1]) * 60
                     for i, j in pairs]
-            loo = loo_residuals(*anchor_shifts(deep, found, ref, pairs)) * deep.pixel_deg * 60
+            anchors, shifts = anchor_shifts(deep, found, ref, pairs)
+            loo = loo_residuals(anchors, shifts) * deep.pixel_deg * 60
+            plot_offsets(work / "QA" / "dewarp_offsets.png", deep, anchors, shifts, loo)
             dx, dy = offset_screen(deep, found, ref, pairs)
             outs = [dewarp_image(img, dx, dy, img.path.with_name(img.path.name.replace(".fits", "_dewarped.fits")))
                     for img in [deep, *others]]

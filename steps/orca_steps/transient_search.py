@@ -5,7 +5,8 @@ Stokes I: each 10-min image minus the deep image (constant sources cancel), posi
 signs above ``v_sigma``. Masked: below ``min_elevation_deg``, discs around the A-team, and around bright
 deep-I sources. The noise is a robust rms in boxes. A candidate with an opposite-sign lobe of at least
 half its height within ``lobe_beams`` is rejected as a bi-lobed artefact (a shifted or mis-subtracted
-source). An optional catalogue CSV only labels candidates. Too many candidates sets a quality flag.
+source). An optional catalogue CSV only labels candidates. Too many candidates sets a quality flag (also in
+``transients/summary.json``, for the QA page).
 """
 from __future__ import annotations
 
@@ -177,5 +178,7 @@ def run(options: Options) -> Result:
         rows, rejected = search_transients(deep, intervals, options, out, catalogue)
         csv_path = write_csv(out / "candidates.csv", rows, COLUMNS)
     quality = "too many candidates" if len(rows) > options.max_candidates else "ok"
-    return Result(candidates_csv=str(csv_path), n_candidates=len(rows), n_rejected_bilobed=rejected,
-                  quality=quality, candidates=rows[: options.max_candidates])
+    result = Result(candidates_csv=str(csv_path), n_candidates=len(rows), n_rejected_bilobed=rejected,
+                    quality=quality, candidates=rows[: options.max_candidates])
+    (out / "summary.json").write_text(result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
+    return result

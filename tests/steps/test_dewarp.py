@@ -55,6 +55,7 @@ def test_dewarp_reduces_offsets_3x_on_held_out_sources(tmp_path):
     img, cat, truth = make_field(tmp_path, n=48, listed=~held)
     res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))
     assert res.status == "ok" and res.n_anchors >= 30
+    assert (tmp_path / "QA" / "dewarp_offsets.png").read_bytes()[:4] == b"\x89PNG"
     before, n_before = rms_offset(dewarp.find_sources(img, tmp_path), truth[held])
     (tmp_path / "after").mkdir()
     after, n_after = rms_offset(dewarp.find_sources(res.dewarped[0], tmp_path / "after"), truth[held])

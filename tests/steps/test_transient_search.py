@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -94,6 +95,8 @@ def test_without_masks_vir_a_would_be_found(found):
                                                         bright_sigma=1e9, max_candidates=2))
     assert res.n_candidates > 2  # Vir A's 10 % variation and the bright sources' residuals appear
     assert res.quality == "too many candidates"
+    summary = json.loads((tmp / "nomask" / "transients" / "summary.json").read_text())
+    assert summary["quality"] == "too many candidates" and summary["n_candidates"] == res.n_candidates
 
 
 def test_missing_image_and_malformed_catalogue_fail_clearly(found):

@@ -1,0 +1,451 @@
+"""Step ``qa-summary``: one self-contained HTML page per unit, to judge the hour at a glance.
+
+It reads what the Phase 2 steps left in the work dir (QA CSVs and plots, the dewarp and transient
+summaries, photometry tables, ``timings.jsonl``, ``provenance.json``) and writes ``QA/index.html`` with
+every plot embedded (base64 PNG), so the archived page opens anywhere. At the top: a status line and a
+table of every step, ok / attention / failed / skipped / not run. A step whose products are missing is
+shown as "not run" (or failed, when its timer says so); an unreadable product is reported on the page.
+The page never fails because a step did not run.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .errors import InputError
+from .logs import step_timer
+from .registry import STEPS
+
+# worst first: the page's status is the worst of its steps
+STATES = ("failed", "attention", "not run", "ok", "skipped")
+COLOURS = {"failed": "#c62828", "attention": "#ef6c00", "not run": "#757575", "ok": "#2e7d32", "skipped": "#9e9e9e"}
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, csv.Error, json.JSONDecodeError)
+
+
+def phase2_steps() -> list[str]:
+    """Phase 2 steps in the registry's order, from concat up to (not including) this page and the archive."""
+    names = list(STEPS)
+    return [s for s in names[names.index("concat"): names.index("archive")] if s != "qa-summary"]
+
+
+class Options(BaseModel):
+    work_dir: str = Field(description="unit work dir (QA/, photometry/, transients/, timings.jsonl, provenance.json)")
+    subband: str | None = Field(None, description="subband label, names the snapshot QA files (default: any)")
+    unit: str | None = Field(None, description="heading, e.g. '73MHz 14h 2025-06-15' (default: the work dir's name)")
+    steps: list[str] = Field(default_factory=phase2_steps, description="steps in the status table, in order")
+    skipped: list[str] = Field(default_factory=list, description="steps switched off for this unit (shown as skipped)")
+    flux_tolerance: float = Field(0.10, description="flux-check ratios further than this from 1 need attention")
+    max_bad_snapshot_fraction: float = Field(0.25, description="more flagged snapshots than this need attention")
+    max_rows: int = Field(25, description="longest table shown in full (longer ones are cut, with a note)")
+
+
+class Result(BaseModel):
+    html: str
+    status: str = Field(description="worst step state: failed, attention, not run, ok")
+    steps: dict[str, str] = Field(description="step -> ok / attention / failed / skipped / not run")
+
+
+@dataclass
+class Section:
+    step: str
+    title: str
+    state: str
+    summary: str
+    body: str = ""
+
+
+# ---------------------------------------------------------------- HTML pieces
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def badge(state: str) -> str:
+    return f'<span class="badge" style="background:{COLOURS[state]}">{esc(state)}</span>'
+
+
+def table(rows: list[dict], columns: list[str], max_rows: int) -> str:
+    if not rows:
+        return "<p class='note'>(no rows)</p>"
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{esc(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows[:max_rows])
+    more = f"<p class='note'>{len(rows) - max_rows} more rows not shown</p>" if len(rows) > max_rows else ""
+    return f"<table><tr>{head}</tr>{body}</table>{more}"
+
+
+def image(path: Path, alt: str) -> str:
+    """The PNG embedded as a data URI, so the page is one file."""
+    if not path.is_file():
+        return f"<p class='note'>(plot {esc(path.name)} missing)</p>"
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def fmt(value, digits: int = 3) -> str:
+    try:
+        return f"{float(value):.{digits}g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+# ---------------------------------------------------------------- state of the unit
+
+class Unit:
+    """What the work dir holds: timers and product paths; turns absence into 'not run' / 'failed' / 'skipped'."""
+
+    def __init__(self, options: Options):
+        self.opts = options
+        self.work = Path(options.work_dir)
+        self.qa = self.work / "QA"
+        self.timings, self.timing_problem = self._read_timings()
+        self.last = {t.get("step"): t for t in self.timings}
+
+    def _read_timings(self) -> tuple[list[dict], str]:
+        path = self.work / "timings.jsonl"
+        if not path.is_file():
+            return [], ""
+        records, bad = [], 0
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                bad += 1
+        return records, f"{bad} unreadable lines in timings.jsonl" if bad else ""
+
+    def timer_state(self, step: str) -> str | None:
+        record = self.last.get(step)
+        return None if record is None else ("failed" if record.get("status") == "failed" else "ok")
+
+    def absent(self, step: str, title: str) -> Section:
+        """A section whose products are missing: failed, skipped or not run."""
+        if self.timer_state(step) == "failed":
+            return Section(step, title, "failed", f"{step} failed; see its log", "<p>The step failed.</p>")
+        if step in self.opts.skipped:
+            return Section(step, title, "skipped", "switched off for this unit", "<p>Switched off for this unit.</p>")
+        return Section(step, title, "not run", "no products", "<p>Not run: no products in the work dir.</p>")
+
+    def unreadable(self, step: str, title: str, path: Path, exc: Exception) -> Section:
+        return Section(step, title, "attention", f"{path.name} unreadable",
+                       f"<p>{esc(path)} could not be read: {esc(exc)}</p>")
+
+    def judged(self, step: str, state: str) -> str:
+        """A product's own judgement, overridden by a failed timer (a failure after stale products)."""
+        return "failed" if self.timer_state(step) == "failed" else state
+
+
+# ---------------------------------------------------------------- sections
+
+def snapshot_section(u: Unit) -> Section:
+    step, title = "snapshot-qa", "Snapshot QA"
+    pattern = f"snapshot_qa_{u.opts.subband}.csv" if u.opts.subband else "snapshot_qa_*.csv"
+    files = sorted(u.qa.glob(pattern))
+    if not files:
+        return u.absent(step, title)
+    try:
+        rows = read_csv(files[0])
+        bad = [r for r in rows if r["bad"] == "1"]
+        rms = np.array([float(r["rms"]) for r in rows])
+    except UNREADABLE as exc:
+        return u.unreadable(step, title, files[0], exc)
+    frac = len(bad) / len(rows) if rows else 1.0
+    state = "attention" if frac > u.opts.max_bad_snapshot_fraction else "ok"
+    summary = f"{len(bad)} of {len(rows)} snapshots flagged; median rms {fmt(np.median(rms)) if rows else '-'} Jy/beam"
+    plot = files[0].with_name(files[0].name.replace("snapshot_qa_", "snapshot_rms_").replace(".csv", ".png"))
+    body = (image(plot, "snapshot rms") + "<h4>Flagged snapshots</h4>"
+            + table(bad, ["file", "utc", "rms", "peak", "reason"], u.opts.max_rows))
+    return Section(step, title, u.judged(step, state), summary, body)
+
+
+def hot_baselines_section(u: Unit) -> Section:
+    step, title = "hot-baselines", "Hot baselines"
+    report = u.qa / "hot_baselines_report.txt"
+    if not report.is_file():
+        return u.absent(step, title)
+    text = report.read_text(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.startswith("[flagged]") or ln.startswith("[bad antennas]")]
+    summary = "; ".join(ln.strip("[]").replace("]", ":", 1) for ln in lines) or "report written"
+    body = (image(u.qa / "hot_baselines_amp_vs_uv.png", "amplitude vs uv length")
+            + image(u.qa / "hot_baselines_heatmap.png", "cross-hand heatmap")
+            + f"<details><summary>Full report</summary><pre>{esc(text)}</pre></details>")
+    return Section(step, title, u.judged(step, "ok"), summary, body)
+
+
+def flux_section(u: Unit) -> Section:
+    step, title = "flux-check", "Flux-scale check"
+    path = u.qa / "flux_check.csv"
+    if not path.is_file():
+        return u.absent(step, title)
+    try:
+        rows = read_csv(path)
+        ratios = [float(r["ratio"]) for r in rows if r["status"] == "ok"]
+    except UNREADABLE as exc:
+        return u.unreadable(step, title, path, exc)
+    off = [r["name"] for r in rows if r["status"] == "ok" and abs(float(r["ratio"]) - 1) > u.opts.flux_tolerance]
+    state = "attention" if off or not ratios else "ok"
+    summary = (f"{len(ratios)} calibrators fitted, median ratio {np.median(ratios):.3f}" if ratios
+               else "no calibrator could be fitted")
+    if off:
+        summary += f"; off by more than {u.opts.flux_tolerance:.0%}: {', '.join(off)}"
+    body = (image(u.qa / "flux_check.png", "flux ratios")
+            + table(rows, ["name", "elevation_deg", "expected_jy", "integrated_jy", "ratio", "offset_arcmin", "status"],
+                    u.opts.max_rows))
+    return Section(step, title, u.judged(step, state), summary, body)
+
+
+def noise_section(u: Unit) -> Section:
+    step, title = "flux-check", "Image noise"
+    path = u.qa / "image_noise.csv"
+    if not path.is_file():
+        return u.absent(step, title)
+    try:
+        rows = read_csv(path)
+        shown = [{"stokes": r["stokes"], "inner_rms_jy": fmt(r["inner_rms_jy"], 4), "image": Path(r["image"]).name}
+                 for r in rows]
+    except UNREADABLE as exc:
+        return u.unreadable(step, title, path, exc)
+    summary = ", ".join(f"{r['stokes']} {r['inner_rms_jy']} Jy/beam" for r in shown)
+    return Section(step, title, u.judged(step, "ok"), f"inner rms {summary}",
+                   table(shown, ["stokes", "inner_rms_jy", "image"], u.opts.max_rows))
+
+
+def dewarp_section(u: Unit) -> Section:
+    step, title = "dewarp", "Ionospheric dewarping"
+    path = u.qa / "dewarp.json"
+    if not path.is_file():
+        return u.absent(step, title)
+    try:
+        res = json.loads(path.read_text())
+        status, n_anchors = res["status"], res["n_anchors"]
+    except UNREADABLE as exc:
+        return u.unreadable(step, title, path, exc)
+    if status == "ok":
+        summary = (f"{n_anchors} anchors; offset {fmt(res.get('rms_offset_arcmin'))}' rms before, "
+                   f"{fmt(res.get('loo_rms_arcmin'))}' after (leave-one-out)")
+    else:
+        summary = f"{status}: images not dewarped"
+    rows = [{"quantity": k, "value": "-" if v is None else fmt(v) if isinstance(v, float) else v}
+            for k, v in res.items() if k != "dewarped"]
+    rows.append({"quantity": "dewarped images", "value": ", ".join(Path(p).name for p in res.get("dewarped", []))})
+    body = ((image(u.qa / "dewarp_offsets.png", "anchor offsets") if status == "ok" else "")
+            + table(rows, ["quantity", "value"], u.opts.max_rows))
+    return Section(step, title, u.judged(step, "ok" if status == "ok" else "attention"), summary, body)
+
+
+def photometry_section(u: Unit) -> Section:
+    step, title = "photometry", "Target photometry"
+    path = u.work / "photometry" / "summary.csv"
+    if not path.is_file():
+        return u.absent(step, title)
+    try:
+        rows = read_csv(path)
+        per_target: dict[str, dict] = {}
+        for r in rows:
+            t = per_target.setdefault(r["target"], {"target": r["target"], "kind": r["kind"], "measured": 0,
+                                                    "best |snr| I": "", "best |snr| V": "", "detections": 0})
+            if r["status"] == "ok":
+                t["measured"] += 1
+                key = f"best |snr| {r['stokes']}"
+                if key in t and (t[key] == "" or abs(float(r["snr"])) > abs(float(t[key]))):
+                    t[key] = r["snr"]
+            elif t["measured"] == 0:
+                t["note"] = r["status"]
+            t["detections"] += r["detected"] == "True"
+        detections = [r for r in rows if r["detected"] == "True"]
+    except UNREADABLE as exc:
+        return u.unreadable(step, title, path, exc)
+    summary = f"{len(per_target)} targets, {sum(t['measured'] > 0 for t in per_target.values())} measured, " \
+              f"{len(detections)} detections"
+    plots = "".join(image(u.work / "photometry" / f"{_safe(name)}.png", name)
+                    for name in sorted({d["target"] for d in detections})[:6])
+    body = (table(list(per_target.values()),
+                                              ["target", "kind", "measured", "best |snr| I", "best |snr| V", "detections",
+                                               "note"], u.opts.max_rows)
+            + "<h4>Detections</h4>" + table(detections, ["target", "image", "stokes", "time_utc", "peak_jy", "rms_jy", "snr"],
+                                            u.opts.max_rows) + plots)
+    return Section(step, title, u.judged(step, "ok"), summary, body)
+
+
+def _safe(name: str) -> str:
+    from .photometry import safe_name
+
+    return safe_name(name)
+
+
+def transient_section(u: Unit) -> Section:
+    step, title = "transient-search", "Transient candidates"
+    folder = u.work / "transients"
+    path = folder / "candidates.csv"
+    if not path.is_file():
+        return u.absent(step, title)
+    try:
+        rows = read_csv(path)
+        rows.sort(key=lambda r: -abs(float(r["snr"])))
+        info = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    except UNREADABLE as exc:
+        return u.unreadable(step, title, path, exc)
+    quality = info.get("quality", "unknown")
+    summary = f"{len(rows)} candidates, quality {quality}"
+    if "n_rejected_bilobed" in info:
+        summary += f", {info['n_rejected_bilobed']} bi-lobed artefacts rejected"
+    plot = candidate_cutouts(rows[:8], u.qa / "transient_candidates.png") if rows else None
+    body = ((image(plot, "candidate cutouts") if plot else "")
+            + table(rows, ["id", "kind", "image", "stokes", "time_utc", "ra_deg", "dec_deg", "peak_jy", "snr", "label"],
+                    u.opts.max_rows))
+    return Section(step, title, u.judged(step, "ok" if quality == "ok" else "attention"), summary, body)
+
+
+def candidate_cutouts(rows: list[dict], path: Path) -> Path | None:
+    """A strip of the candidates' cutouts (FITS written by transient-search), strongest first."""
+    from astropy.io import fits
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for r in rows:
+        try:
+            with fits.open(r["cutout"]) as hdul:
+                panels.append((r, np.asarray(hdul[0].data, dtype=float)))
+        except (OSError, KeyError):
+            continue
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.5), squeeze=False)
+    for ax, (r, data) in zip(axes[0], panels):
+        top = float(np.nanmax(np.abs(data))) if np.isfinite(data).any() else 1.0
+        ax.imshow(data, origin="lower", **({"cmap": "RdBu_r", "vmin": -top, "vmax": top} if r["stokes"] == "V"
+                                           else {"cmap": "viridis"}))
+        ax.set_title(f"{r['id']} {r['kind']}\nSNR {float(r['snr']):.1f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def timings_section(u: Unit) -> Section:
+    if not u.timings:
+        return Section("timings", "Step timings", "not run", "no timings.jsonl", "<p>No step timings recorded.</p>")
+    rows = [{"step": t.get("step"), "status": t.get("status"), "seconds": fmt(t.get("seconds"), 4),
+             "host": t.get("host", ""),
+             "started (UTC)": datetime.fromtimestamp(float(t.get("start", 0)), tz=timezone.utc).strftime("%H:%M:%S")}
+            for t in u.timings]
+    total = sum(float(t.get("seconds") or 0) for t in u.timings)
+    failed = [t.get("step") for t in u.timings if t.get("status") == "failed"]
+    summary = f"{len(rows)} step runs, {total:.1f} s in all" + (f"; failed: {', '.join(failed)}" if failed else "")
+    if u.timing_problem:
+        summary += f"; {u.timing_problem}"
+    return Section("timings", "Step timings", "attention" if failed or u.timing_problem else "ok", summary,
+                   table(rows, list(rows[0]), max(len(rows), u.opts.max_rows)))
+
+
+def provenance_section(u: Unit) -> Section:
+    step, title = "provenance", "Provenance"
+    path = u.work / "provenance.json"
+    if not path.is_file():
+        return u.absent(step, title)
+    try:
+        prov = json.loads(path.read_text())
+        if not isinstance(prov, dict):
+            raise ValueError("not a JSON object")
+    except UNREADABLE as exc:
+        return u.unreadable(step, title, path, exc)
+    rows = [{"key": k, "value": v if not isinstance(v, (dict, list)) else f"{len(v)} entries"} for k, v in prov.items()]
+    body = (table(rows, ["key", "value"], u.opts.max_rows)
+            + f"<details><summary>provenance.json</summary><pre>{esc(json.dumps(prov, indent=1))}</pre></details>")
+    return Section(step, title, u.judged(step, "ok"), f"{len(prov)} entries", body)
+
+
+SECTIONS = (snapshot_section, hot_baselines_section, dewarp_section, photometry_section, transient_section,
+            flux_section, noise_section, provenance_section, timings_section)
+
+CSS = """
+body{font-family:sans-serif;margin:1.5em;max-width:1100px;color:#222}
+h1{margin-bottom:0.2em} h2{border-bottom:1px solid #ccc;padding-bottom:0.2em;margin-top:1.6em}
+.banner{padding:0.8em 1em;color:white;font-size:1.3em;font-weight:bold;border-radius:4px}
+.badge{color:white;padding:0.1em 0.5em;border-radius:3px;font-size:0.9em;white-space:nowrap}
+table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}
+td,th{border:1px solid #ddd;padding:0.25em 0.6em;text-align:left} th{background:#f3f3f3}
+img{max-width:100%;margin:0.4em 0;display:block} .note{color:#666;font-style:italic}
+.summary{font-weight:bold}
+pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}
+"""
+
+
+def step_states(u: Unit, sections: list[Section]) -> dict[str, tuple[str, str]]:
+    """Every step of the status table -> (state, one-line summary): its sections' worst, else its timer."""
+    out = {}
+    for step in u.opts.steps:
+        own = [s for s in sections if s.step == step]
+        if own:
+            worst = min(own, key=lambda s: STATES.index(s.state))
+            out[step] = (worst.state, "; ".join(s.summary for s in own))
+        elif u.timer_state(step):
+            record = u.last[step]
+            out[step] = (u.timer_state(step), f"{fmt(record.get('seconds'), 4)} s")
+        elif step in u.opts.skipped:
+            out[step] = ("skipped", "switched off for this unit")
+        else:
+            out[step] = ("not run", "no record in timings.jsonl")
+    return out
+
+
+def render(u: Unit, sections: list[Section], states: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    """The page and its overall status (the worst step state; skipped steps do not count)."""
+    counted = [s for s, _ in states.values() if s != "skipped"] or ["not run"]
+    overall = min(counted, key=STATES.index)
+    counts = {s: sum(v[0] == s for v in states.values()) for s in STATES}
+    tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    title = u.opts.unit or u.work.name
+    rows = "".join(f"<tr><td><a href='#{esc(step)}'>{esc(step)}</a></td><td>{badge(state)}</td><td>{esc(text)}</td></tr>"
+                   for step, (state, text) in states.items())
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>QA {esc(title)}</title><style>{CSS}</style>"
+             "</head><body>",
+             f"<h1>QA summary: {esc(title)}</h1>",
+             f"<p class='note'>{esc(u.work)} &middot; written {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC</p>",
+             f"<div class='banner' id='status' style='background:{COLOURS[overall]}'>"
+             f"Overall: {esc(overall.upper())} &mdash; {esc(tally)}</div>",
+             f"<h2>Steps</h2><table><tr><th>step</th><th>state</th><th>summary</th></tr>{rows}</table>"]
+    seen = set()
+    for s in sections:
+        anchor = f" id='{esc(s.step)}'" if s.step not in seen else ""
+        seen.add(s.step)
+        parts.append(f"<h2{anchor}>{esc(s.title)} {badge(s.state)}</h2><p class='summary'>{esc(s.summary)}</p>{s.body}")
+    parts.append("</body></html>")
+    return "\n".join(parts), overall
+
+
+def qa_summary(options: Options) -> Result:
+    """Collect every step's products of the unit into ``<work_dir>/QA/index.html``."""
+    if not Path(options.work_dir).is_dir():
+        raise InputError(f"{options.work_dir}: unit work dir does not exist")
+    u = Unit(options)
+    sections = [make(u) for make in SECTIONS]
+    states = step_states(u, sections)
+    page, overall = render(u, sections, states)
+    u.qa.mkdir(parents=True, exist_ok=True)
+    out = u.qa / "index.html"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page)
+    tmp.replace(out)
+    return Result(html=str(out), status=overall, steps={k: v[0] for k, v in states.items()})
+
+
+def run(options: Options) -> Result:
+    with step_timer("qa-summary", options.work_dir if Path(options.work_dir).is_dir() else None):
+        return qa_summary(options)
