@@ -112,6 +112,9 @@ class SiteConfig(BaseModel):
     archive_root: str = "/lustre/pipeline/images"
     runs_root: str = Field(default="/lustre/pipeline/runs",
                            description="Shared folder for run bookkeeping: work-unit MS lists, queues, reports.")
+    beam_model: str = Field(
+        default="/lustre/gh/calibration/pipeline/reference/beams/OVRO-LWA_MROsoil_updatedheight.h5",
+        description="H5 primary-beam model (orca's schema) used by pb-correct.")
     pixel_tiers: str = Field(default="classic", description="Key of PIXEL_TIER_TABLES.")
     wsclean_threads: int = 44
     phase1_parallelism: int = 45

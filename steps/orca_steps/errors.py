@@ -22,3 +22,7 @@ class ToolFailedError(OrcaError):
 
 class CalibrationError(OrcaError):
     """A calibration table cannot be applied to this MS."""
+
+
+class ArchiveExistsError(OrcaError):
+    """The archive destination already holds a different archive and overwriting was not asked for."""

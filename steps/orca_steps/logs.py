@@ -45,12 +45,16 @@ def log(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields) -
 
 @contextmanager
 def step_timer(step: str, work_dir: str | os.PathLike | None = None, **fields):
-    """Time a block; log it and append it to the unit's timings file."""
+    """Time a block; log it and append it to the unit's timings file.
+
+    Yields a dict: keys added inside the block (e.g. ``wsclean_seconds`` spent inside a tool) are recorded too.
+    """
     logger = get_logger(step)
     start = time.time()
     status = "ok"
+    fields = dict(fields)
     try:
-        yield
+        yield fields
     except BaseException:
         status = "failed"
         raise

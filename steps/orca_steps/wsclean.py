@@ -1,0 +1,301 @@
+"""WSClean: the one place that knows its options, orca's imaging recipes, and its output names.
+
+``WSCleanOptions`` mirrors WSClean's command-line arguments (one field per argument, WSClean's name in
+the description); a ``Recipe`` is a named, partly filled options object plus the folder its images go to.
+The pilot-snapshot, clean-snapshot and the 7 science recipes below are orca's, as data. Image size and
+scale come from the site's pixel tiers (``config.site().pixel_tier``) unless a test overrides them.
+
+WSClean names interval images ``<prefix>-t0000-...``; ``stamp_images`` renames them to
+``<prefix>-YYYYMMDD_HHMMSS-...`` with the UTC mid-time of each interval read from the MS TIME column, and
+writes that time to the header as ``DATE-AVG`` (primary-beam correction uses it).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import config
+from .errors import InputError, ToolFailedError
+from .logs import get_logger, log
+from .msio import open_ms
+from .tools import require_tool, run_tool, tool_env
+
+_logger = get_logger("wsclean")
+
+MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01 (MS TIME is MJD seconds, UTC)
+
+
+class WSCleanOptions(BaseModel):
+    """WSClean's arguments; ``None``/``False`` means the argument is not passed (WSClean's default)."""
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="-name: prefix of the output files")
+    size: int | None = Field(None, description="-size N N: image width and height in pixels")
+    scale_deg: float | None = Field(None, description="-scale: pixel size in degrees")
+    pol: str = Field("I", description="-pol: polarisations to image, e.g. I or IV")
+    niter: int = Field(0, description="-niter: maximum number of clean iterations (0: dirty only)")
+    nmiter: int | None = Field(None, description="-nmiter: maximum number of major iterations")
+    mgain: float | None = Field(None, description="-mgain: major-iteration gain")
+    multiscale: bool = Field(False, description="-multiscale: multi-scale clean")
+    multiscale_scale_bias: float | None = Field(None, description="-multiscale-scale-bias")
+    horizon_mask_deg: float | None = Field(None, description="-horizon-mask <deg>deg: do not clean near the horizon")
+    auto_threshold: float | None = Field(None, description="-auto-threshold: stop at this many sigma")
+    auto_mask: float | None = Field(None, description="-auto-mask: build a mask at this many sigma")
+    local_rms: bool = Field(False, description="-local-rms: thresholds relative to a local rms map")
+    weight: str = Field("briggs", description="-weight: natural, uniform or briggs")
+    robust: float | None = Field(0.0, description="Briggs robustness (with -weight briggs)")
+    taper_inner_tukey: float | None = Field(None, description="-taper-inner-tukey: inner Tukey taper (lambda)")
+    intervals_out: int | None = Field(None, description="-intervals-out: number of time intervals to image")
+    no_dirty: bool = Field(False, description="-no-dirty: do not save the dirty image")
+    make_psf: bool = Field(False, description="-make-psf: save the PSF even without cleaning")
+    no_update_model_required: bool = Field(True, description="-no-update-model-required")
+    threads: int | None = Field(None, description="-j: threads")
+    mem_percent: float | None = Field(None, description="-mem: memory limit, percent of the machine")
+    data_column: str | None = Field(None, description="-data-column (default: CORRECTED_DATA if present)")
+    temp_dir: str | None = Field(None, description="-temp-dir: folder for reordered data")
+    log_time: bool = Field(True, description="-log-time: timestamps in WSClean's log")
+
+    def args(self) -> list[str]:
+        """The command-line arguments (without the program name and the MS)."""
+        a: list[str] = []
+        flag = lambda on, name: a.append(name) if on else None  # noqa: E731
+        value = lambda v, name, fmt=str: a.extend([name, fmt(v)]) if v is not None else None  # noqa: E731
+        flag(self.log_time, "-log-time")
+        value(self.threads, "-j")
+        value(self.mem_percent, "-mem", _num)
+        a += ["-pol", self.pol]
+        flag(self.multiscale, "-multiscale")
+        value(self.multiscale_scale_bias, "-multiscale-scale-bias", _num)
+        a += ["-niter", str(self.niter)]
+        value(self.nmiter, "-nmiter")
+        value(self.mgain, "-mgain", _num)
+        value(self.horizon_mask_deg, "-horizon-mask", lambda d: f"{_num(d)}deg")
+        value(self.auto_threshold, "-auto-threshold", _num)
+        value(self.auto_mask, "-auto-mask", _num)
+        flag(self.local_rms, "-local-rms")
+        if self.size is not None:
+            a += ["-size", str(self.size), str(self.size)]
+        value(self.scale_deg, "-scale", _num)
+        value(self.taper_inner_tukey, "-taper-inner-tukey", _num)
+        a += ["-weight", self.weight] + ([_num(self.robust)] if self.weight == "briggs" else [])
+        value(self.intervals_out, "-intervals-out")
+        flag(self.no_dirty, "-no-dirty")
+        flag(self.make_psf, "-make-psf")
+        flag(self.no_update_model_required, "-no-update-model-required")
+        value(self.data_column, "-data-column")
+        value(self.temp_dir, "-temp-dir")
+        value(self.name, "-name")
+        return a
+
+
+def _num(v: float) -> str:
+    """0.95 -> '0.95', 10.0 -> '10', -0.75 -> '-0.75' (as a person would type it)."""
+    return f"{v:g}"
+
+
+class Recipe(BaseModel):
+    """One imaging run of orca: output name suffix, output folder, and WSClean options."""
+    suffix: str
+    folder: str
+    options: WSCleanOptions
+
+
+# --- orca's recipes ------------------------------------------------------------------------------
+PILOT_SNAPSHOT = Recipe(suffix="Pilot-Snapshot", folder="snapshots", options=WSCleanOptions(
+    pol="IV", niter=0, mem_percent=20, taper_inner_tukey=30, weight="briggs", robust=0,
+    no_dirty=True, make_psf=True))
+
+CLEAN_SNAPSHOT = Recipe(suffix="Clean-Snapshot", folder="snapshots_clean", options=WSCleanOptions(
+    pol="I", niter=50000, nmiter=2, mgain=0.9999, auto_mask=5, auto_threshold=1, local_rms=True,
+    horizon_mask_deg=10, mem_percent=50, no_dirty=True, taper_inner_tukey=30, weight="briggs", robust=0))
+
+# Shared by the Stokes I science runs.
+_SCIENCE_I = dict(pol="I", multiscale=True, multiscale_scale_bias=0.8, mgain=0.95, horizon_mask_deg=10,
+                  auto_threshold=0.5, auto_mask=3, local_rms=True, mem_percent=50)
+_STOKES_V = dict(pol="V", niter=0, horizon_mask_deg=10, mem_percent=50, taper_inner_tukey=30, robust=0,
+                 no_dirty=True)
+
+SCIENCE_RECIPES: tuple[Recipe, ...] = (
+    Recipe(suffix="I-Deep-Taper-Robust-0.75", folder="I/deep",
+           options=WSCleanOptions(**_SCIENCE_I, niter=500000, taper_inner_tukey=30, robust=-0.75)),
+    Recipe(suffix="I-Deep-Taper-Robust-0", folder="I/deep",
+           options=WSCleanOptions(**_SCIENCE_I, niter=500000, taper_inner_tukey=30, robust=0)),
+    Recipe(suffix="I-Deep-NoTaper-Robust-0.75", folder="I/deep",
+           options=WSCleanOptions(**_SCIENCE_I, niter=150000, robust=-0.75)),
+    Recipe(suffix="I-Deep-NoTaper-Robust-0", folder="I/deep",
+           options=WSCleanOptions(**_SCIENCE_I, niter=150000, robust=0)),
+    Recipe(suffix="I-Taper-10min", folder="I/10min",
+           options=WSCleanOptions(**_SCIENCE_I, niter=50000, taper_inner_tukey=30, robust=0, intervals_out=6)),
+    Recipe(suffix="V-Taper-Deep", folder="V/deep", options=WSCleanOptions(**_STOKES_V)),
+    Recipe(suffix="V-Taper-10min", folder="V/10min", options=WSCleanOptions(**_STOKES_V, intervals_out=6)),
+)
+
+
+def image_geometry(subband: str, reduced: bool, size: int | None = None,
+                   scale_deg: float | None = None) -> tuple[int, float]:
+    """(pixels, degrees per pixel) for a subband.
+
+    ``reduced`` picks the subband's pixel tier (fewer, larger pixels at low frequency); otherwise every
+    subband gets the finest tier. Size and scale always come as a pair, so the field of view never
+    shrinks (orca paired a reduced size with the fine scale for clean snapshots). ``size``/``scale_deg``
+    override the tier (small test images).
+    """
+    tables = config.PIXEL_TIER_TABLES
+    site = config.site()
+    if site.pixel_tiers not in tables:
+        raise InputError(f"unknown pixel tier table {site.pixel_tiers!r}: {sorted(tables)}")
+    tier = site.pixel_tier(subband) if reduced else max(tables[site.pixel_tiers], key=lambda t: t.size)
+    return (size or tier.size), (scale_deg or tier.scale_deg)
+
+
+def default_threads(threads: int | None = None) -> int:
+    """WSClean -j: as asked, else the site's value, never more than the CPUs this process may use."""
+    import os
+
+    return threads or max(1, min(config.site().wsclean_threads, len(os.sched_getaffinity(0))))
+
+
+# --- Version and its quirks ----------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _version_of(exe: str) -> str:
+    out = subprocess.run([exe, "--version"], env=tool_env(), capture_output=True, text=True).stdout
+    m = re.search(r"WSClean version (\d+(?:\.\d+)*)", out)
+    return m.group(1) if m else "unknown"
+
+
+def wsclean_version() -> str:
+    """WSClean's version string, e.g. '3.1.0'."""
+    return _version_of(require_tool("wsclean"))
+
+
+def adapt_to_version(options: WSCleanOptions, version: str) -> tuple[WSCleanOptions, list[str]]:
+    """Adjust options that a given WSClean version cannot run; returns the options and what changed.
+
+    WSClean 3.1 (Debian 3.1-3) aborts with heap corruption ("double free or corruption") whenever
+    -multiscale and -local-rms are combined, on any data; the nearest runnable equivalent keeps
+    multi-scale clean and thresholds against the global rms (-auto-threshold/-auto-mask still apply).
+    """
+    notes = []
+    if version.startswith("3.1") and options.multiscale and options.local_rms:
+        options = options.model_copy(update={"local_rms": False})
+        notes.append(f"wsclean {version}: -local-rms dropped (it aborts when combined with -multiscale)")
+    return options, notes
+
+
+# --- Running -------------------------------------------------------------------------------------
+class WSCleanRun(BaseModel):
+    """What one WSClean call did: its arguments, wall seconds, changes for the version, images."""
+    args: list[str]
+    seconds: float
+    notes: list[str] = []
+    images: list[str] = []
+
+
+def run_wsclean(options: WSCleanOptions, ms: str | Path, log_file: str | Path | None = None) -> WSCleanRun:
+    """Run WSClean on ``ms`` with ``options`` (adapted to the installed version)."""
+    require_tool("wsclean")
+    options, notes = adapt_to_version(options, wsclean_version())
+    for note in notes:
+        log(_logger, "adapting recipe", note=note)
+    if options.name is None:
+        raise InputError("WSClean needs an output name (-name)")
+    Path(options.name).parent.mkdir(parents=True, exist_ok=True)
+    if options.temp_dir:
+        Path(options.temp_dir).mkdir(parents=True, exist_ok=True)
+    args = ["wsclean", *options.args(), str(ms)]
+    seconds = run_tool(args, log_file=log_file)
+    return WSCleanRun(args=args, seconds=round(seconds, 3), notes=notes)
+
+
+def image_recipe(recipe: Recipe, ms: str | Path, work_dir: str | Path, subband: str, size: int, scale_deg: float,
+                 threads: int | None = None, intervals_out: int | None = None) -> WSCleanRun:
+    """Run one recipe into ``<work_dir>/<folder>/<sb>-<suffix>``, then stamp its images with UTC mid-times."""
+    require_tool("wsclean")
+    work_dir = Path(work_dir)
+    prefix = work_dir / recipe.folder / f"{subband}-{recipe.suffix}"
+    n_times = len(unique_times(ms))
+    intervals = intervals_out or recipe.options.intervals_out or 1
+    intervals = max(1, min(intervals, n_times))  # WSClean cannot split fewer timesteps than intervals
+    for stale in prefix.parent.glob(f"{prefix.name}-*.fits*"):  # a re-run replaces, never mixes, outputs
+        stale.unlink()
+    options = recipe.options.model_copy(update={
+        "name": str(prefix), "size": size, "scale_deg": scale_deg, "threads": default_threads(threads),
+        "intervals_out": intervals if intervals > 1 else None,
+        "temp_dir": str(work_dir / ".wsclean-tmp")})
+    result = run_wsclean(options, ms, log_file=work_dir / "logs" / "wsclean.log")
+    result.images = [str(p) for p in stamp_images(prefix, ms, intervals)]
+    if not result.images:
+        raise ToolFailedError(f"wsclean wrote no images for {prefix.name} in {prefix.parent}")
+    return result
+
+
+# --- Output names --------------------------------------------------------------------------------
+def unique_times(ms: str | Path) -> np.ndarray:
+    """Sorted distinct TIME values (MJD seconds) of an MS: WSClean's timesteps."""
+    with open_ms(ms) as tab:
+        return np.unique(tab.getcol("TIME"))
+
+
+def interval_bounds(n_times: int, n_intervals: int) -> list[tuple[int, int]]:
+    """Timestep index ranges [start, end) of WSClean's ``-intervals-out`` split."""
+    return [(i * n_times // n_intervals, (i + 1) * n_times // n_intervals) for i in range(n_intervals)]
+
+
+def interval_mid_times(ms: str | Path, n_intervals: int) -> list[float]:
+    """UTC mid-time (MJD seconds) of each interval: halfway between its first and last integration."""
+    times = unique_times(ms)
+    if times.size == 0:
+        raise InputError(f"{ms}: Measurement Set has no rows to image")
+    return [float((times[a] + times[b - 1]) / 2) for a, b in interval_bounds(times.size, n_intervals)]
+
+
+def utc_of(time_s: float) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=time_s - MJD_UNIX_OFFSET_S)
+
+
+def utc_stamp(time_s: float) -> str:
+    """MJD seconds -> 'YYYYMMDD_HHMMSS' (UTC, rounded to the second)."""
+    return f"{utc_of(round(time_s)):%Y%m%d_%H%M%S}"
+
+
+_STAMP = re.compile(r"^\d{8}_\d{6}-")
+_INTERVAL = re.compile(r"^t(\d{4})-")
+
+
+def stamp_images(prefix: str | Path, ms: str | Path, n_intervals: int) -> list[Path]:
+    """Rename ``<prefix>-t0000-<rest>.fits`` (or ``<prefix>-<rest>.fits`` for one interval) to
+    ``<prefix>-<YYYYMMDD_HHMMSS>-<rest>.fits`` and record the mid-time as DATE-AVG. Idempotent."""
+    from astropy.io import fits
+
+    prefix = Path(prefix)
+    mids = interval_mid_times(ms, n_intervals)
+    out = []
+    for path in sorted(prefix.parent.glob(f"{prefix.name}-*.fits")):
+        rest = path.name[len(prefix.name) + 1:]
+        if rest.endswith(".pbcorr.fits"):
+            continue  # a product of pb-correct, not of WSClean
+        m = _INTERVAL.match(rest)
+        if m:
+            index, rest = int(m.group(1)), rest[m.end():]
+        elif _STAMP.match(rest):
+            out.append(path)  # already stamped by an earlier run
+            continue
+        elif n_intervals == 1:
+            index = 0
+        else:
+            continue
+        if index >= len(mids):
+            raise ToolFailedError(f"{path}: interval {index} but only {len(mids)} intervals were requested")
+        target = path.with_name(f"{prefix.name}-{utc_stamp(mids[index])}-{rest}")
+        with fits.open(path, mode="update") as hdul:
+            hdul[0].header["DATE-AVG"] = (utc_of(mids[index]).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+                                          "UTC mid-time of the imaged interval")
+        path.replace(target)
+        out.append(target)
+    return sorted(out)
