@@ -167,7 +167,7 @@ def predict_rfi_fields(geo: ChunkGeometry, src: RFISource) -> Fields:
 
 
 # --- Sources from the model files ----------------------------------------------------------------
-def _centroid(src: SkySource) -> tuple[float, float]:
+def source_direction(src: SkySource) -> tuple[float, float]:
     """Flux-weighted mean direction of a source's components (unit-vector mean: safe across RA 0)."""
     weights = np.array([abs(c.stokes[0]) for c in src.components]) + 1e-30
     vec = sum(w * np.array([np.cos(c.dec) * np.cos(c.ra), np.cos(c.dec) * np.sin(c.ra), np.sin(c.dec)])
@@ -194,7 +194,7 @@ def model_sources(sky_model, rfi_model, peel_sky: bool, peel_rfi: bool, time_s: 
         if sky_model is None:
             raise InputError("peel_sky is set but no sky_model was given")
         sky = load_sky_model(sky_model)
-        directions = np.array([_centroid(s) for s in sky])
+        directions = np.array([source_direction(s) for s in sky])
         elevations = np.rad2deg(altaz(directions[:, 0], directions[:, 1], time_s)[1])
         for src, el in zip(sky, elevations):
             if el > 0:
@@ -435,8 +435,9 @@ def peel_sources(ms: str | Path, sources: list[PeelSource], maxiter: int = 5, to
         tab.putkeyword(KEYWORD, {"sources": peel_key, "input": before, "output": after})
     for s in solution.order:
         src = sources[s]
+        apparent = float(src.flux_jy * solution.scales[s].mean())
         report = SourceReport(name=src.name, kind=src.kind, elevation_deg=src.elevation_deg,
-                              model_flux_jy=src.flux_jy, apparent_flux_jy=float(src.flux_jy * solution.scales[s].mean()),
+                              model_flux_jy=src.flux_jy, apparent_flux_jy=apparent,
                               converged=bool(solution.converged[s]),
                               iterations=int(solution.iterations[s]), subtracted=bool(not solution.rejected[s].all()))
         result.peeled.append(report)

@@ -175,7 +175,8 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
     """TTCal's peeling loop on the channel sums: ``r`` (S, nrow, 4), ``x`` (S, S, nrow, 4).
 
     Each pass visits the sources brightest apparent first (``flux``: model fluxes, times the fitted
-    scales), starting from the gains sqrt(scale) (module docstring). A source whose final
+    scales), starting from the gains sqrt(scale) (module docstring); passes stop early once a whole
+    pass changes no gain by more than ``tolerance``. A source whose final
     subtraction would raise the residual (a diverged solve, or a source not in the data) is not
     subtracted in that time slot: its gains are set to zero and it is reported as rejected.
     """
@@ -197,6 +198,8 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
             gains[s], converged[s], iterations[s] = stefcal(effective(s), x[s, s].real, layout, gains[s],
                                                             maxiter, tolerance)
             products[s] = gain_products(gains[s], layout)
+        if converged.all() and (iterations == 1).all():
+            break  # a further pass would move no gain by more than the tolerance
     rejected = np.zeros((n_src, layout.n_slots), bool)
     for s in range(n_src):
         rejected[s] = residual_change(products[s], effective(s), x[s, s].real, layout) >= 0
