@@ -440,3 +440,39 @@ def test_cli_peels_and_saves_solutions(tiny, tmp_path):
     assert result["solutions"] == str(solutions_path(ms)) and solutions_path(ms).name == "cal.peel_solutions.npz"
     assert [p["name"] for p in result["peeled"]][0] == "Cyg A"
     assert np.load(result["solutions"])["gains"].shape == (4, 1, 16, 2)
+
+
+def test_baselines_shorter_than_minuvw_do_not_inform_the_solve(tiny, tmp_path):
+    """With every baseline 'short', nothing can be solved: every source is left alone."""
+    ms = fresh(tiny, tmp_path)
+    before = read(ms)["data"]
+    result = peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True, minuvw=1e9)
+    assert result.peeled and not any(p.subtracted for p in result.peeled)
+    np.testing.assert_array_equal(read(ms)["data"], before)
+
+
+def test_one_flagged_polarisation_keeps_the_other_peeled(tiny, tmp_path):
+    """An antenna with its X feed flagged (XX, XY, YX of its baselines) still has Cyg A peeled from YY."""
+    ms = fresh(tiny, tmp_path)
+    v = read(ms)
+    cross = v["a1"] != v["a2"]
+
+    def baselines_of(a):
+        return ((v["a1"] == a) | (v["a2"] == a)) & cross
+    ant = next(a for a in range(16) if not v["flag"][baselines_of(a)].all())  # a live antenna
+    rows = baselines_of(ant)
+    first = v["a1"] == ant  # there XX and XY carry its X feed; where it is antenna 2, XX and YX do
+    with ct.table(str(ms), readonly=False, ack=False) as tab:
+        flags = tab.getcol("FLAG")
+        flags[np.ix_(rows & first, np.arange(12), [0, 1])] = True
+        flags[np.ix_(rows & ~first, np.arange(12), [0, 2])] = True
+        tab.putcol("FLAG", flags)
+    peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True, save_solutions=tmp_path / "s.npz")
+    sol = np.load(tmp_path / "s.npz")
+    cyg = sol["gains"][list(sol["source_names"]).index("Cyg A"), 0, ant]
+    assert cyg[0] == 0 and abs(cyg[1]) > 0.1
+    after = read(ms)["data"]
+    np.testing.assert_array_equal(after[rows, :, 0], v["data"][rows, :, 0])  # XX: nothing to subtract with
+    live = rows & ~v["flag"][:, :, 3].all(axis=1)  # YY with a partner that is not dead
+    assert live.sum() >= 10
+    assert np.all(np.abs(after[live, :, 3] - v["data"][live, :, 3]) > 0)  # YY: Cyg A came out
