@@ -115,6 +115,9 @@ class SiteConfig(BaseModel):
     beam_model: str = Field(
         default="/lustre/gh/calibration/pipeline/reference/beams/OVRO-LWA_MROsoil_updatedheight.h5",
         description="H5 primary-beam model (orca's schema) used by pb-correct.")
+    vlssr_catalog: str = Field(
+        default="/lustre/gh/calibration/pipeline/reference/catalogs/VLSSr.txt",
+        description="VLSSr text catalogue (74 MHz) that dewarp matches sources against.")
     pixel_tiers: str = Field(default="classic", description="Key of PIXEL_TIER_TABLES.")
     wsclean_threads: int = 44
     phase1_parallelism: int = 45

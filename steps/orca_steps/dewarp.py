@@ -4,7 +4,8 @@ PyBDSF finds compact sources in the deep I image (in a subprocess: it is noisy a
 they are matched to a VLSSr-format catalogue (74 MHz, fluxes scaled by nu^-0.7, within ``match_arcmin``
 and a flux-ratio window that widens away from 74 MHz). With at least ``min_anchors`` matches the
 offsets are interpolated (thin-plate RBF) into a pixel-shift screen applied to every given image
-(``*_dewarped.fits``). Fewer anchors: the result says "not enough anchors" and nothing is written.
+(``*_dewarped.fits``). Fewer anchors: the result says "not enough anchors" and nothing is written. Either
+way the result names the images later steps should use (dewarped, else the ones given).
 ``QA/dewarp.json`` (the result) and ``QA/dewarp_offsets.png`` (the anchors' offsets) feed the QA page.
 The screen's own accuracy is judged honestly by leave-one-out: each anchor's shift predicted from the
 others (``loo_rms_arcmin``); the in-sample residual says nothing, the screen passes through its anchors.
@@ -28,9 +29,11 @@ VLSSR_FREQ_HZ = 74e6
 
 class Options(BaseModel):
     work_dir: str = Field(description="unit work dir; diagnostics go to QA/")
-    deep_image: str = Field(description="deep Stokes I image used to find sources")
-    images: list[str] = Field(default_factory=list, description="images to dewarp (the deep image is always done)")
-    catalogue: str = Field(description="reference catalogue, VLSSr text format (RA h m s, Dec d m s, Dist, Flux Jy, ...)")
+    deep_image: str = Field(description="deep Stokes I image used to find sources (always dewarped)")
+    deep_images: list[str] = Field(default_factory=list, description="further deep images to dewarp (I and V)")
+    interval_images: list[str] = Field(default_factory=list, description="10-min images to dewarp (I and V)")
+    catalogue: str | None = Field(None, description=(
+        "reference catalogue, VLSSr text format (RA h m s, Dec d m s, Dist, Flux Jy, ...); default: the site's"))
     match_arcmin: float = Field(5.0, description="match radius")
     min_anchors: int = Field(6, description="fewest matches for a screen")
     spectral_index: float = Field(-0.7, description="to scale 74 MHz fluxes")
@@ -44,6 +47,9 @@ class Result(BaseModel):
     rms_offset_arcmin: float | None = Field(description="rms anchor offset from the catalogue before dewarping")
     loo_rms_arcmin: float | None = Field(description="rms anchor offset left after dewarping, leave-one-out")
     dewarped: list[str]
+    deep_image: str = Field(description="the deep I image for later steps: dewarped if the screen was applied")
+    deep_images: list[str] = Field(description="deep images for later steps (dewarped, else as given)")
+    interval_images: list[str] = Field(description="10-min images for later steps (dewarped, else as given)")
 
 
 def load_vlssr(path: str | Path) -> np.ndarray:
@@ -170,19 +176,39 @@ def dewarp_image(img: SkyImage, dx: np.ndarray, dy: np.ndarray, out: Path) -> Pa
     return write_image(out, img, data)
 
 
+def dewarped_name(path: Path) -> Path:
+    return path.with_name((path.name[:-5] if path.name.endswith(".fits") else path.name) + "_dewarped.fits")
+
+
+def dewarp_all(deep: SkyImage, paths: list[str], dx: np.ndarray, dy: np.ndarray) -> dict[str, str]:
+    """Input path (normalised) -> dewarped path, one image in memory at a time (science images are large)."""
+    out = dict.fromkeys(str(Path(p)) for p in [deep.path, *paths])
+    for path in out:
+        img = deep if path == str(deep.path) else load_image(path, "image to dewarp")
+        if img.data.shape != deep.data.shape:
+            raise InputError(f"{img.path}: shape {img.data.shape} differs from the deep image's {deep.data.shape}")
+        out[path] = str(dewarp_image(img, dx, dy, dewarped_name(img.path)))
+    return out
+
+
 def run(options: Options) -> Result:
+    from .config import site
+
     work = Path(options.work_dir)
     with step_timer("dewarp", options.work_dir):
         deep = load_image(options.deep_image, "deep Stokes I image")
-        others = [load_image(p, "image to dewarp") for p in options.images if p != options.deep_image]
-        ref = load_vlssr(options.catalogue)
+        missing = [p for p in options.deep_images + options.interval_images if not Path(p).is_file()]
+        if missing:
+            raise InputError(f"{missing[0]}: image to dewarp does not exist")
+        ref = load_vlssr(options.catalogue or site().vlssr_catalog)
         (work / "QA").mkdir(parents=True, exist_ok=True)
         found = find_sources(deep.path, work / "QA")
         pairs = match(found, ref, deep.freq_hz, options)
         if len(pairs) < options.min_anchors:
             result = Result(status=f"not enough anchors ({len(pairs)} < {options.min_anchors})",
                             n_sources=len(found), n_anchors=len(pairs), rms_offset_arcmin=None, loo_rms_arcmin=None,
-                            dewarped=[])
+                            dewarped=[], deep_image=str(deep.path), deep_images=options.deep_images,
+                            interval_images=options.interval_images)
         else:
             seps = [np.hypot((found[i, 0] - ref[j, 0]) * np.cos(np.deg2rad(ref[j, 1])), found[i, 1] - ref[j, 1]) * 60
                     for i, j in pairs]
@@ -190,10 +216,11 @@ def run(options: Options) -> Result:
             loo = loo_residuals(anchors, shifts) * deep.pixel_deg * 60
             plot_offsets(work / "QA" / "dewarp_offsets.png", deep, anchors, shifts, loo)
             dx, dy = offset_screen(deep, found, ref, pairs)
-            outs = [dewarp_image(img, dx, dy, img.path.with_name(img.path.name.replace(".fits", "_dewarped.fits")))
-                    for img in [deep, *others]]
+            outs = dewarp_all(deep, options.deep_images + options.interval_images, dx, dy)
             result = Result(status="ok", n_sources=len(found), n_anchors=len(pairs),
                             rms_offset_arcmin=float(np.sqrt(np.mean(np.square(seps)))),
-                            loo_rms_arcmin=float(np.sqrt(np.mean(np.square(loo)))), dewarped=[str(p) for p in outs])
+                            loo_rms_arcmin=float(np.sqrt(np.mean(np.square(loo)))), dewarped=list(outs.values()),
+                            deep_image=outs[str(deep.path)], deep_images=[outs[str(Path(p))] for p in options.deep_images],
+                            interval_images=[outs[str(Path(p))] for p in options.interval_images])
         (work / "QA" / "dewarp.json").write_text(result.model_dump_json(indent=1) + "\n")
     return result

@@ -3,7 +3,8 @@
 Each calibrator above ``min_elevation_deg`` is fitted with a 2-D Gaussian plus a constant (astropy
 modelling); its integrated flux is compared with the published spectrum (Scaife & Heald 2012;
 Perley & Butler 2017 for 3C123, see ``catalogs/calibrators.json``). Writes ``QA/flux_check.csv``, a
-plot, and ``QA/image_noise.csv`` (robust rms of the inner box of the deep I and V images).
+plot, and ``QA/image_noise.csv`` (robust rms of the inner box of the deep I image and of every deep image
+given as ``noise_images``, Stokes I and V).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ FLUX_COLUMNS = ["name", "ra_deg", "dec_deg", "elevation_deg", "freq_mhz", "expec
 
 class Options(BaseModel):
     deep_image: str = Field(description="deep Stokes I image (PB-corrected preferred)")
-    v_image: str | None = Field(None, description="deep Stokes V image, for QA/image_noise.csv")
+    noise_images: list[str] = Field(default_factory=list, description=(
+        "further deep images (Stokes I and V) whose inner rms goes to QA/image_noise.csv"))
     work_dir: str = Field(description="unit work dir; products go to <work_dir>/QA/")
     min_elevation_deg: float = Field(20.0, description="fit only calibrators above this elevation")
     catalogue: str | None = Field(None, description="calibrator JSON (default: the bundled published spectra)")
@@ -36,8 +38,8 @@ class Result(BaseModel):
     plot: str | None
     n_fitted: int
     median_ratio: float | None
-    rms_i_jy: float
-    rms_v_jy: float | None
+    rms_i_jy: float = Field(description="inner rms of the fitted deep I image")
+    rms_v_jy: float | None = Field(description="inner rms of the first deep V image among noise_images")
 
 
 def fit_source(img: SkyImage, ra_deg: float, dec_deg: float) -> dict:
@@ -124,15 +126,14 @@ def run(options: Options) -> Result:
     qa = Path(options.work_dir) / "QA"
     with step_timer("flux-check", options.work_dir):
         img = load_image(options.deep_image, "deep Stokes I image")
-        v_img = load_image(options.v_image, "deep Stokes V image") if options.v_image else None
+        others = [load_image(p, "deep image") for p in options.noise_images if Path(p) != Path(options.deep_image)]
         rows = check_flux_scale(img, load_calibrators(options.catalogue), options.min_elevation_deg)
         flux_csv = write_csv(qa / "flux_check.csv", rows, FLUX_COLUMNS)
         plot = plot_ratios(qa / "flux_check.png", rows)
-        rms_i = inner_rms(img, options.noise_box)
-        rms_v = inner_rms(v_img, options.noise_box) if v_img else None
-        noise = [{"image": str(img.path), "stokes": "I", "inner_rms_jy": rms_i}]
-        if v_img:
-            noise.append({"image": str(v_img.path), "stokes": "V", "inner_rms_jy": rms_v})
+        noise = [{"image": str(i.path), "stokes": i.stokes, "inner_rms_jy": inner_rms(i, options.noise_box)}
+                 for i in [img, *others]]
+        rms_i = noise[0]["inner_rms_jy"]
+        rms_v = next((n["inner_rms_jy"] for n in noise if n["stokes"] == "V"), None)
         noise_csv = write_csv(qa / "image_noise.csv", noise, ["image", "stokes", "inner_rms_jy"])
     ratios = [r["ratio"] for r in rows if r["status"] == "ok"]
     if not np.isfinite(rms_i):

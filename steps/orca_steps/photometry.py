@@ -26,7 +26,7 @@ COLUMNS = ["target", "kind", "image", "stokes", "time_utc", "elevation_deg", "fl
 
 class Options(BaseModel):
     work_dir: str = Field(description="unit work dir; products go to photometry/ and detections/")
-    target_lists: list[str] = Field(default_factory=list, description="target CSV files (name, ra, dec[, stokes, confusers])")
+    target_lists: list[str] | None = Field(None, description="target CSV files (name, ra, dec[, stokes, confusers])")
     deep_images: list[str] = Field(description="deep images (Stokes I and V), dewarped/PB-corrected preferred")
     interval_images: list[str] = Field(default_factory=list, description="10-min images (Stokes I and V)")
     solar_system: bool = Field(True, description="also measure the Moon and planets")
@@ -41,13 +41,6 @@ class Result(BaseModel):
     n_targets: int
     n_measurements: int
     detections: list[dict]
-
-
-def image_stokes(img: SkyImage) -> str:
-    for k in range(1, img.header.get("NAXIS", 0) + 1):
-        if str(img.header.get(f"CTYPE{k}", "")).upper() == "STOKES":
-            return {1: "I", 2: "Q", 3: "U", 4: "V"}.get(int(img.header[f"CRVAL{k}"]), "?")
-    return "I"
 
 
 def measure(img: SkyImage, target: Target, radius_px: float, annulus_px: tuple[float, float]) -> dict:
@@ -128,7 +121,7 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
     for target in targets:
         rows, cutouts = [], []
         for img in images:
-            stokes = image_stokes(img)
+            stokes = img.stokes
             fwhm_px = 2 * img.beam_radius_pixels()
             radius = fwhm_px / 2 + ionosphere_arcmin / 60 / img.pixel_deg
             annulus = (annulus_beams[0] * fwhm_px, annulus_beams[1] * fwhm_px)
@@ -165,7 +158,7 @@ def run(options: Options) -> Result:
             raise InputError("photometry: no deep image given (--deep-images)")
         images = [load_image(p, "deep image") for p in options.deep_images]
         images += [load_image(p, "10-min image") for p in options.interval_images]
-        targets = [t for path in options.target_lists for t in load_targets(path)]
+        targets = [t for path in options.target_lists or [] for t in load_targets(path)]
         if options.solar_system:
             targets += solar_system_targets(images[0].time_s)
         rows, detections = target_photometry(images, targets, out, options.min_elevation_deg, options.detection_sigma,

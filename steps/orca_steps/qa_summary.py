@@ -237,8 +237,8 @@ def dewarp_section(u: Unit) -> Section:
     else:
         summary = f"{status}: images not dewarped"
     rows = [{"quantity": k, "value": "-" if v is None else fmt(v) if isinstance(v, float) else v}
-            for k, v in res.items() if k != "dewarped"]
-    rows.append({"quantity": "dewarped images", "value": ", ".join(Path(p).name for p in res.get("dewarped", []))})
+            for k, v in res.items() if not isinstance(v, list) and k != "deep_image"]
+    rows.append({"quantity": "dewarped images", "value": len(res.get("dewarped", []))})
     body = ((image(u.qa / "dewarp_offsets.png", "anchor offsets") if status == "ok" else "")
             + table(rows, ["quantity", "value"], u.opts.max_rows))
     return Section(step, title, u.judged(step, "ok" if status == "ok" else "attention"), summary, body)

@@ -35,6 +35,14 @@ class SkyImage:
 
         return float(proj_plane_pixel_scales(self.wcs)[1])
 
+    @property
+    def stokes(self) -> str:
+        """'I', 'Q', 'U' or 'V' from the STOKES axis ('I' when there is none)."""
+        for k in range(1, self.header.get("NAXIS", 0) + 1):
+            if str(self.header.get(f"CTYPE{k}", "")).upper() == "STOKES":
+                return {1: "I", 2: "Q", 3: "U", 4: "V"}.get(int(self.header[f"CRVAL{k}"]), "?")
+        return "I"
+
     def beam_area_pixels(self) -> float:
         """Area of the restoring beam in pixels (Jy/beam -> Jy for integrated fluxes)."""
         if self.beam_deg is None:

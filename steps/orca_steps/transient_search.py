@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .flux_check import write_csv
 from .logs import step_timer
-from .photometry import image_stokes, safe_name, save_cutout
+from .photometry import safe_name, save_cutout
 from .skyimage import CATALOG_DIR, SkyImage, load_image, robust_std
 from .targets import Target, load_targets
 
@@ -29,7 +29,9 @@ COLUMNS = ["id", "kind", "image", "stokes", "time_utc", "ra_deg", "dec_deg", "x"
 
 class Options(BaseModel):
     work_dir: str = Field(description="unit work dir; products go to transients/")
-    deep_images: list[str] = Field(description="deep I (required) and deep V images")
+    deep_images: list[str] = Field(description=(
+        "deep I (required) and deep V images; of several deep I, the one whose beam is closest to the 10-min I "
+        "images' is differenced (same weighting and taper)"))
     interval_images: list[str] = Field(description="10-min I and V images")
     catalogue: str | None = Field(None, description="CSV (name, ra, dec) used only to label candidates")
     min_elevation_deg: float = Field(30.0, description="mask below this elevation")
@@ -46,6 +48,7 @@ class Options(BaseModel):
 
 class Result(BaseModel):
     candidates_csv: str
+    deep_i_image: str = Field(description="the deep Stokes I image subtracted from the 10-min ones")
     n_candidates: int
     n_rejected_bilobed: int
     quality: str
@@ -131,7 +134,7 @@ def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts
     box = int(max(16, opts.rms_box_beams * beam_px))
     searches = []
     for img in intervals:
-        stokes = image_stokes(img)
+        stokes = img.stokes
         if img.data.shape != deep_i.data.shape:
             raise InputError(f"{img.path}: shape {img.data.shape} differs from the deep image {deep_i.data.shape}")
         if stokes == "I":
@@ -156,7 +159,7 @@ def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts
                     break
             cut = save_cutout(img, Target(cid, float(ra[0]), float(dec[0])), int(6 * beam_px) + 1,
                               out_dir / "cutouts" / f"{cid}_{safe_name(img.path.stem)}.fits")
-            rows.append({"id": cid, "kind": kind, "image": img.path.name, "stokes": image_stokes(img),
+            rows.append({"id": cid, "kind": kind, "image": img.path.name, "stokes": img.stokes,
                          "time_utc": Time(img.time_s / 86400, format="mjd").isot, "ra_deg": round(float(ra[0]), 5),
                          "dec_deg": round(float(dec[0]), 5), **{k: c[k] for k in ("x", "y")},
                          "peak_jy": round(c["peak_jy"], 4), "rms_jy": round(c["rms_jy"], 4),
@@ -164,21 +167,31 @@ def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts
     return rows, rejected
 
 
+def matched_deep_image(deep_i: list[SkyImage], intervals_i: list[SkyImage]) -> SkyImage:
+    """The deep I image whose restoring beam is closest to the 10-min I images' (the first one if unknown)."""
+    beams = [img.beam_deg[0] for img in intervals_i if img.beam_deg]
+    if not beams or not all(img.beam_deg for img in deep_i):
+        return deep_i[0]
+    target = float(np.median(beams))
+    return min(deep_i, key=lambda img: abs(img.beam_deg[0] - target))
+
+
 def run(options: Options) -> Result:
     out = Path(options.work_dir) / "transients"
     with step_timer("transient-search", options.work_dir):
-        deep = {}
-        for path in options.deep_images:
-            img = load_image(path, "deep image")
-            deep[image_stokes(img)] = img
-        if "I" not in deep:
-            raise InputError(f"transient-search: no Stokes I image among the deep images {options.deep_images}")
+        deeps = [load_image(path, "deep image") for path in options.deep_images]
         intervals = [load_image(p, "10-min image") for p in options.interval_images]
+        deep = {img.stokes: img for img in deeps if img.stokes == "V"}
+        deep_i = [img for img in deeps if img.stokes == "I"]
+        if not deep_i:
+            raise InputError(f"transient-search: no Stokes I image among the deep images {options.deep_images}")
+        deep["I"] = matched_deep_image(deep_i, [img for img in intervals if img.stokes == "I"])
         catalogue = load_targets(options.catalogue) if options.catalogue else []
         rows, rejected = search_transients(deep, intervals, options, out, catalogue)
         csv_path = write_csv(out / "candidates.csv", rows, COLUMNS)
     quality = "too many candidates" if len(rows) > options.max_candidates else "ok"
-    result = Result(candidates_csv=str(csv_path), n_candidates=len(rows), n_rejected_bilobed=rejected,
+    result = Result(candidates_csv=str(csv_path), deep_i_image=str(deep["I"].path), n_candidates=len(rows),
+                    n_rejected_bilobed=rejected,
                     quality=quality, candidates=rows[: options.max_candidates])
     (out / "summary.json").write_text(result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
     return result

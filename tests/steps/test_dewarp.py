@@ -1,6 +1,8 @@
 """dewarp: a smooth position shift is measured against a VLSSr-format catalogue and removed."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -53,8 +55,13 @@ def test_dewarp_reduces_offsets_3x_on_held_out_sources(tmp_path):
     """
     held = np.arange(48) % 4 == 0
     img, cat, truth = make_field(tmp_path, n=48, listed=~held)
-    res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))
+    interval = write_sky_image(tmp_path / "int-t0002-I-image.fits", [], ZEN, TIME, FREQ, size=512, scale_deg=0.05)
+    res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), deep_images=[str(img)],
+                                    interval_images=[str(interval)], catalogue=str(cat)))
     assert res.status == "ok" and res.n_anchors >= 30
+    assert res.deep_image == res.deep_images[0] == str(tmp_path / "deep-I-image_dewarped.fits")
+    assert res.interval_images == [str(tmp_path / "int-t0002-I-image_dewarped.fits")]
+    assert sorted(res.dewarped) == sorted([res.deep_image, *res.interval_images])
     assert (tmp_path / "QA" / "dewarp_offsets.png").read_bytes()[:4] == b"\x89PNG"
     before, n_before = rms_offset(dewarp.find_sources(img, tmp_path), truth[held])
     (tmp_path / "after").mkdir()
@@ -68,8 +75,11 @@ def test_dewarp_reduces_offsets_3x_on_held_out_sources(tmp_path):
 
 def test_not_enough_anchors_is_reported(tmp_path):
     img, cat, truth = make_field(tmp_path, listed=np.arange(40) < 4)
-    res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))
+    res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), interval_images=[str(img)],
+                                    catalogue=str(cat)))
     assert res.status.startswith("not enough anchors") and res.dewarped == []
+    assert res.deep_image == str(img) and res.interval_images == [str(img)]  # later steps use the images as given
+    assert not list(tmp_path.glob("*_dewarped.fits"))
     assert "not enough anchors" in (tmp_path / "QA" / "dewarp.json").read_text()
 
 
@@ -77,6 +87,15 @@ def test_missing_image_and_malformed_catalogue(tmp_path):
     img, cat, _ = make_field(tmp_path, n=5)
     with pytest.raises(InputError, match="nope.fits: deep Stokes I image FITS file does not exist"):
         dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(tmp_path / "nope.fits"), catalogue=str(cat)))
+    with pytest.raises(InputError, match="gone.fits: image to dewarp does not exist"):
+        dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat),
+                                  interval_images=[str(tmp_path / "gone.fits")]))
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"vlssr_catalog": str(tmp_path / "no-vlssr.txt")}))
+    with pytest.MonkeyPatch.context() as mp:  # no catalogue given: the site's, which is missing here
+        mp.setenv("ORCA_CONFIG", str(site))
+        with pytest.raises(InputError, match="no-vlssr.txt: reference catalogue does not exist"):
+            dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img)))
     cat.write_text("12 30 00.0 +40 00 xx 0.0 5.0\n")
     with pytest.raises(InputError, match="vlssr.txt, line 1: malformed VLSSr entry"):
         dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), catalogue=str(cat)))

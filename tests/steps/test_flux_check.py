@@ -45,7 +45,8 @@ def test_spectra_match_published_values():
 def test_ratios_within_10_percent_and_noise(tmp_path):
     deep = calibrator_image(tmp_path / "deep-I.fits")
     v = calibrator_image(tmp_path / "deep-V.fits", noise=0.2, stokes="V")
-    result = flux_check.run(flux_check.Options(deep_image=str(deep), v_image=str(v), work_dir=str(tmp_path)))
+    result = flux_check.run(flux_check.Options(deep_image=str(deep), noise_images=[str(deep), str(v)],
+                                               work_dir=str(tmp_path)))  # the deep I is listed once
     rows = list(csv.DictReader(open(result.flux_csv)))
     assert [r["name"] for r in rows] == [c["name"] for c in load_calibrators()]
     up = [r for r in rows if float(r["elevation_deg"]) >= 20]

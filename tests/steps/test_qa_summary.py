@@ -68,7 +68,7 @@ def unit(tmp_path_factory):
     targets.write_text(f"name,ra,dec,stokes\nStarX,{TARGET[0]:.5f},{TARGET[1]:.5f},IV\n"
                        f"Empty,{ZEN[0]:.5f},{ZEN[1] - 5:.5f},IV\n")
     write_snapshot_qa(work / "QA")
-    flux = flux_check.run(flux_check.Options(deep_image=str(deep_i), v_image=str(deep_v), work_dir=str(work)))
+    flux = flux_check.run(flux_check.Options(deep_image=str(deep_i), noise_images=[str(deep_v)], work_dir=str(work)))
     phot = photometry.run(photometry.Options(work_dir=str(work), target_lists=[str(targets)], solar_system=False,
                                              deep_images=[str(deep_i), str(deep_v)],
                                              interval_images=[str(p) for p in intervals]))
@@ -77,7 +77,8 @@ def unit(tmp_path_factory):
     # dewarp's result file as the step writes it when the catalogue gives too few anchors
     (work / "QA" / "dewarp.json").write_text(dewarp.Result(
         status="not enough anchors (3 < 6)", n_sources=11, n_anchors=3, rms_offset_arcmin=None,
-        loo_rms_arcmin=None, dewarped=[]).model_dump_json(indent=1))
+        loo_rms_arcmin=None, dewarped=[], deep_image=str(deep_i), deep_images=[str(deep_i), str(deep_v)],
+        interval_images=[str(p) for p in intervals]).model_dump_json(indent=1))
     with pytest.raises(RuntimeError):  # a step that failed: its timer records it
         with step_timer("hot-baselines", work):
             raise RuntimeError("boom")

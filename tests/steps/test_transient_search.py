@@ -109,3 +109,15 @@ def test_missing_image_and_malformed_catalogue_fail_clearly(found):
     with pytest.raises(InputError, match="badcat.csv: target list lacks column"):
         transient_search.run(transient_search.Options(work_dir=str(tmp), deep_images=deep,
                                                       interval_images=intervals, catalogue=str(bad)))
+
+
+def test_deep_image_with_the_10min_beam_is_differenced(found):
+    """Of several deep I images (orca makes four), the one imaged like the 10-min ones is subtracted."""
+    tmp, deep, intervals, res, rows = found
+    sharper = write_sky_image(tmp / "deep-I-sharp-image.fits", STEADY, ZEN, TIME, noise_jy=0.1, seed=1,
+                              **{**KW, "beam_fwhm_deg": 0.8})
+    again = transient_search.run(transient_search.Options(work_dir=str(tmp / "several"),
+                                                          deep_images=[str(sharper), *deep], interval_images=intervals))
+    assert again.deep_i_image == deep[0] == res.deep_i_image
+    assert [(r["image"], r["x"], r["y"]) for r in again.candidates] == [(r["image"], int(r["x"]), int(r["y"]))
+                                                                         for r in rows]
