@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from . import config
 from .compress import fpack_files
 from .logs import step_timer
+from .tools import require_tool
 from .wsclean import CLEAN_SNAPSHOT, image_geometry, image_recipe, unique_times
 
 DISCARDED = ("-psf.fits", "-model.fits", "-residual.fits", "-dirty.fits")
@@ -39,6 +40,8 @@ class Result(BaseModel):
 
 def clean_snapshots(ms, work_dir, subband: str, size: int, scale_deg: float, threads: int | None = None) -> Result:
     """CLEAN every integration of ``ms`` in Stokes I, keep the restored images, fpack them."""
+    require_tool("wsclean")
+    require_tool("fpack")
     config.check_subband(subband)
     n_ints = len(unique_times(ms))
     run = image_recipe(CLEAN_SNAPSHOT, ms, work_dir, subband, size, scale_deg, threads, intervals_out=n_ints)

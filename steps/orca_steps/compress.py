@@ -61,11 +61,11 @@ def verify_packed(original: str | Path, packed: str | Path) -> None:
     """Raise ToolFailedError unless ``packed`` decompresses to ``original`` within quantisation."""
     from astropy.io import fits
 
+    ref = np.asarray(fits.getdata(original), dtype=float)
     try:
-        ref = np.asarray(fits.getdata(original), dtype=float)
         with fits.open(packed) as hdul:
             got = np.asarray(hdul[1].data, dtype=float)
-    except (OSError, IndexError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever fails to decode, the copy is bad
         raise ToolFailedError(f"{packed}: compressed file does not open: {exc}") from exc
     if got.shape != ref.shape:
         raise ToolFailedError(f"{packed}: shape {got.shape} differs from {original} {ref.shape}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .logs import step_timer
+from .tools import require_tool
 from .wsclean import PILOT_SNAPSHOT, image_geometry, image_recipe, unique_times
 
 
@@ -36,6 +37,7 @@ class Result(BaseModel):
 def pilot_snapshots(ms: str | Path, work_dir: str | Path, subband: str, size: int, scale_deg: float,
                     threads: int | None = None) -> Result:
     """Image every integration of ``ms`` (dirty, Stokes I and V) and name each by its UTC mid-time."""
+    require_tool("wsclean")
     config.check_subband(subband)
     n_ints = len(unique_times(ms))
     run = image_recipe(PILOT_SNAPSHOT, ms, work_dir, subband, size, scale_deg, threads, intervals_out=n_ints)

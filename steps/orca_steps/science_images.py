@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from . import config
 from .errors import InputError
 from .logs import step_timer
+from .tools import require_tool
 from .wsclean import SCIENCE_RECIPES, image_geometry, image_recipe
 
 
@@ -34,6 +35,7 @@ class Result(BaseModel):
 def science_images(ms, work_dir, subband: str, size: int, scale_deg: float, recipes: list[str] | None = None,
                    threads: int | None = None) -> Result:
     """Run the science recipes (all, or those named) on ``ms``."""
+    require_tool("wsclean")
     config.check_subband(subband)
     known = [r.suffix for r in SCIENCE_RECIPES]
     unknown = sorted(set(recipes or []) - set(known))

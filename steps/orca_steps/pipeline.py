@@ -1,0 +1,83 @@
+"""Phase 2's shape, written once: its parameters, its steps in order, the switch that enables each, and
+how each step's options are filled. ``process-subband`` runs this list; nothing else copies it.
+
+A step's options are filled by name: from the unit's parameters (``UnitParameters``: the seed's
+``process_subband_task`` arguments plus ours), then from ``inputs``, which maps an option to either a
+parameter name or ``"<step>.<result field>"`` of an earlier step. Options a step has and neither source
+fills keep the step's own defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class UnitParameters(BaseModel):
+    """Everything Phase 2 of one subband-hour is told (orca's ``process_subband_task`` arguments first)."""
+    ms_paths: list[str] = Field(description="Phase 1 outputs (MS on NVMe) of the subband-hour")
+    work_dir: str = Field(description="NVMe work dir of the subband-hour (same as Phase 1)")
+    subband: str = Field(description="subband label, e.g. 73MHz")
+    lst_label: str = Field(description="LST hour, e.g. 14h")
+    obs_date: str = Field(description="observation date YYYY-MM-DD")
+    run_label: str = Field(description="pipeline run label")
+    hot_baselines: bool = Field(False, description="run hot-baseline diagnostics and flag what they find")
+    skip_cleanup: bool = Field(False, description="keep the concat MS (and the Phase 1 MS) on NVMe")
+    cleanup_nvme: bool = Field(False, description="remove the whole work dir after archiving")
+    targets: list[str] | None = Field(None, description="target-list files for photometry")
+    catalog: str | None = Field(None, description="catalogue for transient-search labels")
+    clean_snapshots: bool = Field(False, description="also make CLEANed Stokes I snapshots (fpacked)")
+    clean_reduced_pixels: bool = Field(False, description="clean snapshots use the subband's pixel tier")
+    reduced_pixels: bool = Field(False, description="images use the subband's pixel tier")
+    skip_science: bool = Field(False, description="skip the science steps after primary-beam correction")
+    compress_snapshots: bool = Field(False, description="fpack the pilot snapshots")
+    bp_table: str | None = Field(None, description="bandpass table used in Phase 1 (recorded in provenance)")
+    xy_table: str | None = Field(None, description="XY-phase table used in Phase 1 (recorded in provenance)")
+    # ours
+    archive_root: str | None = Field(None, description="archive root (default: the site's archive_root)")
+    overwrite: bool = Field(False, description="replace an existing, different archive of this unit")
+    strategy: str | None = Field(None, description="AOFlagger Lua strategy (default: AOFlagger's generic one)")
+    beam: str | None = Field(None, description="H5 beam model for pb-correct (default: the site's beam_model)")
+    image_size: int | None = Field(None, description="override every image's size in pixels (tests)")
+    image_scale_deg: float | None = Field(None, description="override every image's pixel size in degrees (tests)")
+    wsclean_threads: int | None = Field(None, description="WSClean -j (default: site wsclean_threads)")
+
+    @field_validator("catalog", "bp_table", "xy_table", "archive_root", "strategy", "beam", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value):
+        """Argo passes an unset optional path as an empty string."""
+        return None if value == "" else value
+
+
+@dataclass(frozen=True)
+class Phase2Step:
+    """One step of Phase 2: its registry name, the switch that enables it, where its inputs come from."""
+    name: str
+    switch: str | None = None  # a bool of UnitParameters that must be true for the step to run
+    unless: str | None = None  # a bool of UnitParameters that must be false for the step to run
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    def enabled(self, params: UnitParameters) -> bool:
+        on = getattr(params, self.switch) if self.switch else True
+        off = getattr(params, self.unless) if self.unless else False
+        return bool(on) and not bool(off)
+
+
+CONCAT_MS = "concat.concat_ms"
+
+PHASE2: tuple[Phase2Step, ...] = (
+    Phase2Step("concat"),
+    Phase2Step("fix-field", inputs={"ms": CONCAT_MS}),
+    Phase2Step("rephase", inputs={"ms": CONCAT_MS}),
+    Phase2Step("aoflagger", inputs={"ms": CONCAT_MS}),
+    Phase2Step("pilot-snapshots", inputs={"ms": CONCAT_MS}),
+    Phase2Step("snapshot-qa", inputs={"ms": CONCAT_MS, "snapshots": "pilot-snapshots.images"}),
+    Phase2Step("hot-baselines", switch="hot_baselines", inputs={"ms": CONCAT_MS}),
+    Phase2Step("science-images", inputs={"ms": CONCAT_MS}),
+    Phase2Step("pb-correct"),
+    # science steps (dewarp, photometry, transient-search, flux-check) go here, each with unless="skip_science"
+    Phase2Step("clean-snapshots", switch="clean_snapshots", inputs={"ms": CONCAT_MS}),
+    Phase2Step("compress", switch="compress_snapshots"),
+    Phase2Step("provenance"),
+    Phase2Step("archive", inputs={"ms": CONCAT_MS}),
+)

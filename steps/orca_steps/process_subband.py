@@ -1,0 +1,140 @@
+"""Step ``process-subband``: Phase 2 of one subband-hour (orca's ``process_subband_task``), resumable.
+
+Runs ``pipeline.PHASE2`` in order, each enabled step through its own module. After a step succeeds,
+``<work_dir>/.done/<step>.json`` records its options and result; a later run skips a step whose marker
+holds the same options (resume after a crash or a lost pod) and reuses its result. A step that runs
+again invalidates the markers of every later step, whose inputs may have changed. Returns the archive
+path.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from . import config
+from .errors import InputError
+from .logs import get_logger, log, step_timer
+from .pipeline import PHASE2, Phase2Step, UnitParameters
+from .provenance import DONE_DIR
+from .registry import STEPS
+from .tools import require_tool
+
+_logger = get_logger("process-subband")
+
+
+class Options(UnitParameters):
+    """The unit's parameters (orca's ``process_subband_task`` arguments, plus ours)."""
+
+
+class StepRun(BaseModel):
+    step: str
+    status: str = Field(description="ran, skipped (done before) or disabled (switched off)")
+    seconds: float = 0.0
+
+
+class Result(BaseModel):
+    archive_path: str
+    steps: list[StepRun]
+
+
+def _module(name: str):
+    return importlib.import_module(f"orca_steps.{STEPS[name][0]}")
+
+
+def step_options(step: Phase2Step, params: UnitParameters, results: dict[str, dict]) -> BaseModel:
+    """The step's Options: same-named unit parameters, then its declared inputs."""
+    model = _module(step.name).Options
+    values = {k: v for k, v in params.model_dump().items() if k in model.model_fields and v is not None}
+    for option, source in step.inputs.items():
+        if "." in source:
+            producer, fieldname = source.split(".", 1)
+            if producer not in results:
+                raise InputError(f"step {step.name} needs {source}, but {producer} has not run")
+            values[option] = results[producer][fieldname]
+        else:
+            values[option] = getattr(params, source)
+    return model(**values)
+
+
+def _marker(work_dir: Path, name: str) -> Path:
+    return work_dir / DONE_DIR / f"{name}.json"
+
+
+def _load_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_marker(path: Path, options: BaseModel, result: BaseModel) -> None:
+    if not path.parent.parent.is_dir():  # cleanup_nvme removed the work dir: nothing left to resume
+        return
+    path.parent.mkdir(exist_ok=True)
+    record = {"options": options.model_dump(mode="json"), "result": result.model_dump(mode="json"),
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def preflight(params: UnitParameters) -> None:
+    """Fail before any work (Phase 2 runs for hours) on what would fail later: labels, files, tools."""
+    config.check_subband(params.subband)
+    config.parse_lst_label(params.lst_label)
+    if not Path(params.work_dir).is_dir():
+        raise InputError(f"{params.work_dir}: work dir does not exist (Phase 1 writes it)")
+    if params.strategy and not Path(params.strategy).is_file():
+        raise InputError(f"{params.strategy}: AOFlagger strategy file does not exist")
+    beam = params.beam or config.site().beam_model
+    if not Path(beam).is_file():
+        raise InputError(f"{beam}: beam model file does not exist")
+    tools = ["aoflagger", "wsclean"] + (["fpack"] if params.compress_snapshots or params.clean_snapshots else [])
+    for tool in tools:
+        require_tool(tool)
+
+
+def process_subband(params: UnitParameters) -> Result:
+    """Run every enabled Phase 2 step not already done with the same options; return the archive path."""
+    preflight(params)
+    work_dir = Path(params.work_dir)
+    results: dict[str, dict] = {}
+    runs: list[StepRun] = []
+    ran_one = False
+    for index, step in enumerate(PHASE2):
+        if not step.enabled(params):
+            runs.append(StepRun(step=step.name, status="disabled"))
+            continue
+        options = step_options(step, params, results)
+        marker = _marker(work_dir, step.name)
+        done = None if ran_one else _load_marker(marker)
+        if done is not None and done.get("options") == options.model_dump(mode="json"):
+            results[step.name] = done["result"]
+            runs.append(StepRun(step=step.name, status="skipped"))
+            log(_logger, "step already done", step=step.name)
+            continue
+        if not ran_one:  # from here on every later step runs again
+            for later in PHASE2[index:]:
+                _marker(work_dir, later.name).unlink(missing_ok=True)
+            ran_one = True
+        started = datetime.now(timezone.utc).timestamp()
+        result = _module(step.name).run(options)
+        results[step.name] = result.model_dump(mode="json")
+        _write_marker(marker, options, result)
+        runs.append(StepRun(step=step.name, status="ran",
+                            seconds=round(datetime.now(timezone.utc).timestamp() - started, 3)))
+    if "archive" not in results:
+        raise InputError("the pipeline description has no archive step")
+    return Result(archive_path=results["archive"]["archive_path"], steps=runs)
+
+
+def run(options: Options) -> Result:
+    params = UnitParameters(**options.model_dump())
+    work_dir = params.work_dir if Path(params.work_dir).is_dir() else None
+    with step_timer("process-subband", work_dir, subband=params.subband, lst=params.lst_label):
+        return process_subband(params)
