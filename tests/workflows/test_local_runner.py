@@ -690,3 +690,45 @@ def test_live_progress_redraws_units(tmp_path):
     text = stream.getvalue()
     assert text.count("\x1b[2K") == 8 and "\x1b[4F" in text      # 4 lines, drawn twice in place
     assert "73MHz 14h" in text and "lwacalim08" in text and "Succeeded" in text
+
+
+def test_killed_runner_takes_its_pods_and_their_children_along(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    state = tmp_path / "state"
+    state.mkdir()
+    path = write(tmp_path, """
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {name: t}
+        spec:
+          entrypoint: main
+          volumes: [{name: state, hostPath: {path: /state, type: Directory}}]
+          templates:
+          - name: main
+            container:
+              image: x
+              command: [sh, -c, "sleep 300 & echo $! > /state/pid; wait"]
+              volumeMounts: [{name: state, mountPath: /state}]
+        """)
+    runner = subprocess.Popen([sys.executable, "-m", "orca_workflows.cli", "run-local", "t", "-t", str(path),
+                               "--volume-root", f"/state={state}", "--out", str(tmp_path / "out"), "--progress", "off"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while not (state / "pid").is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    grandchild = int((state / "pid").read_text())
+    os.kill(runner.pid, signal.SIGKILL)    # no clean-up code runs in the runner
+    runner.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(grandchild, signal.SIGKILL)
+        pytest.fail("a pod's child process outlived the killed runner")

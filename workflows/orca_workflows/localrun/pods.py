@@ -82,14 +82,17 @@ def base_environment(extra_names: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 _SETPRIV = shutil.which("setpriv")
+# The pod's first process: when the runner dies (even by SIGKILL) it receives SIGTERM (parent-death
+# signal) and kills its whole process group, so tools the step started (wsclean, aoflagger) die with
+# it, as every process of a container dies with its node.
+_GUARD = ["sh", "-c", 'trap "kill -KILL 0" TERM; "$@" & wait $!; exit $?', "orca-pod"]
 
 
 def run_process(argv: list[str], env: dict[str, str], cwd: Path, stdout: Path, stderr: Path,
                 deadline_s: float | None, cancelled: Callable[[], bool],
                 on_start: Callable[[int], None] = lambda pid: None) -> ProcessResult:
     """Run one pod's main process to the end, its deadline, or cancellation (then kill its process group)."""
-    # The pod dies with the runner even on SIGKILL (parent-death signal), as a container dies with its node.
-    prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
+    prefix = [_SETPRIV, "--pdeathsig", "TERM", "--", *_GUARD] if _SETPRIV else []
     if shutil.which(argv[0], path=env.get("PATH")) is None and not Path(argv[0]).is_file():
         return ProcessResult(None, "start-error", f"executable {argv[0]!r} not found on PATH")
     with open(stdout, "wb") as out, open(stderr, "wb") as err:

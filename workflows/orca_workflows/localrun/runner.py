@@ -154,7 +154,8 @@ class LocalRunner:
                     last_written = version
                 if done:
                     break
-        except KeyboardInterrupt:
+        except BaseException:
+            # Ctrl-C, a test timeout, ...: stop every pod before giving up, never leave them running.
             self.terminate()
             for wf in list(self.workflows.values()):
                 if wf.thread:
