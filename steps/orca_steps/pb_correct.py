@@ -32,6 +32,7 @@ BEAM_KEYS = ("freq_Hz", "theta_pts", "phi_pts", "X_pol_Efields/etheta", "X_pol_E
              "Y_pol_Efields/etheta", "Y_pol_Efields/ephi")
 REFERENCE_DEEP_I = "I-Deep-Taper-Robust-0.75"  # orca's choice for image QA and dewarping
 ROWS_PER_CHUNK = 256  # image rows per vectorised block: bounds memory on 4096^2 images
+BEAM_GRID_DEG = 0.5  # spacing of the exactly computed points the beam map is interpolated from
 MAX_ROTATION_RESIDUAL_ARCSEC = 60.0
 
 _logger = get_logger("pb-correct")
@@ -159,10 +160,9 @@ def celestial_wcs(header):
         return WCS(header).celestial
 
 
-def pixel_altaz(wcs, nx: int, rows: slice, time_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Azimuth and elevation (deg) of the pixels in ``rows`` of a sky image; NaN off the sky."""
-    y, x = np.mgrid[rows, 0:nx]
-    ra, dec = wcs.wcs_pix2world(x.astype(float), y.astype(float), 0)
+def pixel_altaz(wcs, x: np.ndarray, y: np.ndarray, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Azimuth and elevation (deg) of pixels (0-based x, y arrays) of a sky image; NaN off the sky."""
+    ra, dec = wcs.wcs_pix2world(np.asarray(x, dtype=float), np.asarray(y, dtype=float), 0)
     enu = np.tensordot(j2000_to_enu_cached(time_s), _unit(np.deg2rad(ra), np.deg2rad(dec)), axes=1)
     el = np.rad2deg(np.arcsin(np.clip(enu[2], -1, 1)))
     az = np.mod(np.rad2deg(np.arctan2(enu[0], enu[1])), 360.0)
@@ -197,17 +197,37 @@ def image_frequency(header, path: Path) -> float:
     raise InputError(f"{path}: image has no FREQ axis")
 
 
+def _grid(n: int, step: int) -> np.ndarray:
+    """Every ``step``-th pixel index, always including the last."""
+    return np.unique(np.append(np.arange(0, n, step), n - 1))
+
+
 def beam_map(beam: BeamModel, header, time_s: float, freq_hz: float) -> np.ndarray:
-    """Response per pixel (2-D), NaN where the correction is not trusted (low elevation or response)."""
+    """Response per pixel (2-D), NaN where the correction is not trusted (low elevation or response).
+
+    Elevation and response are smooth on the sky, so they are computed exactly on a grid of points
+    BEAM_GRID_DEG apart and interpolated (bilinearly) to every pixel: millions of pixels cost a few
+    thousand coordinate transformations.
+    """
+    from scipy.ndimage import map_coordinates
+
     ny, nx = header["NAXIS2"], header["NAXIS1"]
     wcs = celestial_wcs(header)
+    step = max(1, int(BEAM_GRID_DEG / abs(float(header["CDELT2"]))))
+    gy, gx = _grid(ny, step), _grid(nx, step)
+    yy, xx = np.meshgrid(gy, gx, indexing="ij")
+    az, el = pixel_altaz(wcs, xx, yy, time_s)
+    coarse = np.stack([el, beam.response(freq_hz, 90.0 - el, az)])
+    fx = np.interp(np.arange(nx), gx, np.arange(gx.size))
     out = np.empty((ny, nx), dtype=np.float32)
     for start in range(0, ny, ROWS_PER_CHUNK):
-        rows = slice(start, min(ny, start + ROWS_PER_CHUNK))
-        az, el = pixel_altaz(wcs, nx, rows, time_s)
-        resp = beam.response(freq_hz, 90.0 - el, az)
-        bad = ~(el >= MIN_ELEVATION_DEG) | ~(resp >= MIN_RESPONSE)
-        out[rows] = np.where(bad, np.nan, resp)
+        rows = np.arange(start, min(ny, start + ROWS_PER_CHUNK))
+        fy = np.interp(rows, gy, np.arange(gy.size))
+        cy, cx = np.meshgrid(fy, fx, indexing="ij")
+        el_f, resp_f = (map_coordinates(c, [cy.ravel(), cx.ravel()], order=1, cval=np.nan).reshape(cy.shape)
+                        for c in coarse)
+        bad = ~(el_f >= MIN_ELEVATION_DEG) | ~(resp_f >= MIN_RESPONSE)
+        out[rows] = np.where(bad, np.nan, resp_f)
     return out
 
 

@@ -64,8 +64,15 @@ class WSCleanOptions(BaseModel):
     def args(self) -> list[str]:
         """The command-line arguments (without the program name and the MS)."""
         a: list[str] = []
-        flag = lambda on, name: a.append(name) if on else None  # noqa: E731
-        value = lambda v, name, fmt=str: a.extend([name, fmt(v)]) if v is not None else None  # noqa: E731
+
+        def flag(on: bool, name: str) -> None:
+            if on:
+                a.append(name)
+
+        def value(v, name: str, fmt=str) -> None:
+            if v is not None:
+                a.extend([name, fmt(v)])
+
         flag(self.log_time, "-log-time")
         value(self.threads, "-j")
         value(self.mem_percent, "-mem", _num)

@@ -66,7 +66,8 @@ def test_pixel_elevations_agree_with_casacore():
     ra0, dec0 = np.rad2deg(zenith_j2000(TIME_S))
     header = make_header((ra0, dec0), 256, 0.5, 75e6, TIME_S, 1.0)
     wcs = celestial_wcs(header)
-    az, el = pixel_altaz(wcs, 256, slice(0, 256), TIME_S)
+    yy, xx = np.mgrid[0:256, 0:256]
+    az, el = pixel_altaz(wcs, xx, yy, TIME_S)
     rng = np.random.default_rng(1)
     ys, xs = rng.integers(0, 256, 60), rng.integers(0, 256, 60)
     ra, dec = wcs.wcs_pix2world(xs.astype(float), ys.astype(float), 0)
@@ -90,7 +91,8 @@ def test_flat_image_becomes_the_inverse_beam_with_nan_where_untrusted(beam_file,
     with fits.open(out) as hdul:
         data, hdr = hdul[0].data[0, 0], hdul[0].header
     assert hdr["PBCORR"] is True
-    _, el = pixel_altaz(celestial_wcs(header), 200, slice(0, 200), TIME_S)
+    yy, xx = np.mgrid[0:200, 0:200]
+    _, el = pixel_altaz(celestial_wcs(header), xx, yy, TIME_S)  # exact, per pixel
     response = stokes_i_response(np.deg2rad(el))
     trusted = (el >= MIN_ELEVATION_DEG) & (response >= MIN_RESPONSE)
     margin = np.abs(el - MIN_ELEVATION_DEG) > 0.5  # away from the cut, where interpolation decides
