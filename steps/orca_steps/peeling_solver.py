@@ -1,8 +1,9 @@
 """Direction-dependent gains for peeling, solved on per-row channel sums instead of visibilities.
 
 Each peeled source s gets one diagonal complex gain per time, antenna and polarisation, constant over
-the band (as TTCal's ``peel``/``zest``; a per-channel gain would also absorb a near-field wavefront
-error). With a band-constant gain c = g_p,a conj(g_q,b) per row and correlation ab, the least-squares
+the band: what a peel corrects (ionosphere, beam) changes little over a 4.6 MHz subband, and a gain
+per channel would have 48 times the unknowns and could absorb model errors such as a near-field
+wavefront's curvature. With a band-constant gain c = g_p,a conj(g_q,b) per row and correlation ab, the least-squares
 cost of a source, sum over channels of |D - c M_s|^2, depends on the data only through
 
     R_s    = sum_ch w D conj(M_s)       what the data say about source s      (nrow, 4) complex
@@ -57,10 +58,6 @@ class Layout:
         base2 = (self.slot * self.n_ant + self.ant2) * 2
         self.index_p = base1[:, None] + P_POL[None, :]  # (nrow, 4): flat gain index of the first antenna
         self.index_q = base2[:, None] + Q_POL[None, :]  # (nrow, 4): flat gain index of the second antenna
-
-    @property
-    def n_gains(self) -> int:
-        return self.n_slots * self.n_ant * 2
 
     def slot_indices(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cross-correlation rows of slot k and their flat indices [(p,a),(q,b)] and [(q,b),(p,a)] in a
