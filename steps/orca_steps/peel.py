@@ -1,17 +1,20 @@
 """Step ``peel``: peel bright sky sources and ground RFI from CORRECTED_DATA, from TTCal model files.
 
-What orca does with TTCal ``zest --beam constant --minuvw 5 --maxiter 5 --tolerance 1e-4``, in numpy:
+What orca does with TTCal ``zest --beam constant --minuvw 5 --maxiter 5 --tolerance 1e-4``, in numpy
+(with diagonal gains; zest solves full 2x2 Jones matrices):
 - each source's visibilities are predicted for XX, XY, YX, YY with a constant (unit) beam: sky
   sources from ``sources.json`` (points and Gaussians, TTCal spectra; only those above the horizon),
   ground emitters from ``rfi_*.json`` with the exact curved wavefront from the ANTENNA positions;
 - sources are peeled brightest apparent first (model flux at the band centre times a joint scalar fit
   of all models to the data, which measures the beam the constant-beam model leaves out), in
-  ``peeliter`` passes as TTCal: every source is taken out,
-  then each in turn is put back with its current gains, its direction-dependent diagonal gains are
-  solved (``maxiter``, ``tolerance``; autocorrelations, flagged data and baselines shorter than
-  ``minuvw`` wavelengths excluded) and it is taken out again with the new gains;
+  ``peeliter`` passes as TTCal: every source is taken out, then each in turn is put back with its
+  current gains, its direction-dependent diagonal gains are solved (``maxiter``, ``tolerance``;
+  autocorrelations, flagged data and baselines shorter than ``minuvw`` wavelengths excluded) and it
+  is taken out again with the new gains;
 - the solve runs on per-row channel sums (see ``peeling_solver``): one pass over the MS reads
-  CORRECTED_DATA and predicts, a second subtracts and writes; memory stays bounded by the row chunk.
+  CORRECTED_DATA and predicts, a second subtracts and writes. Memory: the sums (S^2 x 64 bytes a
+  row for S sources) and the models kept between the passes (24 MB per unpolarised source for one
+  full-size integration); about 310 MB for a full MS and three sources.
 Autocorrelations are left unchanged. A second run on the peeled data is a no-op: the MS records what
 was peeled and a fingerprint of CORRECTED_DATA before and after (table keyword ``ORCA_PEEL``).
 """
