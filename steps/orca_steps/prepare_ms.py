@@ -6,7 +6,6 @@ pods of a unit do not all read them from Lustre. Defaults come from the sub-step
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,14 @@ from pydantic import BaseModel, Field
 from . import apply_calibration as apply_step
 from . import copy_ms as copy_step
 from . import flag_antennas as flag_step
+from . import peel as peel_step
 from . import stage_refs as stage_step
 from .errors import InputError
 from .logs import step_timer
 
 _flag = flag_step.Options.model_fields
 _apply = apply_step.Options.model_fields
+_peel = peel_step.Options.model_fields
 
 
 class Options(BaseModel):
@@ -28,10 +29,15 @@ class Options(BaseModel):
     nvme_work_dir: str = copy_step.Options.model_fields["nvme_work_dir"]
     bp_table: str = _apply["bp_table"]
     xy_table: str = _apply["xy_table"]
-    peel_sky: bool = Field(False, description="peel the bright sky sources of sky_model (TTCal zest)")
-    peel_rfi: bool = Field(False, description="peel the ground RFI sources of rfi_model")
-    sky_model: str | None = Field(None, description="TTCal sky model JSON (needed if peel_sky)")
-    rfi_model: str | None = Field(None, description="TTCal RFI model JSON (needed if peel_rfi)")
+    peel_sky: bool = _peel["peel_sky"]
+    peel_rfi: bool = _peel["peel_rfi"]
+    sky_model: str | None = _peel["sky_model"]
+    rfi_model: str | None = _peel["rfi_model"]
+    peel_maxiter: int = _peel["peel_maxiter"]
+    peeliter: int = _peel["peeliter"]
+    tolerance: float = _peel["tolerance"]
+    minuvw: float = _peel["minuvw"]
+    save_peel_solutions: bool = _peel["save_peel_solutions"]
     bad_antennas: list[int] | None = _flag["bad_antennas"]
     flag_csv: str | None = _flag["flag_csv"]
     csv_tolerance_hours: float = _flag["csv_tolerance_hours"]
@@ -87,12 +93,14 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
             spw_tolerance_hz=all_options["spw_tolerance_hz"], subband=all_options["subband"])
     peeled = None
     if peel_sky or peel_rfi:
-        peel = importlib.import_module("orca_steps.peel")
+        o = all_options
         with step_timer("peel", work):
-            outcome = peel.peel_ms(ms, sky_model=local.get(sky_model) if peel_sky else None,
-                                   rfi_model=local.get(rfi_model) if peel_rfi else None,
-                                   peel_sky=peel_sky, peel_rfi=peel_rfi)
-        peeled = outcome.model_dump() if isinstance(outcome, BaseModel) else {"result": outcome}
+            outcome = peel_step.peel_ms(
+                ms, sky_model=local.get(sky_model) if peel_sky else None,
+                rfi_model=local.get(rfi_model) if peel_rfi else None, peel_sky=peel_sky, peel_rfi=peel_rfi,
+                maxiter=o["peel_maxiter"], tolerance=o["tolerance"], minuvw=o["minuvw"], peeliter=o["peeliter"],
+                save_solutions=peel_step.solutions_path(ms) if o["save_peel_solutions"] else None)
+        peeled = outcome.model_dump()
     return Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
                   apply_calibration=calibrated, peel=peeled)
 

@@ -80,3 +80,21 @@ def test_bad_inputs_exit_nonzero_and_leave_lustre_alone(lustre, tmp_path, capsys
     assert tree_hash(tar) == before
     with pytest.raises(InputError, match="peel_rfi is set but no rfi_model"):
         prepare_ms(str(tar), str(tmp_path / "w"), entry["bp_table"], entry["xy_table"], peel_rfi=True)
+
+
+def test_prepare_with_peeling_forwards_the_peel_options(tmp_path):
+    """peel_sky/peel_rfi run the peel step on the staged models, with orca's peel options passed through."""
+    ms, entry = make_source(tmp_path, n_antennas=24, noise_jy=1.0)
+    refs = ms.parent / "refs"
+    work = tmp_path / "fast" / "73MHz"
+    result = prepare_ms(str(ms), str(work), entry["bp_table"], entry["xy_table"], peel_sky=True, peel_rfi=True,
+                        sky_model=str(refs / "sources.json"), rfi_model=str(refs / "rfi_ovro.json"),
+                        peel_maxiter=2, peeliter=1, save_peel_solutions=True)
+    peeled = {s["name"]: s for s in result.peel["peeled"]}
+    assert {"Cyg A", "Cas A", "Vir A", "OVRO-NW-emitter"} <= set(peeled)
+    assert all(s["iterations"] <= 2 for s in peeled.values()), "peel_maxiter reaches the solver"
+    solutions = np.load(work / (ms.name[: -len(".ms")] + ".peel_solutions.npz"))
+    assert solutions["gains"].shape[0] == len(peeled)
+    steps = [json.loads(line)["step"] for line in (work / "timings.jsonl").read_text().splitlines()]
+    assert steps[-1] == "peel"
+    assert str(work / "refs" / "sources.json") in result.stage_refs.staged
