@@ -90,6 +90,8 @@ PIXEL_TIER_TABLES: dict[str, list[PixelTier]] = {
     "wide116": [PixelTier(max_mhz=36, size=1507, scale_deg=116 / 1507),
                 PixelTier(max_mhz=59, size=2357, scale_deg=116 / 2357),
                 PixelTier(max_mhz=90, size=3122, scale_deg=116 / 3122)],
+    # Small all-sky images for the demo on one machine: a ~150 m core's beam sampled by 3-4 pixels.
+    "small": [PixelTier(max_mhz=90, size=512, scale_deg=0.25)],
 }
 
 
