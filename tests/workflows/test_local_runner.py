@@ -715,7 +715,8 @@ def test_killed_runner_takes_its_pods_and_their_children_along(tmp_path):
         """)
     runner = subprocess.Popen([sys.executable, "-m", "orca_workflows.cli", "run-local", "t", "-t", str(path),
                                "--volume-root", f"/state={state}", "--out", str(tmp_path / "out"), "--progress", "off"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "TMPDIR": str(tmp_path)})  # its scratch folder stays here
     deadline = time.time() + 30
     while not (state / "pid").is_file() and time.time() < deadline:
         time.sleep(0.1)

@@ -29,6 +29,9 @@ DEMO_DATE = "2025-06-15"
 DEMO_SUBBANDS = ("73MHz", "78MHz")
 DEMO_HOURS = (14, 15)
 SIM_ROOT = "/lustre/pipeline/demo-sim"   # where the simulated night lies, as the pods see it
+# The site as the demo runs it: the simulated inputs and references, small images, this machine's cores.
+DEMO_SITE = {"input_root": f"{SIM_ROOT}/input", "beam_model": f"{SIM_ROOT}/refs/beam.h5",
+             "vlssr_catalog": f"{SIM_ROOT}/refs/vlssr_catalog.txt", "pixel_tiers": "small", "wsclean_threads": 2}
 
 
 @dataclass
@@ -90,7 +93,8 @@ def merge_caltables(demo: DemoSite) -> None:
 
 
 def prepare_site(out: Path, subbands=DEMO_SUBBANDS, hours=DEMO_HOURS, obs_date: str = DEMO_DATE,
-                 n_integrations: int = 3, site_overrides: dict | None = None, **sim) -> DemoSite:
+                 n_integrations: int = 3, n_antennas: int = 48, site_overrides: dict | None = None,
+                 **sim) -> DemoSite:
     """Make the local folders, simulate the night under /lustre, write the ConfigMaps
     (the site config is this machine's, with the simulated inputs and ``site_overrides``)."""
     from orca_steps.sim import simulate_night
@@ -98,11 +102,10 @@ def prepare_site(out: Path, subbands=DEMO_SUBBANDS, hours=DEMO_HOURS, obs_date: 
     fast, lustre = out / "fast", out / "lustre"
     fast.mkdir(parents=True, exist_ok=True)
     lustre.mkdir(parents=True, exist_ok=True)
-    site = config.SiteConfig(**{**config.site().model_dump(), "input_root": f"{SIM_ROOT}/input",
-                                **(site_overrides or {})})
+    site = config.SiteConfig(**{**config.site().model_dump(), **DEMO_SITE, **(site_overrides or {})})
     demo = DemoSite(out, fast, lustre, out / "configmaps.yaml", site, tuple(subbands), tuple(hours), obs_date, {})
     night = simulate_night(demo.local(SIM_ROOT), obs_date=obs_date, subbands=list(subbands), lst_hours=list(hours),
-                           n_integrations=n_integrations, **sim)
+                           n_integrations=n_integrations, n_antennas=n_antennas, reference_catalogue=True, **sim)
     demo.ms_paths = {k: [demo.container(p) for p in v] for k, v in night.ms_paths.items()}
     merge_caltables(demo)
     demo.configmaps.write_text(yaml.safe_dump_all(site_configmaps(site), sort_keys=False))

@@ -316,10 +316,14 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             self._run_dag(node, tmpl, scope, ctx, token)
         elif "steps" in tmpl:
             self._run_steps(node, tmpl, scope, ctx, token)
-        elif "resource" in tmpl:
-            self._run_resource(node, tmpl, scope, ctx, token)
         else:
-            self._run_pod(node, tmpl, scope, ctx, token)
+            try:
+                if "resource" in tmpl:
+                    self._run_resource(node, tmpl, scope, ctx, token)
+                else:
+                    self._run_pod(node, tmpl, scope, ctx, token)
+            finally:
+                self._drop_scratch(node)   # emptyDir and /tmp live as long as the pod
 
     def _run_with_retries(self, node: Node, tmpl: dict, scope: dict, ctx: Ctx, token: SlotToken, retry: dict) -> None:
         where = f"{tmpl['name']}.retryStrategy"

@@ -3,6 +3,7 @@ Mixed into :class:`~.engine.WorkflowRun`."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -47,15 +48,15 @@ class PodMixin:
             if vm["name"] not in volumes:
                 raise LocalRunError(f"{where}: volumeMount {vm['name']!r} names no volume")
             vol = substitute_tree(volumes[vm["name"]], scope, f"{where}.volumes.{vm['name']}")
-            local = self._volume_local(vol, pod_dir, where)
+            local = self._volume_local(vol, self._scratch(node), where)
             if "configMap" in vol:
                 config_maps.append((vol["configMap"], local))
             if vm.get("subPath"):
                 local = local / vm["subPath"]
             mounts.append(Mount(vm["mountPath"], local, bool(vm.get("readOnly"))))
         if not any(m.container_path.rstrip("/") == "/tmp" for m in mounts):
-            (pod_dir / "tmp").mkdir(exist_ok=True)
-            mounts.append(Mount("/tmp", pod_dir / "tmp"))
+            (self._scratch(node) / "tmp").mkdir(parents=True, exist_ok=True)
+            mounts.append(Mount("/tmp", self._scratch(node) / "tmp"))
         paths = PathMap(mounts)
         for cm, local in config_maps:
             self._write_config_map(cm, local, paths)
@@ -71,7 +72,15 @@ class PodMixin:
             (local / item["path"]).parent.mkdir(parents=True, exist_ok=True)
             (local / item["path"]).write_text(paths.to_local(value or ""))
 
-    def _volume_local(self, vol: dict, pod_dir: Path, where: str) -> Path:
+    def _scratch(self, node: Node) -> Path:
+        """The pod's own short-lived folders (emptyDir volumes, /tmp), deleted when it ends. They sit in a
+        short path, as a container's /tmp does: Unix sockets made there (multiprocessing) need < 108 bytes."""
+        return self.runner.scratch_root / f"{fnv32(node.name):08x}"
+
+    def _drop_scratch(self, node: Node) -> None:
+        shutil.rmtree(self._scratch(node), ignore_errors=True)
+
+    def _volume_local(self, vol: dict, scratch: Path, where: str) -> Path:
         if "hostPath" in vol:
             hp = vol["hostPath"]
             local = self.runner.host_path(hp["path"], where)
@@ -84,11 +93,11 @@ class PodMixin:
                 raise Unsupported(f"{where}.volumes.{vol['name']}.hostPath.type", kind)
             return local
         if "emptyDir" in vol:
-            local = pod_dir / "volumes" / vol["name"]
+            local = scratch / vol["name"]
             local.mkdir(parents=True, exist_ok=True)
             return local
         if "configMap" in vol:
-            local = pod_dir / "volumes" / vol["name"]
+            local = scratch / vol["name"]
             local.mkdir(parents=True, exist_ok=True)
             return local
         raise Unsupported(f"{where}.volumes.{vol['name']}", "only hostPath, emptyDir and configMap volumes run locally")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -34,6 +36,7 @@ class LocalRunner:
         self.store = ObjectStore(load_documents(template_paths))
         self.out_dir = Path(out_dir).resolve()
         self.log_dir = self.out_dir / "pods"
+        self._scratch_root: Path | None = None
         self.record_path = self.out_dir / "run.json"
         self.volume_roots = volume_roots or {}
         self.namespace = namespace
@@ -64,6 +67,18 @@ class LocalRunner:
             raise LocalRunError(f"{where}: hostPath {path} has no local folder: pass --volume-root {path.split('/')[1] and '/' + path.split('/')[1]}=DIR")
         rest = path[len(best):].lstrip("/")
         return self.volume_roots[best] / rest if rest else self.volume_roots[best]
+
+    @property
+    def scratch_root(self) -> Path:
+        """Short-lived pod folders (emptyDir, /tmp), in a short path under the system's temp dir."""
+        with self.cond:
+            if self._scratch_root is None:
+                self._scratch_root = Path(tempfile.mkdtemp(prefix="orca-run-"))
+            return self._scratch_root
+
+    def _drop_scratch_root(self) -> None:
+        if self._scratch_root is not None:
+            shutil.rmtree(self._scratch_root, ignore_errors=True)
 
     # --- Workflows ---------------------------------------------------------------------------------------
     def changed(self) -> None:
@@ -161,7 +176,9 @@ class LocalRunner:
                 if wf.thread:
                     wf.thread.join(timeout=15)
             self.write_record()
+            self._drop_scratch_root()
             raise
+        self._drop_scratch_root()
         if self.fatal is not None:
             for wf in list(self.workflows.values()):
                 if wf.thread:
