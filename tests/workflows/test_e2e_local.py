@@ -20,7 +20,8 @@ from orca_workflows.demo import CHART_FILES, DemoSite, night_parameters, prepare
 from orca_workflows.localrun.report import node_overlaps, unit_spans, units
 from orca_workflows.localrun.spec import load_documents
 
-pytestmark = pytest.mark.slow
+# Each test runs WSClean-based Phase 2 for one to four units on two cores: minutes, not seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 TEMPLATES = {"subband-prepare-ms", "subband-process", "subband-pipeline", "subband-hours", "subband-dispatch"}
 
