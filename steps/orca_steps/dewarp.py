@@ -81,14 +81,18 @@ def load_vlssr(path: str | Path) -> np.ndarray:
 
 _BDSF = """
 import json, sys, bdsf
-img = bdsf.process_image(sys.argv[1], quiet=True, thresh_isl=5.0, thresh_pix=7.0, ncores=1)
+img = bdsf.process_image(sys.argv[1], quiet=True, thresh="hard", thresh_isl=5.0, thresh_pix=7.0, ncores=1)
 out = [[float(s.posn_sky_max[0]), float(s.posn_sky_max[1]), float(s.peak_flux_max)] for s in img.sources]
 json.dump(out, open(sys.argv[2], "w"))
 """
 
 
 def find_sources(image: Path, work: Path) -> np.ndarray:
-    """PyBDSF sources (ra, dec, peak) of ``image``, run in a subprocess."""
+    """PyBDSF sources (ra, dec, peak) of ``image``, run in a subprocess.
+
+    Hard thresholds (the sigmas given): PyBDSF's default false-detection-rate choice divides by zero on
+    small or mostly blank images.
+    """
     out = work / "bdsf_sources.json"
     proc = subprocess.run([sys.executable, "-c", _BDSF, str(image), str(out)], capture_output=True, text=True, cwd=work)
     if proc.returncode != 0 or not out.is_file():
@@ -168,11 +172,19 @@ def plot_offsets(path: Path, img: SkyImage, anchors: np.ndarray, shifts: np.ndar
 
 
 def dewarp_image(img: SkyImage, dx: np.ndarray, dy: np.ndarray, out: Path) -> Path:
+    """Resample ``img`` along the screen (cubic); pixels drawn from blanks (PB-corrected horizon) stay blank.
+
+    A cubic spline spreads one NaN over the whole image, so blanks are zeroed first and re-blanked after.
+    """
     from scipy.ndimage import map_coordinates
 
     ny, nx = img.data.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
-    data = map_coordinates(img.data, [yy + dy, xx + dx], order=3, mode="constant", cval=np.nan)
+    where = [yy + dy, xx + dx]
+    blank = ~np.isfinite(img.data)
+    data = map_coordinates(np.where(blank, 0.0, img.data), where, order=3, mode="constant", cval=np.nan)
+    if blank.any():
+        data[map_coordinates(blank.astype(float), where, order=1, mode="constant", cval=1.0) > 0] = np.nan
     return write_image(out, img, data)
 
 
@@ -210,8 +222,8 @@ def run(options: Options) -> Result:
                             dewarped=[], deep_image=str(deep.path), deep_images=options.deep_images,
                             interval_images=options.interval_images)
         else:
-            seps = [np.hypot((found[i, 0] - ref[j, 0]) * np.cos(np.deg2rad(ref[j, 1])), found[i, 1] - ref[j, 1]) * 60
-                    for i, j in pairs]
+            seps = [np.hypot(((found[i, 0] - ref[j, 0] + 180) % 360 - 180) * np.cos(np.deg2rad(ref[j, 1])),
+                             found[i, 1] - ref[j, 1]) * 60 for i, j in pairs]  # PyBDSF's RA may be negative
             anchors, shifts = anchor_shifts(deep, found, ref, pairs)
             loo = loo_residuals(anchors, shifts) * deep.pixel_deg * 60
             plot_offsets(work / "QA" / "dewarp_offsets.png", deep, anchors, shifts, loo)

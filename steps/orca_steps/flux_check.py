@@ -1,7 +1,8 @@
 """Step ``flux-check``: is the hour's flux scale right? Fit the standard calibrators in the deep I image.
 
 Each calibrator above ``min_elevation_deg`` is fitted with a 2-D Gaussian plus a constant (astropy
-modelling); its integrated flux is compared with the published spectrum (Scaife & Heald 2012;
+modelling); a fitted peak under ``min_snr`` times the image's inner rms is "not detected" (a fit to noise
+or sidelobes says nothing about the flux scale). A detected calibrator's integrated flux is compared with the published spectrum (Scaife & Heald 2012;
 Perley & Butler 2017 for 3C123, see ``catalogs/calibrators.json``). Writes ``QA/flux_check.csv``, a
 plot, and ``QA/image_noise.csv`` (robust rms of the inner box of the deep I image and of every deep image
 given as ``noise_images``, Stokes I and V).
@@ -28,6 +29,7 @@ class Options(BaseModel):
         "further deep images (Stokes I and V) whose inner rms goes to QA/image_noise.csv"))
     work_dir: str = Field(description="unit work dir; products go to <work_dir>/QA/")
     min_elevation_deg: float = Field(20.0, description="fit only calibrators above this elevation")
+    min_snr: float = Field(5.0, description="a fitted peak below this many times the inner rms is not a detection")
     catalogue: str | None = Field(None, description="calibrator JSON (default: the bundled published spectra)")
     noise_box: int = Field(1024, description="side (pixels) of the central box for the noise rms")
 
@@ -74,7 +76,8 @@ def fit_source(img: SkyImage, ra_deg: float, dec_deg: float) -> dict:
             "integrated_jy": round(float(integrated), 4), "offset_arcmin": round(float(offset), 3)}
 
 
-def check_flux_scale(img: SkyImage, calibrators: list[dict], min_elevation_deg: float = 20.0) -> list[dict]:
+def check_flux_scale(img: SkyImage, calibrators: list[dict], min_elevation_deg: float = 20.0,
+                     noise_jy: float | None = None, min_snr: float = 5.0) -> list[dict]:
     """One row per calibrator: expected vs fitted flux; ``status`` says why a row has no ratio."""
     rows = []
     for cal in calibrators:
@@ -84,6 +87,8 @@ def check_flux_scale(img: SkyImage, calibrators: list[dict], min_elevation_deg: 
                "expected_jy": round(spectrum_jy(cal, img.freq_hz), 3)}
         fitted = fit_source(img, cal["ra_deg"], cal["dec_deg"]) if el >= min_elevation_deg else {
             "status": f"below {min_elevation_deg:g} deg"}
+        if fitted["status"] == "ok" and noise_jy and fitted["peak_jy_beam"] < min_snr * noise_jy:
+            fitted["status"] = f"not detected (peak {fitted['peak_jy_beam']:.3g} < {min_snr:g} x rms {noise_jy:.3g})"
         row.update(fitted)
         if fitted["status"] == "ok":
             row["ratio"] = round(fitted["integrated_jy"] / row["expected_jy"], 4)
@@ -127,12 +132,13 @@ def run(options: Options) -> Result:
     with step_timer("flux-check", options.work_dir):
         img = load_image(options.deep_image, "deep Stokes I image")
         others = [load_image(p, "deep image") for p in options.noise_images if Path(p) != Path(options.deep_image)]
-        rows = check_flux_scale(img, load_calibrators(options.catalogue), options.min_elevation_deg)
-        flux_csv = write_csv(qa / "flux_check.csv", rows, FLUX_COLUMNS)
-        plot = plot_ratios(qa / "flux_check.png", rows)
         noise = [{"image": str(i.path), "stokes": i.stokes, "inner_rms_jy": inner_rms(i, options.noise_box)}
                  for i in [img, *others]]
         rms_i = noise[0]["inner_rms_jy"]
+        rows = check_flux_scale(img, load_calibrators(options.catalogue), options.min_elevation_deg,
+                                rms_i if np.isfinite(rms_i) else None, options.min_snr)
+        flux_csv = write_csv(qa / "flux_check.csv", rows, FLUX_COLUMNS)
+        plot = plot_ratios(qa / "flux_check.png", rows)
         rms_v = next((n["inner_rms_jy"] for n in noise if n["stokes"] == "V"), None)
         noise_csv = write_csv(qa / "image_noise.csv", noise, ["image", "stokes", "inner_rms_jy"])
     ratios = [r["ratio"] for r in rows if r["status"] == "ok"]

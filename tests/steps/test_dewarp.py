@@ -10,7 +10,7 @@ from orca_steps import dewarp
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
 from orca_steps.sim.sky import write_vlssr
-from orca_steps.skyimage import lst_deg
+from orca_steps.skyimage import load_image, lst_deg
 
 T0 = 60841.0 * 86400.0
 TIME = T0 + ((14.5 * 15 - lst_deg(T0)) % 360.0) / 360.98564736629 * 86400.0
@@ -114,3 +114,14 @@ def test_vlssr_text_format(tmp_path):
                    "12 30 49.42 +12 23 28.0   12.0   <2.50\n")
     np.testing.assert_allclose(dewarp.load_vlssr(cat), [[0.58 * 15 / 3600, -(11 + 44 / 60 + 5.9 / 3600), 1.23],
                                                        [187.7059167, 12.3911111, 2.5]], rtol=1e-6)
+
+
+def test_blank_pixels_stay_local(tmp_path):
+    """PB-corrected images are NaN below 10 deg elevation: the blank must not spread over the image."""
+    img = write_sky_image(tmp_path / "pb.fits", [], ZEN, TIME, FREQ, size=64, scale_deg=0.5, noise_jy=1.0, seed=3)
+    sky = load_image(img)
+    sky.data[:, :10] = np.nan
+    dx, dy = np.full(sky.data.shape, 0.3), np.full(sky.data.shape, -0.2)
+    out = load_image(dewarp.dewarp_image(sky, dx, dy, tmp_path / "pb_dewarped.fits"))
+    assert np.isnan(out.data[:, :10]).all() and np.isfinite(out.data[1:-1, 12:-1]).all()
+    assert np.isnan(out.data).sum() <= 10 * 64 + 2 * 64 + 64  # the blank grows by at most a pixel (+ edges)

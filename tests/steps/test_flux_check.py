@@ -74,6 +74,16 @@ def test_a_wrong_flux_scale_shows(tmp_path):
     assert result.rms_v_jy is None
 
 
+def test_calibrators_absent_from_the_image_are_not_detected(tmp_path):
+    """A fit to noise is no flux measurement: a peak under 5 x the inner rms is reported as not detected."""
+    deep = calibrator_image(tmp_path / "deep-I.fits", scale=0.0, noise=2.0)
+    result = flux_check.run(flux_check.Options(deep_image=str(deep), work_dir=str(tmp_path)))
+    rows = list(csv.DictReader(open(result.flux_csv)))
+    up = [r for r in rows if float(r["elevation_deg"]) >= 20]
+    assert up and all(r["status"].startswith("not detected (peak") and r["ratio"] == "" for r in up), up
+    assert result.n_fitted == 0 and result.median_ratio is None and result.plot is None
+
+
 def test_missing_image_fails_clearly(tmp_path):
     with pytest.raises(InputError, match="deep Stokes I image FITS file does not exist"):
         flux_check.run(flux_check.Options(deep_image=str(tmp_path / "nope.fits"), work_dir=str(tmp_path)))
