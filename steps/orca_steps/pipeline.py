@@ -38,11 +38,13 @@ class UnitParameters(BaseModel):
     overwrite: bool = Field(False, description="replace an existing, different archive of this unit")
     strategy: str | None = Field(None, description="AOFlagger Lua strategy (default: AOFlagger's generic one)")
     beam: str | None = Field(None, description="H5 beam model for pb-correct (default: the site's beam_model)")
+    vlssr_catalog: str | None = Field(None, description="VLSSr text catalogue for dewarp (default: the site's)")
     image_size: int | None = Field(None, description="override every image's size in pixels (tests)")
     image_scale_deg: float | None = Field(None, description="override every image's pixel size in degrees (tests)")
     wsclean_threads: int | None = Field(None, description="WSClean -j (default: site wsclean_threads)")
 
-    @field_validator("catalog", "bp_table", "xy_table", "archive_root", "strategy", "beam", mode="before")
+    @field_validator("catalog", "bp_table", "xy_table", "archive_root", "strategy", "beam", "vlssr_catalog",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         """Argo passes an unset optional path as an empty string."""
@@ -75,9 +77,19 @@ PHASE2: tuple[Phase2Step, ...] = (
     Phase2Step("hot-baselines", switch="hot_baselines", inputs={"ms": CONCAT_MS}),
     Phase2Step("science-images", inputs={"ms": CONCAT_MS}),
     Phase2Step("pb-correct"),
-    # science steps (dewarp, photometry, transient-search, flux-check) go here, each with unless="skip_science"
+    # science, in orca's order; dewarp hands on the images to use (dewarped, else the PB-corrected ones)
+    Phase2Step("dewarp", unless="skip_science", inputs={
+        "deep_image": "pb-correct.deep_image", "deep_images": "pb-correct.deep_images",
+        "interval_images": "pb-correct.interval_images", "catalogue": "vlssr_catalog"}),
+    Phase2Step("photometry", unless="skip_science", inputs={
+        "target_lists": "targets", "deep_images": "dewarp.deep_images", "interval_images": "dewarp.interval_images"}),
+    Phase2Step("transient-search", unless="skip_science", inputs={
+        "catalogue": "catalog", "deep_images": "dewarp.deep_images", "interval_images": "dewarp.interval_images"}),
+    Phase2Step("flux-check", unless="skip_science", inputs={
+        "deep_image": "dewarp.deep_image", "noise_images": "dewarp.deep_images"}),
     Phase2Step("clean-snapshots", switch="clean_snapshots", inputs={"ms": CONCAT_MS}),
     Phase2Step("compress", switch="compress_snapshots"),
     Phase2Step("provenance"),
+    Phase2Step("qa-summary"),  # always: the page says what ran, failed or was switched off
     Phase2Step("archive", inputs={"ms": CONCAT_MS}),
 )

@@ -94,6 +94,13 @@ def preflight(params: UnitParameters) -> None:
     beam = params.beam or config.site().beam_model
     if not Path(beam).is_file():
         raise InputError(f"{beam}: beam model file does not exist")
+    if not params.skip_science:
+        science = [(params.vlssr_catalog or config.site().vlssr_catalog, "VLSSr catalogue for dewarp")]
+        science += [(t, "target list") for t in params.targets or []]
+        science += [(params.catalog, "transient-search catalogue")] if params.catalog else []
+        for path, what in science:
+            if not Path(path).is_file():
+                raise InputError(f"{path}: {what} does not exist (or set skip_science)")
     tools = ["aoflagger", "wsclean"] + (["fpack"] if params.compress_snapshots or params.clean_snapshots else [])
     for tool in tools:
         require_tool(tool)

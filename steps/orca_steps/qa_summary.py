@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .logs import step_timer
-from .registry import STEPS
+from .pipeline import PHASE2
 
 # worst first: the page's status is the worst of its steps
 STATES = ("failed", "attention", "not run", "ok", "skipped")
@@ -31,17 +31,21 @@ UNREADABLE = (OSError, ValueError, KeyError, TypeError, csv.Error, json.JSONDeco
 
 
 def phase2_steps() -> list[str]:
-    """Phase 2 steps in the registry's order, from concat up to (not including) this page and the archive."""
-    names = list(STEPS)
-    return [s for s in names[names.index("concat"): names.index("archive")] if s != "qa-summary"]
+    """Phase 2's steps in order (pipeline.PHASE2), without this page and the archive that follows it."""
+    return [s.name for s in PHASE2 if s.name not in ("qa-summary", "archive")]
 
 
 class Options(BaseModel):
+    """Named as the unit's parameters, so that process-subband fills them; the switches say what was off."""
     work_dir: str = Field(description="unit work dir (QA/, photometry/, transients/, timings.jsonl, provenance.json)")
     subband: str | None = Field(None, description="subband label, names the snapshot QA files (default: any)")
-    unit: str | None = Field(None, description="heading, e.g. '73MHz 14h 2025-06-15' (default: the work dir's name)")
-    steps: list[str] = Field(default_factory=phase2_steps, description="steps in the status table, in order")
-    skipped: list[str] = Field(default_factory=list, description="steps switched off for this unit (shown as skipped)")
+    lst_label: str | None = Field(None, description="LST hour, for the heading")
+    obs_date: str | None = Field(None, description="observation date, for the heading")
+    run_label: str | None = Field(None, description="pipeline run label, for the heading")
+    hot_baselines: bool = Field(False, description="hot-baseline diagnostics were on")
+    clean_snapshots: bool = Field(False, description="CLEANed snapshots were on")
+    compress_snapshots: bool = Field(False, description="snapshot compression was on")
+    skip_science: bool = Field(False, description="the science steps were switched off")
     flux_tolerance: float = Field(0.10, description="flux-check ratios further than this from 1 need attention")
     max_bad_snapshot_fraction: float = Field(0.25, description="more flagged snapshots than this need attention")
     max_rows: int = Field(25, description="longest table shown in full (longer ones are cut, with a note)")
@@ -112,6 +116,8 @@ class Unit:
         self.qa = self.work / "QA"
         self.timings, self.timing_problem = self._read_timings()
         self.last = {t.get("step"): t for t in self.timings}
+        self.steps = phase2_steps()
+        self.skipped = [s.name for s in PHASE2 if not s.enabled(options)]
 
     def _read_timings(self) -> tuple[list[dict], str]:
         path = self.work / "timings.jsonl"
@@ -133,7 +139,7 @@ class Unit:
         """A section whose products are missing: failed, skipped or not run."""
         if self.timer_state(step) == "failed":
             return Section(step, title, "failed", f"{step} failed; see its log", "<p>The step failed.</p>")
-        if step in self.opts.skipped:
+        if step in self.skipped:
             return Section(step, title, "skipped", "switched off for this unit", "<p>Switched off for this unit.</p>")
         return Section(step, title, "not run", "no products", "<p>Not run: no products in the work dir.</p>")
 
@@ -175,8 +181,8 @@ def hot_baselines_section(u: Unit) -> Section:
     if not report.is_file():
         return u.absent(step, title)
     text = report.read_text(errors="replace")
-    lines = [ln for ln in text.splitlines() if ln.startswith("[flagged]") or ln.startswith("[bad antennas]")]
-    summary = "; ".join(ln.strip("[]").replace("]", ":", 1) for ln in lines) or "report written"
+    flagged = [ln for ln in text.splitlines() if ln.startswith("[flagged]")]
+    summary = "flagged" + flagged[0][len("[flagged]"):] if flagged else "report written"
     body = (image(u.qa / "hot_baselines_amp_vs_uv.png", "amplitude vs uv length")
             + image(u.qa / "hot_baselines_heatmap.png", "cross-hand heatmap")
             + f"<details><summary>Full report</summary><pre>{esc(text)}</pre></details>")
@@ -195,8 +201,12 @@ def flux_section(u: Unit) -> Section:
         return u.unreadable(step, title, path, exc)
     off = [r["name"] for r in rows if r["status"] == "ok" and abs(float(r["ratio"]) - 1) > u.opts.flux_tolerance]
     state = "attention" if off or not ratios else "ok"
-    summary = (f"{len(ratios)} calibrators fitted, median ratio {np.median(ratios):.3f}" if ratios
-               else "no calibrator could be fitted")
+    others: dict[str, int] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            others[r["status"].split(" (")[0]] = others.get(r["status"].split(" (")[0], 0) + 1
+    summary = f"{len(ratios)} calibrators fitted" + (f", median ratio {np.median(ratios):.3f}" if ratios else "")
+    summary += "".join(f"; {n} {why}" for why, n in others.items())
     if off:
         summary += f"; off by more than {u.opts.flux_tolerance:.0%}: {', '.join(off)}"
     body = (image(u.qa / "flux_check.png", "flux ratios")
@@ -390,7 +400,7 @@ pre{background:#f7f7f7;padding:0.6em;overflow-x:auto;font-size:0.85em}
 def step_states(u: Unit, sections: list[Section]) -> dict[str, tuple[str, str]]:
     """Every step of the status table -> (state, one-line summary): its sections' worst, else its timer."""
     out = {}
-    for step in u.opts.steps:
+    for step in u.steps:
         own = [s for s in sections if s.step == step]
         if own:
             worst = min(own, key=lambda s: STATES.index(s.state))
@@ -398,7 +408,7 @@ def step_states(u: Unit, sections: list[Section]) -> dict[str, tuple[str, str]]:
         elif u.timer_state(step):
             record = u.last[step]
             out[step] = (u.timer_state(step), f"{fmt(record.get('seconds'), 4)} s")
-        elif step in u.opts.skipped:
+        elif step in u.skipped:
             out[step] = ("skipped", "switched off for this unit")
         else:
             out[step] = ("not run", "no record in timings.jsonl")
@@ -411,7 +421,8 @@ def render(u: Unit, sections: list[Section], states: dict[str, tuple[str, str]])
     overall = min(counted, key=STATES.index)
     counts = {s: sum(v[0] == s for v in states.values()) for s in STATES}
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    title = u.opts.unit or u.work.name
+    labels = [u.opts.subband, u.opts.lst_label, u.opts.obs_date, u.opts.run_label]
+    title = " ".join(x for x in labels if x) or u.work.name
     rows = "".join(f"<tr><td><a href='#{esc(step)}'>{esc(step)}</a></td><td>{badge(state)}</td><td>{esc(text)}</td></tr>"
                    for step, (state, text) in states.items())
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>QA {esc(title)}</title><style>{CSS}</style>"

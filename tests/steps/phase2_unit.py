@@ -54,7 +54,7 @@ class Unit:
 def phase1(root: Path, n_antennas: int = 48, n_integrations: int = 6) -> tuple[dict, Path, Path, list[str]]:
     """Simulate an hour under root/lustre and run Phase 1 (flag + calibrate, no peeling) into NVMe."""
     night = simulate_night(root / "lustre", n_antennas=n_antennas, n_integrations=n_integrations,
-                           field_flux_jy=(400.0, 800.0))
+                           field_flux_jy=(400.0, 800.0), reference_catalogue=True)
     work = root / "fast" / LST / DATE / RUN / SUBBAND
     enu = np.array(night.truth["antenna_enu_m"])
     outriggers = np.flatnonzero(np.hypot(enu[:, 0], enu[:, 1]) > 150.0).tolist()
@@ -70,7 +70,8 @@ def unit_options(root: Path, work: Path, ms_paths: list[str], **overrides) -> Op
     strategy.write_text(KEEP_FLAGS_STRATEGY)
     values = dict(ms_paths=ms_paths, work_dir=str(work), subband=SUBBAND, lst_label=LST, obs_date=DATE,
                   run_label=RUN, archive_root=str(root / "lustre" / "images"), strategy=str(strategy),
-                  beam=str(root / "lustre" / "refs" / "beam.h5"), image_size=IMAGE_SIZE,
+                  beam=str(root / "lustre" / "refs" / "beam.h5"),
+                  vlssr_catalog=str(root / "lustre" / "refs" / "vlssr_catalog.txt"), image_size=IMAGE_SIZE,
                   image_scale_deg=IMAGE_SCALE_DEG, wsclean_threads=2, hot_baselines=True, clean_snapshots=True,
                   compress_snapshots=True)
     return Options(**{**values, **overrides})

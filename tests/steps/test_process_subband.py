@@ -78,7 +78,8 @@ def test_a_crashed_run_resumes_where_it_stopped(small_unit, monkeypatch, tmp_pat
     status = {r["step"]: r["status"] for r in result["steps"]}
     assert [s for s in ORDER if status[s] == "skipped"] == before_crash
     assert [s for s in ORDER if status[s] == "disabled"] == ["hot-baselines", "clean-snapshots", "compress"]
-    assert [s for s in ORDER if status[s] == "ran"] == ["pb-correct", "provenance", "archive"]
+    assert [s for s in ORDER if status[s] == "ran"] == ["pb-correct", "dewarp", "photometry", "transient-search",
+                                                        "flux-check", "provenance", "qa-summary", "archive"]
     assert Path(result["archive_path"], "I", "deep").is_dir()
     assert json.loads((tmp_path / "result.json").read_text())["archive_path"] == result["archive_path"]
     assert tree_hash(input_root) == before

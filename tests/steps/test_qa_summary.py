@@ -82,8 +82,8 @@ def unit(tmp_path_factory):
     with pytest.raises(RuntimeError):  # a step that failed: its timer records it
         with step_timer("hot-baselines", work):
             raise RuntimeError("boom")
-    res = qa_summary.run(qa_summary.Options(work_dir=str(work), subband="73MHz", unit="73MHz 14h 2025-06-15",
-                                            skipped=["clean-snapshots", "compress"]))
+    res = qa_summary.run(qa_summary.Options(work_dir=str(work), subband="73MHz", lst_label="14h",
+                                            obs_date="2025-06-15"))  # clean-snapshots, compress: off
     page = (work / "QA" / "index.html").read_text()
     return dict(work=work, res=res, page=page, flux=flux, phot=phot, trans=trans)
 
@@ -124,7 +124,8 @@ def test_numbers_from_the_products_appear(unit):
     assert len(flux_rows) >= 2
     for r in flux_rows:
         assert f"<td>{r['name']}</td>" in page and f"<td>{r['ratio']}</td>" in page
-    assert f"{len(flux_rows)} calibrators fitted, median ratio {unit['flux'].median_ratio:.3f}" in page
+    low = sum(r["status"].startswith("below") for r in csv.DictReader(open(work / "QA" / "flux_check.csv")))
+    assert f"{len(flux_rows)} calibrators fitted, median ratio {unit['flux'].median_ratio:.3f}; {low} below 20 deg" in page
     noise = {r["stokes"]: float(r["inner_rms_jy"]) for r in csv.DictReader(open(work / "QA" / "image_noise.csv"))}
     assert f"I {noise['I']:.4g} Jy/beam" in page and f"V {noise['V']:.4g} Jy/beam" in page
     cands = list(csv.DictReader(open(work / "transients" / "candidates.csv")))
@@ -151,8 +152,11 @@ def test_page_is_self_contained(unit):
 def test_empty_work_dir_shows_not_run_without_crashing(tmp_path):
     res = qa_summary.qa_summary(qa_summary.Options(work_dir=str(tmp_path)))
     page = (tmp_path / "QA" / "index.html").read_text()
-    assert set(states(page).values()) == {"not run"} and res.status == "not run"
-    assert page.count("Not run: no products in the work dir.") == 8  # every section but the timings
+    got = states(page)
+    assert {s for s, state in got.items() if state == "skipped"} == {"hot-baselines", "clean-snapshots", "compress"}
+    assert {state for s, state in got.items() if state != "skipped"} == {"not run"} and res.status == "not run"
+    assert page.count("Not run: no products in the work dir.") == 7  # every section but the timings and hot baselines
+    assert "Switched off for this unit." in page
     assert "No step timings recorded." in page
 
 
@@ -171,7 +175,7 @@ def test_missing_work_dir_fails_clearly_and_cli(tmp_path):
         qa_summary.qa_summary(qa_summary.Options(work_dir=str(tmp_path / "nowhere")))
     write_snapshot_qa(tmp_path / "QA", bad=range(6))
     out = subprocess.run([sys.executable, "-m", "orca_steps.cli", "qa-summary", "--work_dir", str(tmp_path),
-                          "--skipped", "photometry"], capture_output=True, text=True, check=True)
+                          "--skip_science", "true"], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout)
     assert result["steps"]["snapshot-qa"] == "attention"  # 6 of 12 flagged: more than a quarter
     assert result["steps"]["photometry"] == "skipped" and result["html"].endswith("QA/index.html")
