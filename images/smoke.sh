@@ -28,6 +28,7 @@ say "user, tools and orca-step --help"
 in_image sh -c 'test "$(id -u)" = 1000 || { echo "runs as uid $(id -u), not 1000"; exit 1; }'
 in_image sh -c 'for t in wsclean aoflagger fpack funpack taql orca-step; do command -v $t >/dev/null || { echo "missing: $t"; exit 1; }; done'
 in_image orca-step --help | grep apply-calibration
+in_image python /smoke/smoke_check.py imports
 
 say "casacore measures for Debian tools (CASARCFILES): sunrise and sunset at OVRO on 2025-06-15"
 riset=$(in_image taql 'calc meas.riset("SUN", 2025-06-15, "OVRO_MMA")' 2>&1)

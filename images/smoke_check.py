@@ -1,14 +1,50 @@
 """Checks for images/smoke.sh, run inside the step image with its own Python.
 
+    python smoke_check.py imports                       import every step and every dependency
     python smoke_check.py flags MS FLAGS.npy            save the FLAG column of MS
     python smoke_check.py outputs MS FLAGS.npy FITS FZ PNG
                                                         check what the smoke run wrote; exit 1 if wrong
 """
 from __future__ import annotations
 
+import importlib
+import importlib.metadata as metadata
+import re
 import sys
 
 import numpy as np
+
+
+def check_imports() -> list[str]:
+    """Every registered step module and every dependency of orca-argo[steps] imports in the image."""
+    from orca_steps.registry import STEPS
+
+    modules = [f"orca_steps.{module}" for module, _ in STEPS.values()]
+    top_level: dict[str, list[str]] = {}
+    for module, dists in metadata.packages_distributions().items():
+        for dist in dists:
+            top_level.setdefault(_normal(dist), []).append(module)
+    for requirement in metadata.requires("orca-argo") or []:
+        name, _, marker = requirement.partition(";")
+        if marker and 'extra == "steps"' not in marker:
+            continue
+        dist = re.match(r"[A-Za-z0-9_.-]+", name.strip()).group(0)
+        found = [m for m in top_level.get(_normal(dist), []) if not m.startswith("_")]
+        if not found:
+            return [f"dependency {dist} is not installed in the image"]
+        modules += found
+    problems = []
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            problems.append(f"import {module}: {exc}")
+    print(f"imported {len(modules)} modules: every step and every dependency of orca-argo[steps]")
+    return problems
+
+
+def _normal(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 def read_flags(ms: str) -> np.ndarray:
@@ -78,17 +114,20 @@ def plot(png: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["flags"] and len(argv) == 3:
+    if argv == ["imports"]:
+        problems = check_imports()
+    elif argv[:1] == ["flags"] and len(argv) == 3:
         np.save(argv[2], read_flags(argv[1]))
         return 0
-    if argv[:1] == ["outputs"] and len(argv) == 6:
+    elif argv[:1] == ["outputs"] and len(argv) == 6:
         ms, flags_file, fits_path, fz_path, png = argv[1:]
         problems = check_ms(ms, np.load(flags_file)) + check_image(fits_path, fz_path) + plot(png)
-        for problem in problems:
-            print(f"smoke check failed: {problem}", file=sys.stderr)
-        return 1 if problems else 0
-    print(__doc__, file=sys.stderr)
-    return 2
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"smoke check failed: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
