@@ -41,7 +41,9 @@ class Component:
         if i0 == 0:
             return np.zeros((freqs.size, 4))
         log_nu = np.log10(freqs / self.freq)
-        log_i = np.log10(abs(i0)) + sum(a * log_nu ** (n + 1) for n, a in enumerate(self.index))
+        log_i = np.full(freqs.size, np.log10(abs(i0)))
+        for n, a in enumerate(self.index):
+            log_i += a * log_nu ** (n + 1)
         flux_i = np.sign(i0) * 10.0 ** log_i
         return flux_i[:, None] * (np.asarray(self.stokes) / i0)[None, :]
 

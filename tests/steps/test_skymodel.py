@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from orca_steps.errors import InputError
-from orca_steps.skymodel import (load_rfi_model, load_sky_model, save_rfi_model, save_sky_model,
+from orca_steps.skymodel import (Component, load_rfi_model, load_sky_model, save_rfi_model, save_sky_model,
                                  stokes_to_linear)
 
 SKY = [
@@ -167,3 +167,10 @@ def test_missing_model_file_is_an_input_error(tmp_path):
         load_sky_model(tmp_path / "nope.json")
     with pytest.raises(InputError, match="does not exist"):
         load_rfi_model(tmp_path / "nope.json")
+
+
+def test_flat_spectrum_without_index():
+    """A source with no spectral index (``index: []``) has the same flux at every frequency."""
+    comp = Component(ra=0.0, dec=0.5, stokes=(10.0, 1.0, 0.0, -2.0), freq=74e6, index=[])
+    stokes = comp.stokes_at(np.array([60e6, 74e6, 85e6]))
+    np.testing.assert_allclose(stokes, np.tile([10.0, 1.0, 0.0, -2.0], (3, 1)))
