@@ -3,6 +3,10 @@
 orca runs a strategy tuned for the OVRO-LWA (``LWA_opt_GH1.lua``) given by the user; without one we
 use AOFlagger's bundled generic strategy from the Debian package. The result reports the flagged
 fraction before and after, counted from FLAG in row chunks.
+
+Strategies may clear the flags they are given (the bundled one does, unless edited): the flags of
+Phase 1 (dead antennas, flagged solutions, channels above 85 MHz) would be lost. So before the first
+run the step keeps a copy of FLAG in ``PRIOR_FLAG_COLUMN`` and ORs it back in after every run.
 """
 from __future__ import annotations
 
@@ -14,13 +18,14 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import open_ms, row_chunks
+from .msio import ensure_column, open_ms, row_chunks
 from .tools import require_tool, run_tool
 
 _logger = get_logger("aoflagger")
 # Where the Debian package (and a from-source install) put the bundled strategies.
 STRATEGY_DIRS = ("/usr/share/aoflagger/strategies", "/usr/local/share/aoflagger/strategies")
 DEFAULT_STRATEGY_NAME = "generic-default.lua"
+PRIOR_FLAG_COLUMN = "ORCA_FLAG_BEFORE_AOFLAGGER"
 
 
 class Options(BaseModel):
@@ -67,6 +72,30 @@ def flagged_fraction(ms: str | Path) -> float:
     return flagged / total
 
 
+def _flag_chunks(tab):
+    row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape)) if tab.nrows() else 1
+    return row_chunks(tab.nrows(), row_bytes)
+
+
+def keep_prior_flags(ms: str | Path) -> bool:
+    """Copy FLAG to PRIOR_FLAG_COLUMN once, before AOFlagger first touches the MS. True if copied now."""
+    with open_ms(ms, readonly=False) as tab:
+        if PRIOR_FLAG_COLUMN in tab.colnames():
+            return False
+        with msstate.writing(tab, "aoflagger"):
+            ensure_column(tab, PRIOR_FLAG_COLUMN, like="FLAG")
+            for start, n in _flag_chunks(tab):
+                tab.putcol(PRIOR_FLAG_COLUMN, tab.getcol("FLAG", start, n), start, n)
+    return True
+
+
+def restore_prior_flags(ms: str | Path) -> None:
+    """FLAG |= PRIOR_FLAG_COLUMN: flags set before AOFlagger survive any strategy."""
+    with open_ms(ms, readonly=False) as tab:
+        for start, n in _flag_chunks(tab):
+            tab.putcol("FLAG", tab.getcol("FLAG", start, n) | tab.getcol(PRIOR_FLAG_COLUMN, start, n), start, n)
+
+
 def run_aoflagger(ms: str | Path, strategy: str | Path | None = None, column: str = "CORRECTED_DATA",
                   threads: int | None = None, log_file: str | Path | None = None) -> Result:
     """Run ``aoflagger -strategy S -column C ms``; returns the flagged fractions and the tool's time."""
@@ -87,8 +116,10 @@ def run_aoflagger(ms: str | Path, strategy: str | Path | None = None, column: st
     args = ["aoflagger", "-strategy", str(strategy), "-column", column]
     if threads:
         args += ["-j", str(int(threads))]
-    # Flags are only ever added, so a killed run leaves a usable MS: no in-progress mark is needed.
+    keep_prior_flags(ms)
+    # A run killed before the restore is redone in full on resume (it is not marked done yet).
     seconds = run_tool([*args, str(ms)], log_file=log_file)
+    restore_prior_flags(ms)
     msstate.record_done(ms, "aoflagger", {"strategy": str(strategy), "column": column})
     after = flagged_fraction(ms)
     log(_logger, "aoflagger finished", ms=str(ms), strategy=str(strategy), flagged_before=round(before, 4),

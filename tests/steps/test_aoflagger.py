@@ -79,3 +79,25 @@ def test_a_broken_strategy_and_a_missing_column_or_tool_fail_clearly(ms, tmp_pat
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MissingToolError, match="'aoflagger' is not on PATH"):
         run_aoflagger(ms)
+
+
+def test_earlier_flags_survive_a_strategy_that_clears_them(ms, tmp_path):
+    """The bundled strategy calls clear_mask(); Phase 1's flags (here: one antenna, two channels) stay set."""
+    with tables.table(str(ms), readonly=False, ack=False) as tab:
+        a1, a2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
+        prior = tab.getcol("FLAG")
+        prior[(a1 == 3) | (a2 == 3)] = True
+        prior[:, [10, 11], :] = True
+        tab.putcol("FLAG", prior)
+    clearing = tmp_path / "clear.lua"
+    clearing.write_text("function execute(input)\n  input:clear_mask()\nend\n")
+    run_aoflagger(ms, clearing, threads=1)
+    with tables.table(str(ms), ack=False) as tab:
+        after_clear = tab.getcol("FLAG")
+    np.testing.assert_array_equal(after_clear, prior)
+
+    result = run_aoflagger(ms, threads=1)  # the bundled generic strategy also clears, then flags RFI
+    with tables.table(str(ms), ack=False) as tab:
+        flags = tab.getcol("FLAG")
+    assert flags[prior].all()
+    assert result.flagged_after >= prior.mean()
