@@ -1,8 +1,9 @@
 """Step ``apply-calibration``: CORRECTED_DATA = G_p^-1 DATA G_q^-H from a CASA B and an Xf table.
 
 What CASA applycal (``calwt=False``) does for orca, in numpy over row chunks:
-- each MS spectral window takes the cal window with the largest frequency overlap (else the nearest
-  centre within ``spw_tolerance_hz``; else CalibrationError naming both files);
+- each MS spectral window takes the cal window with the largest frequency overlap (else, only if asked
+  with ``spw_tolerance_hz``, the nearest one closer than that; else CalibrationError naming both files:
+  orca's silent "nearest centre" would calibrate a subband with its neighbour's table);
 - table channels are brought to the MS grid: the complex solutions of the table channels whose
   centres fall inside an MS channel are averaged (e.g. 192 native -> 48 averaged channels); an MS
   channel holding none is linearly interpolated; one outside the table is flagged;
@@ -41,8 +42,9 @@ class Options(BaseModel):
     bp_table: str = Field(description="CASA bandpass table (B Jones)")
     xy_table: str = Field(description="CASA cross-hand phase table (Xf Jones)")
     max_usable_freq_hz: float = Field(config.MAX_USABLE_FREQ_HZ, description="flag channels above this frequency")
-    spw_tolerance_hz: float = Field(1.0e6, description="with no overlapping cal window, accept the nearest "
-                                                         "one if its edge is this close")
+    spw_tolerance_hz: float = Field(0.0, description="with no overlapping cal window, accept the nearest one if "
+                                                         "its edge is closer than this (default 0: never, so a "
+                                                         "neighbouring subband's table is refused)")
     subband: str | None = Field(None, description="if set, the MS must lie in this subband (e.g. '73MHz')")
 
 
@@ -89,7 +91,7 @@ def match_window(cal: CalTable, freqs: np.ndarray, widths: np.ndarray, tolerance
     centre = (lo + hi) / 2
     nearest = min(cal.windows, key=lambda w: abs((w.lo + w.hi) / 2 - centre))
     gap = max(nearest.lo - hi, lo - nearest.hi)
-    if gap > tolerance_hz:
+    if not gap < tolerance_hz:
         raise CalibrationError(
             f"{cal.path}: no spectral window overlaps {ms} ({lo / 1e6:.3f}-{hi / 1e6:.3f} MHz); nearest is "
             f"{nearest.lo / 1e6:.3f}-{nearest.hi / 1e6:.3f} MHz, {gap / 1e6:.3f} MHz away")

@@ -169,3 +169,15 @@ def test_tables_given_the_wrong_way_round(clean, work_ms):
     entry = clean[1]
     with pytest.raises(CalibrationError, match="expected a B Jones bandpass table, found Xf Jones"):
         apply_calibration(work_ms, entry["xy_table"], entry["bp_table"])
+
+
+def test_a_neighbouring_subbands_table_is_refused(clean, work_ms, tmp_path):
+    """73MHz data with 78MHz tables (adjacent, no overlap) is an error, unless a tolerance is asked for."""
+    names = clean[1]["antenna_names"]
+    neighbour = config.subband_channel_freqs("78MHz", 192)
+    bp = write_bandpass_table(tmp_path / "78MHz.B", np.ones((len(names), 192, 2)), neighbour, names)
+    xy = write_xyphase_table(tmp_path / "78MHz.Xf", np.zeros(192), neighbour, names)
+    with pytest.raises(CalibrationError, match="no spectral window overlaps"):
+        apply_calibration(work_ms, bp, xy)
+    result = apply_calibration(work_ms, bp, xy, spw_tolerance_hz=1e6)  # explicitly allowed: nearest window
+    assert result.spw_map == {0: {"B": 0, "Xf": 0}}
