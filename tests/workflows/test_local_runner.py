@@ -212,6 +212,32 @@ def test_retries_backoff_and_policy(tmp_path):
     assert (state / "a").read_text().count("x") == 3
 
 
+def test_retry_expression_skips_refused_inputs(tmp_path):
+    """Our templates' retryStrategy.expression: exit 2 (refused input) is final, exit 1 is retried."""
+    from orca_workflows.templates_common import NO_RETRY_EXPRESSION
+
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            dag:
+              tasks:
+              - {{name: refused, template: fail, arguments: {{parameters: [{{name: code, value: "2"}}]}}}}
+              - {{name: crashed, template: fail, arguments: {{parameters: [{{name: code, value: "1"}}]}}}}
+          - name: fail
+            inputs: {{parameters: [{{name: code}}]}}
+            retryStrategy: {{limit: 2, retryPolicy: Always, expression: "{NO_RETRY_EXPRESSION}"}}
+            {SH}, args: ["exit {{{{inputs.parameters.code}}}}"]}}
+        """)
+    n = by_display(wf)
+    assert n["refused"].phase == "Failed" and len(n["refused"].children) == 1
+    assert n["crashed"].phase == "Failed" and len(n["crashed"].children) == 3
+
+
 def test_exit_handler_sees_status_and_failures(tmp_path):
     runner, wf = run(tmp_path, f"""
         apiVersion: argoproj.io/v1alpha1

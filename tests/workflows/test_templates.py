@@ -102,6 +102,7 @@ def test_deadlines_and_retries():
     assert prepare["retryStrategy"]["limit"] == 2 and prepare["retryStrategy"]["retryPolicy"] == "Always"
     assert prepare["retryStrategy"]["backoff"]["duration"] and prepare["retryStrategy"]["backoff"]["factor"] == 2
     assert process["retryStrategy"]["retryPolicy"] == "OnError"  # only lost pods; Phase 2 resumes
+    assert prepare["retryStrategy"]["expression"] == common.NO_RETRY_EXPRESSION  # a corrupt MS is not retried
     for _, _, tmpl in containers():  # pinned pods must never retry with anti-affinity: they would hang
         assert "affinity" not in tmpl.get("retryStrategy", {})
 

@@ -250,9 +250,16 @@ def orca_step(name: str, step: str, flags: dict[str, str], inputs: list[str], ou
         labels=unit_labels() if labels else None, retry_strategy=retry, **extra)
 
 
+# orca-step's exit codes for a refused input (2) and a missing tool (3): a retry cannot help.
+NO_RETRY_EXPRESSION = "asInt(lastRetry.exitCode) != 2 && asInt(lastRetry.exitCode) != 3"
+
+
 def retry(limit: int, policy: str = "Always", backoff: str = "30s") -> m.RetryStrategy:
-    """Retries with exponential backoff (never with node anti-affinity: pinned pods would stay Pending)."""
-    return m.RetryStrategy(limit=m.IntOrString(limit), retry_policy=policy,
+    """Retries with exponential backoff, except after a refused input or a missing tool.
+
+    Never with node anti-affinity: pinned pods would stay Pending.
+    """
+    return m.RetryStrategy(limit=m.IntOrString(limit), retry_policy=policy, expression=NO_RETRY_EXPRESSION,
                            backoff=m.Backoff(duration=backoff, factor=m.IntOrString(2), max_duration="15m"))
 
 
