@@ -6,9 +6,9 @@ raised to 400-800 Jy so that confusion from the A-team's sidelobes (a few Jy to 
 and the outriggers: the remaining core (< 150 m) has a ~1 degree beam that a 512-pixel all-sky image
 (0.25 deg pixels) samples with 3-4 pixels, as orca's 4096-pixel images sample the full array's beam.
 
-AOFlagger gets a user strategy (as orca's LWA_opt_GH1.lua is): keep the Phase 1 flags, flag non-finite
-samples. AOFlagger's bundled generic strategy starts with ``clear_mask()``, which drops the Phase 1
-antenna flags, and on 6 integrations spread over an hour it flags the A-team's fringes as RFI.
+AOFlagger gets a user strategy (as orca's LWA_opt_GH1.lua is): flag non-finite samples only. AOFlagger's
+bundled generic strategy, given 6 integrations spread over an hour (a real hour has 358 contiguous ones),
+flags the A-team's fringes as RFI, up to 30 % of an integration, and Cas A then moves by 4 pixels.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from phase1_data import tree_hash
 SUBBAND, LST, DATE, RUN = "73MHz", "14h", "2025-06-15", "test-run"
 IMAGE_SIZE, IMAGE_SCALE_DEG = 512, 0.25
 KEEP_FLAGS_STRATEGY = """aoflagger.require_min_version("3.0")
--- Keep the flags already set (Phase 1's bad antennas) and flag non-finite samples only.
+-- Flag non-finite samples only; the flags already set (Phase 1's bad antennas) stay.
 function execute(input)
   input:flag_nans()
 end

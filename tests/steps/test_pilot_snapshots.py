@@ -47,7 +47,7 @@ def test_every_snapshot_shows_cyg_a_and_cas_a_within_a_pixel():
 
 def test_wsclean_missing_from_path_is_one_clear_error(tmp_path):
     unit = processed_unit()
-    ms = unit.input_root.rglob("*.ms").__next__()  # any MS: the tool is looked for before anything is read
+    ms = next(unit.input_root.rglob("*.ms"))  # any MS: the tool is looked for before anything is read
     env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "orca_steps.cli", "pilot-snapshots", "--ms", str(ms),
                            "--work_dir", str(tmp_path), "--subband", SUBBAND], capture_output=True, text=True, env=env)
