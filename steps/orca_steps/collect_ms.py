@@ -1,8 +1,9 @@
 """Step ``collect-ms``: the fan-in between Phase 1 and Phase 2 of one hour.
 
-Argo hands it the outputs of the Phase 1 pods that succeeded (failed ones are simply absent). It
-writes the MS list for Phase 2 and ``phase1.json`` (which MS failed) into the work dir, and fails the
-hour only when fewer than ``min_ms_fraction`` of the expected MS survived.
+It reads which MS survived from the markers successful prepare-ms pods leave in the work dir, not from
+Argo's aggregated outputs (which leave failed pods out and cannot be resolved at all when every pod
+failed). It writes the MS list for Phase 2 and ``phase1.json`` (which MS failed) into the work dir, and
+fails the hour only when fewer than ``min_ms_fraction`` of the expected MS survived.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from .discover import write_json_atomic
 from .errors import InputError
 from .logs import get_logger, log, step_timer
+from .prepare_ms import phase1_marker
 
 _logger = get_logger("collect-ms")
 PHASE1_FILE = "phase1.json"
@@ -21,7 +23,6 @@ MS_LIST_FILE = "phase2_ms_paths.json"
 
 
 class Options(BaseModel):
-    ms_paths: list[str] = Field(description="NVMe MS paths from the Phase 1 pods that succeeded")
     ms_list_file: str = Field(description="JSON list of the hour's source MS (what Phase 1 was given)")
     min_ms_fraction: float = Field(0.5, ge=0.0, le=1.0,
                                    description="fail the hour if fewer than this fraction of its MS survived")
@@ -40,12 +41,14 @@ def nvme_name(src_ms: str) -> str:
     return Path(src_ms).name.removesuffix(".tar")
 
 
-def collect_ms(ms_paths: list[str], ms_list_file: str, min_ms_fraction: float, work_dir: str) -> Result:
+def collect_ms(ms_list_file: str, min_ms_fraction: float, work_dir: str) -> Result:
     listed = Path(ms_list_file)
     if not listed.is_file():
         raise InputError(f"{listed}: MS list file does not exist")
     expected = json.loads(listed.read_text())
-    prepared = sorted({p for p in ms_paths if Path(p).is_dir()}, key=lambda p: Path(p).name)
+    candidates = [Path(work_dir) / nvme_name(src) for src in expected]
+    prepared = sorted({str(p) for p in candidates if p.is_dir() and phase1_marker(work_dir, p.name).is_file()},
+                      key=lambda p: Path(p).name)
     done = {Path(p).name for p in prepared}
     failed = [src for src in expected if nvme_name(src) not in done]
     fraction = len(prepared) / len(expected) if expected else 0.0
@@ -63,4 +66,4 @@ def collect_ms(ms_paths: list[str], ms_list_file: str, min_ms_fraction: float, w
 
 def run(options: Options) -> Result:
     with step_timer("collect-ms", options.work_dir):
-        return collect_ms(options.ms_paths, options.ms_list_file, options.min_ms_fraction, options.work_dir)
+        return collect_ms(options.ms_list_file, options.min_ms_fraction, options.work_dir)

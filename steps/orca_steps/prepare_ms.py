@@ -16,8 +16,16 @@ from . import copy_ms as copy_step
 from . import flag_antennas as flag_step
 from . import peel as peel_step
 from . import stage_refs as stage_step
+from .discover import write_json_atomic
 from .errors import InputError
 from .logs import step_timer
+
+PHASE1_DONE_DIR = "phase1_done"
+
+
+def phase1_marker(nvme_work_dir: str | Path, ms_name: str) -> Path:
+    """Written last by a successful prepare-ms: the fan-in reads these, not Argo's aggregated outputs."""
+    return Path(nvme_work_dir) / PHASE1_DONE_DIR / f"{ms_name}.json"
 
 _flag = flag_step.Options.model_fields
 _apply = apply_step.Options.model_fields
@@ -101,8 +109,10 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
                 maxiter=o["peel_maxiter"], tolerance=o["tolerance"], minuvw=o["minuvw"], peeliter=o["peeliter"],
                 save_solutions=peel_step.solutions_path(ms) if o["save_peel_solutions"] else None)
         peeled = outcome.model_dump()
-    return Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
-                  apply_calibration=calibrated, peel=peeled)
+    result = Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
+                    apply_calibration=calibrated, peel=peeled)
+    write_json_atomic(phase1_marker(work, Path(ms).name), result.model_dump(mode="json"))
+    return result
 
 
 def run(options: Options) -> Result:

@@ -4,6 +4,8 @@ import json
 import pytest
 
 from orca_steps import collect_ms, config, run_report, unit_report, work_queue
+from orca_steps.discover import write_json_atomic
+from orca_steps.prepare_ms import phase1_marker
 from orca_steps.discover import WorkUnit
 from orca_steps.errors import InputError
 
@@ -67,24 +69,39 @@ def hour(tmp_path, n):
     return srcs, listed, work
 
 
+def prepared(work, src, marker=True):
+    """What a successful prepare-ms leaves: the NVMe MS and, last, its marker."""
+    ms = work / collect_ms.nvme_name(src)
+    ms.mkdir()
+    if marker:
+        write_json_atomic(phase1_marker(work, ms.name), {"ms_path": str(ms)})
+    return ms
+
+
 def test_collect_keeps_the_survivors_and_names_the_failures(tmp_path):
-    srcs, listed, work = hour(tmp_path, 4)
-    done = [work / collect_ms.nvme_name(s) for s in srcs[:3]]
-    for p in done:
-        p.mkdir()
-    result = collect_ms.collect_ms([str(p) for p in reversed(done)], str(listed), 0.5, str(work))
+    srcs, listed, work = hour(tmp_path, 5)
+    done = [prepared(work, s) for s in srcs[:3]]
+    prepared(work, srcs[3], marker=False)  # a pod killed mid-copy: the MS exists, its marker does not
+    result = collect_ms.collect_ms(str(listed), 0.5, str(work))
     assert json.loads(open(result.ms_list_file).read()) == [str(p) for p in done]  # time order
-    assert result.failed_ms == [srcs[3]] and result.n_expected == 4 and result.n_prepared == 3
-    assert json.loads((work / collect_ms.PHASE1_FILE).read_text())["failed"] == [srcs[3]]
+    assert result.failed_ms == srcs[3:] and result.n_expected == 5 and result.n_prepared == 3
+    assert json.loads((work / collect_ms.PHASE1_FILE).read_text())["failed"] == srcs[3:]
 
 
 def test_collect_fails_the_hour_below_min_ms_fraction(tmp_path):
     srcs, listed, work = hour(tmp_path, 4)
-    (work / collect_ms.nvme_name(srcs[0])).mkdir()
+    prepared(work, srcs[0])
     with pytest.raises(InputError, match="only 1 of 4 MS survived"):
-        collect_ms.collect_ms([str(work / collect_ms.nvme_name(srcs[0]))], str(listed), 0.5, str(work))
+        collect_ms.collect_ms(str(listed), 0.5, str(work))
     assert json.loads((work / collect_ms.PHASE1_FILE).read_text())["fraction"] == 0.25  # still recorded
-    collect_ms.collect_ms([str(work / collect_ms.nvme_name(srcs[0]))], str(listed), 0.25, str(work))
+    collect_ms.collect_ms(str(listed), 0.25, str(work))
+
+
+def test_collect_fails_cleanly_when_every_ms_failed(tmp_path):
+    srcs, listed, work = hour(tmp_path, 3)
+    with pytest.raises(InputError, match="only 0 of 3 MS survived"):
+        collect_ms.collect_ms(str(listed), 0.0, str(work))
+    assert json.loads((work / collect_ms.PHASE1_FILE).read_text())["failed"] == srcs
 
 
 # --- reports -------------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """prepare-ms: Phase 1 for one MS, from a Lustre .ms.tar to a calibrated, flagged MS on NVMe."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from orca_steps.cli import main
 from orca_steps.errors import InputError
-from orca_steps.prepare_ms import prepare_ms
+from orca_steps.prepare_ms import phase1_marker, prepare_ms
 from phase1_data import columns, make_source, tar_copy, tree_hash
 
 
@@ -41,6 +42,7 @@ def test_prepare_from_tar(lustre, tmp_path):
     _check_prepared(result, entry)
     timings = [json.loads(line)["step"] for line in (work / "timings.jsonl").read_text().splitlines()]
     assert timings == ["stage-refs", "copy", "flag-antennas", "apply-calibration"]
+    assert json.loads(phase1_marker(work, Path(result.ms_path).name).read_text())["ms_path"] == result.ms_path
     again = prepare_ms(str(tar), str(work), entry["bp_table"], entry["xy_table"])
     assert again.copy_ms.reused and again.stage_refs.copied == []
     _check_prepared(again, entry)

@@ -87,10 +87,10 @@ def subband_pipeline() -> WorkflowTemplate:
         plan.labels = unit_labels("workflow")
         collect = orca_step(
             "collect-ms", "collect-ms",
-            {"ms_paths": "{{inputs.parameters.ms_paths}}", "ms_list_file": "{{inputs.parameters.ms_list_file}}",
+            {"ms_list_file": "{{inputs.parameters.ms_list_file}}",
              "min_ms_fraction": "{{workflow.parameters.min_ms_fraction}}",
              "work_dir": "{{inputs.parameters.work_dir}}"},
-            inputs=["ms_paths", "ms_list_file", "work_dir", "node", *LABEL_PARAMS], outputs=["ms_list_file"],
+            inputs=["ms_list_file", "work_dir", "node", *LABEL_PARAMS], outputs=["ms_list_file"],
             on_node=True)
         orca_step(  # the hour's exit hook (below) calls it by name
             "unit-report", "unit-report",
@@ -113,8 +113,7 @@ def subband_pipeline() -> WorkflowTemplate:
                             **from_workflow("bp_table", "xy_table", "peel_sky", "peel_rfi", "sky_model", "rfi_model"),
                             "node": hour_args["node"], **unit_label_args})
             Task(name="collect", template=collect, dependencies=["prepare"],
-                 arguments={"ms_paths": "{{tasks.prepare.outputs.parameters.ms_path}}",
-                            "ms_list_file": hour_args["ms_list_file"], "work_dir": hour_args["work_dir"],
+                 arguments={"ms_list_file": hour_args["ms_list_file"], "work_dir": hour_args["work_dir"],
                             "node": hour_args["node"], **unit_label_args})
             Task(name="process", template_ref=m.TemplateRef(name=PROCESS, template="process-subband"),
                  dependencies=["collect"],
