@@ -23,6 +23,9 @@ from orca_workflows.localrun.spec import load_documents
 # Each test runs WSClean-based Phase 2 for one to four units on two cores: minutes, not seconds.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
+# The orchestration tests skip Phase 2's science steps (tested on their own and in the corrupt-MS test
+# and the demo): the minutes of CI go to the scheduling behaviour they check.
+ORCHESTRATION_ONLY = {"skip_science": "true"}
 TEMPLATES = {"subband-prepare-ms", "subband-process", "subband-pipeline", "subband-hours", "subband-dispatch"}
 
 
@@ -92,7 +95,7 @@ def test_dynamic_mode_each_unit_once_one_unit_per_node(tmp_path, chart):
     pool = ["lwacalim00", "lwacalim01"]
     demo = prepare_site(tmp_path / "site", subbands=("73MHz", "78MHz"), hours=(14, 15), n_integrations=2,
                         site_overrides={"dynamic_pool": pool})
-    params = {**night_parameters(demo, "dyn"), "dynamic_run_label": "dyn"}
+    params = {**night_parameters(demo, "dyn"), "dynamic_run_label": "dyn", **ORCHESTRATION_ONLY}
     runner, wf = run_workflow(demo, "subband-dispatch", params, "dyn", chart, progress="off")
     record = runner.record()
     assert wf.phase == "Succeeded", wf.message
@@ -115,7 +118,7 @@ def test_dynamic_mode_each_unit_once_one_unit_per_node(tmp_path, chart):
 def test_chain_goes_on_after_a_failed_hour(tmp_path, chart):
     demo = prepare_site(tmp_path / "site", subbands=("73MHz",), hours=(14, 15), n_integrations=2)
     corrupt(demo, demo.ms_paths[("73MHz", 14)][0])    # half of hour 14 is lost: below min_ms_fraction
-    params = {**night_parameters(demo, "chain"), "min_ms_fraction": "0.9"}
+    params = {**night_parameters(demo, "chain"), "min_ms_fraction": "0.9", **ORCHESTRATION_ONLY}
     runner, wf = run_workflow(demo, "subband-hours", params, "chain", chart, progress="off")
     record = runner.record()
     hours = {w["labels"].get("orca/lst"): w for w in record["workflows"]
@@ -144,7 +147,7 @@ def _run_local_cmd(demo: DemoSite, chart: Path, params: dict, out: Path) -> list
 
 def test_rerun_after_a_killed_run_resumes(tmp_path, chart):
     demo = prepare_site(tmp_path / "site", subbands=("73MHz",), hours=(14, 15), n_integrations=2)
-    params = night_parameters(demo, "resume")
+    params = {**night_parameters(demo, "resume"), **ORCHESTRATION_ONLY}
     first = tmp_path / "run1"
     proc = subprocess.Popen(_run_local_cmd(demo, chart, params, first), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run1.log", "wb"))
