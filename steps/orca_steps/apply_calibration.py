@@ -24,12 +24,12 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .caltables import CalTable, CalWindow, read_caltable
-from .errors import CalibrationError, InputError
+from .errors import CalibrationError
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, data_row_bytes, ddid_to_spw, ensure_column, open_ms, open_table, row_chunks, spectral_windows
+from .msio import (check_linear_correlations, check_ms, data_row_bytes, ddid_to_spw, ensure_column, open_ms,
+                   open_table, row_chunks, spectral_windows)
 
 _logger = get_logger("apply-calibration")
-LINEAR_CORR_TYPES = [9, 10, 11, 12]  # XX XY YX YY
 # Rows per chunk. Measured (bench/phase1.py): with ~2 MB chunks a chunk and its temporaries stay in the
 # CPU cache and casacore's tiled columns are read and written ~3x faster than with 8-64 MB chunks.
 CHUNK_BYTES = 2 * 2**20
@@ -165,14 +165,6 @@ def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_h
 
 
 # --- the correction ---------------------------------------------------------------------------
-def _check_linear_corrs(ms: Path) -> None:
-    with open_table(ms / "POLARIZATION") as pol:
-        for i in range(pol.nrows()):
-            corr = list(pol.getcell("CORR_TYPE", i))
-            if corr != LINEAR_CORR_TYPES:
-                raise InputError(f"{ms}: correlations {corr} are not XX, XY, YX, YY (CORR_TYPE 9-12)")
-
-
 def _check_subband(ms: Path, subband: str) -> None:
     config.check_subband(subband)
     band = config.subband_channel_freqs(subband, config.CHANNELS_PER_SUBBAND)
@@ -207,7 +199,7 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
     ms = check_ms(ms)
     if subband is not None:
         _check_subband(ms, subband)
-    _check_linear_corrs(ms)
+    check_linear_correlations(ms)
     bandpass, xyphase = read_caltable(bp_table), read_caltable(xy_table)
     if bandpass.kind != "B":
         raise CalibrationError(f"{bp_table}: expected a B Jones bandpass table, found {bandpass.kind} Jones")

@@ -13,6 +13,8 @@ import numpy as np
 
 from .errors import InputError
 
+LINEAR_CORR_TYPES = [9, 10, 11, 12]  # XX, XY, YX, YY
+
 # Rows per chunk are chosen so one complex64 chunk of DATA stays near this many bytes.
 CHUNK_BYTES = 64 * 2**20
 
@@ -101,6 +103,15 @@ def antenna_positions(ms: str | Path) -> tuple[list[str], np.ndarray]:
     """Antenna names and ITRF positions (m), in the MS's (correlator) row order."""
     with open_table(Path(ms) / "ANTENNA") as ant:
         return list(ant.getcol("NAME")), np.asarray(ant.getcol("POSITION"), dtype=float)
+
+
+def check_linear_correlations(ms: str | Path) -> None:
+    """Raise InputError unless every polarisation setup of ``ms`` is XX, XY, YX, YY."""
+    with open_table(Path(ms) / "POLARIZATION") as pol:
+        for i in range(pol.nrows()):
+            corr = list(pol.getcell("CORR_TYPE", i))
+            if corr != LINEAR_CORR_TYPES:
+                raise InputError(f"{ms}: correlations {corr} are not XX, XY, YX, YY (CORR_TYPE 9-12)")
 
 
 def ddid_to_spw(ms: str | Path) -> np.ndarray:

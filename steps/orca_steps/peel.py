@@ -33,13 +33,13 @@ from pydantic import BaseModel, Field
 from .coords import altaz, direction_cosines
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import antenna_positions, data_row_bytes, ddid_to_spw, open_ms, open_table, row_chunks, spectral_windows
+from .msio import (antenna_positions, check_linear_correlations, data_row_bytes, ddid_to_spw, open_ms, open_table,
+                   row_chunks, spectral_windows)
 from .peeling_solver import Layout, PeelSolution, peel_sums
 from .predict import C_M_S, gaussian_taper
 from .skymodel import Component, RFISource, SkySource, load_rfi_model, load_sky_model
 
 _logger = get_logger("peel")
-LINEAR_CORR_TYPES = [9, 10, 11, 12]  # XX XY YX YY
 # Rows per chunk: one complex64 chunk of CORRECTED_DATA (a source's Stokes field is a quarter of that).
 CHUNK_BYTES = 8 * 2**20
 # Models are kept between the two passes up to this size (one integration, 352 antennas: 24 MB a field).
@@ -229,18 +229,10 @@ class MSLayout:
     ant_itrf: np.ndarray
 
 
-def _check_linear_corrs(ms: Path) -> None:
-    with open_table(ms / "POLARIZATION") as pol:
-        for i in range(pol.nrows()):
-            corr = list(pol.getcell("CORR_TYPE", i))
-            if corr != LINEAR_CORR_TYPES:
-                raise InputError(f"{ms}: correlations {corr} are not XX, XY, YX, YY (CORR_TYPE 9-12)")
-
-
 def read_layout(ms: Path, tab) -> MSLayout:
     if "CORRECTED_DATA" not in tab.colnames():
         raise InputError(f"{ms}: no CORRECTED_DATA column to peel; run apply-calibration first")
-    _check_linear_corrs(ms)
+    check_linear_correlations(ms)
     nrows = tab.nrows()
     if nrows == 0:
         raise InputError(f"{ms}: the MS has no rows")
