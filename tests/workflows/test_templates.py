@@ -259,3 +259,12 @@ def test_only_v4_forms_and_hera_round_trips():
     for doc in DOCS.values():
         cls = CronWorkflow if doc["kind"] == "CronWorkflow" else WorkflowTemplate
         assert cls.from_dict(doc).to_dict() == doc  # Hera's models accept every field we set
+
+
+def test_the_demo_peels_with_parameters_the_night_templates_take():
+    from orca_workflows.demo import peeling
+
+    for name in ("subband-hours", "subband-dispatch"):
+        declared = {p["name"] for p in DOCS[name]["spec"]["arguments"]["parameters"]}
+        assert set(peeling()) <= declared, name
+    assert peeling()["peel_sky"] == peeling()["peel_rfi"] == "true"

@@ -66,7 +66,8 @@ class DemoSite:
                 return root + "/" + str(local_path.relative_to(local)) if local_path != local else root
         raise ValueError(f"{local_path} lies under neither local folder")
 
-    def refs(self, subband: str | None = None) -> dict[str, str]:
+    @staticmethod
+    def refs(subband: str | None = None) -> dict[str, str]:
         """Reference files of one subband, or (None) the night's tables holding every subband's window."""
         refs = f"{SIM_ROOT}/refs"
         name = subband or "night"
@@ -131,6 +132,12 @@ def night_parameters(demo: DemoSite, run_label: str) -> dict[str, str]:
             "bp_table": refs["bp_table"], "xy_table": refs["xy_table"]}
 
 
+def peeling() -> dict[str, str]:
+    """The demo peels the A-team and the ground emitter with the simulator's TTCal models, as orca's nights do."""
+    refs = DemoSite.refs(None)
+    return {"peel_sky": "true", "peel_rfi": "true", "sky_model": refs["sky_model"], "rfi_model": refs["rfi_model"]}
+
+
 def run_demo(out: Path, progress: str = "auto", templates: Path = CHART_FILES) -> int:
     """The README's main command. Each run has its own run labels, so a second run processes afresh."""
     if not templates.is_dir() or not list(templates.glob("*.yaml")):
@@ -147,8 +154,8 @@ def run_demo(out: Path, progress: str = "auto", templates: Path = CHART_FILES) -
     for target, extra in (("subband-hours", {}), ("subband-dispatch", {"dynamic_run_label": f"demo-{stamp}"})):
         label = f"demo-{stamp}-{target.split('-')[1]}"
         print(f"\n=== {target} (run_label {label}): the chart's YAML, pods as local processes ===", file=sys.stderr)
-        runner, workflow = run_workflow(demo, target, {**night_parameters(demo, label), **extra}, label,
-                                        templates, progress)
+        runner, workflow = run_workflow(demo, target, {**night_parameters(demo, label), **peeling(), **extra},
+                                        label, templates, progress)
         record = runner.record()
         print(f"\n{target}: {workflow.phase}\n{final_table(record, Path.cwd())}\nrun record: {runner.record_path}\n")
         ok = ok and workflow.phase == "Succeeded" and all(u.status == "Succeeded" for u in units(record))
