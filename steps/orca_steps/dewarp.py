@@ -4,8 +4,10 @@ PyBDSF finds compact sources in the deep I image (in a subprocess: it is noisy a
 they are matched to a VLSSr-format catalogue (74 MHz, fluxes scaled by nu^-0.7, within ``match_arcmin``
 and a flux-ratio window that widens away from 74 MHz). With at least ``min_anchors`` matches the
 offsets are interpolated (thin-plate RBF) into a pixel-shift screen applied to every given image
-(``*_dewarped.fits``). Fewer anchors: the result says "not enough anchors" and nothing is written. Either
-way the result names the images later steps should use (dewarped, else the ones given).
+(``*_dewarped.fits``). Fewer anchors: the result says "not enough anchors" and nothing is written; a
+screen whose leave-one-out residual is no better than the raw offsets (no ionospheric shift to remove)
+is not applied either. Either way the result names the images later steps should use (dewarped, else
+the ones given).
 ``QA/dewarp.json`` (the result) and ``QA/dewarp_offsets.png`` (the anchors' offsets) feed the QA page.
 The screen's own accuracy is judged honestly by leave-one-out: each anchor's shift predicted from the
 others (``loo_rms_arcmin``); the in-sample residual says nothing, the screen passes through its anchors.
@@ -227,12 +229,20 @@ def run(options: Options) -> Result:
             anchors, shifts = anchor_shifts(deep, found, ref, pairs)
             loo = loo_residuals(anchors, shifts) * deep.pixel_deg * 60
             plot_offsets(work / "QA" / "dewarp_offsets.png", deep, anchors, shifts, loo)
-            dx, dy = offset_screen(deep, found, ref, pairs)
-            outs = dewarp_all(deep, options.deep_images + options.interval_images, dx, dy)
-            result = Result(status="ok", n_sources=len(found), n_anchors=len(pairs),
-                            rms_offset_arcmin=float(np.sqrt(np.mean(np.square(seps)))),
-                            loo_rms_arcmin=float(np.sqrt(np.mean(np.square(loo)))), dewarped=list(outs.values()),
-                            deep_image=outs[str(deep.path)], deep_images=[outs[str(Path(p))] for p in options.deep_images],
-                            interval_images=[outs[str(Path(p))] for p in options.interval_images])
+            raw_rms = float(np.sqrt(np.mean(np.square(seps))))
+            loo_rms = float(np.sqrt(np.mean(np.square(loo))))
+            if loo_rms >= raw_rms:  # the screen would fit noise, not the ionosphere: positions would get worse
+                result = Result(status=f"screen not applied: leave-one-out residual {loo_rms:.2f}' is no better "
+                                       f"than the raw offset {raw_rms:.2f}'",
+                                n_sources=len(found), n_anchors=len(pairs), rms_offset_arcmin=raw_rms,
+                                loo_rms_arcmin=loo_rms, dewarped=[], deep_image=str(deep.path),
+                                deep_images=options.deep_images, interval_images=options.interval_images)
+            else:
+                dx, dy = offset_screen(deep, found, ref, pairs)
+                outs = dewarp_all(deep, options.deep_images + options.interval_images, dx, dy)
+                result = Result(status="ok", n_sources=len(found), n_anchors=len(pairs), rms_offset_arcmin=raw_rms,
+                                loo_rms_arcmin=loo_rms, dewarped=list(outs.values()), deep_image=outs[str(deep.path)],
+                                deep_images=[outs[str(Path(p))] for p in options.deep_images],
+                                interval_images=[outs[str(Path(p))] for p in options.interval_images])
         (work / "QA" / "dewarp.json").write_text(result.model_dump_json(indent=1) + "\n")
     return result

@@ -18,7 +18,7 @@ ZEN = (lst_deg(TIME), 37.24)
 FREQ = 75.4e6
 
 
-def make_field(tmp_path, n=40, listed=None):
+def make_field(tmp_path, n=40, listed=None, shift=1.0):
     """A deep image of ``n`` shifted sources; the catalogue lists the ``listed`` ones (a mask) at true positions."""
     rng = np.random.default_rng(5)
     east, north = rng.uniform(-11, 11, n), rng.uniform(-11, 11, n)
@@ -26,8 +26,8 @@ def make_field(tmp_path, n=40, listed=None):
     ra = ZEN[0] + east / np.cos(np.deg2rad(dec))
     flux = rng.uniform(5, 30, n)
     # smooth ionospheric shift, up to ~3.5 arcmin
-    shift_e = (3.0 * np.sin(np.deg2rad(east * 8)) + 1.0) / 60
-    shift_n = (2.5 * np.cos(np.deg2rad(north * 10))) / 60
+    shift_e = shift * (3.0 * np.sin(np.deg2rad(east * 8)) + 1.0) / 60
+    shift_n = shift * (2.5 * np.cos(np.deg2rad(north * 10))) / 60
     seen = [{"ra_deg": r + se / np.cos(np.deg2rad(d)), "dec_deg": d + sn, "flux_jy": f}
             for r, d, f, se, sn in zip(ra, dec, flux, shift_e, shift_n)]
     img = write_sky_image(tmp_path / "deep-I-image.fits", seen, ZEN, TIME, FREQ, size=512, scale_deg=0.05,
@@ -71,6 +71,17 @@ def test_dewarp_reduces_offsets_3x_on_held_out_sources(tmp_path):
     assert after * 3 <= before, (before, after)
     # the step's own leave-one-out figure tells the same story
     assert res.loo_rms_arcmin * 3 <= res.rms_offset_arcmin, res
+
+
+def test_a_screen_that_would_fit_noise_is_not_applied(tmp_path):
+    """No ionospheric shift: the anchors' offsets are noise, a screen through them would move sources wrongly."""
+    img, cat, truth = make_field(tmp_path, shift=0.0)
+    res = dewarp.run(dewarp.Options(work_dir=str(tmp_path), deep_image=str(img), interval_images=[str(img)],
+                                    catalogue=str(cat)))
+    assert res.n_anchors >= 6 and res.loo_rms_arcmin >= res.rms_offset_arcmin
+    assert res.status.startswith("screen not applied") and res.dewarped == []
+    assert res.deep_image == str(img) and res.interval_images == [str(img)]
+    assert not list(tmp_path.glob("*_dewarped.fits"))
 
 
 def test_not_enough_anchors_is_reported(tmp_path):
