@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -35,6 +34,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from measure import in_child, peak_rss_mb
 
 N_ANTENNAS = 352
 # LST 22h: Cyg A and Cas A high, Vir A below the horizon, so the peeled sources are all the bright sky
@@ -82,14 +83,6 @@ def full_ms(cache: Path) -> dict:
 
 
 # --- one measured step, in a child process --------------------------------------------------------
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def _measure(step: str, args: dict, queue) -> None:
     import tracemalloc
@@ -113,20 +106,12 @@ def _measure(step: str, args: dict, queue) -> None:
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     report = result.model_dump() if step == "peel" else {}
-    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb(), "traced_mb": traced_peak / 2**20,
+    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_mb(), "traced_mb": traced_peak / 2**20,
                "report": report})
 
 
 def measure(step: str, **args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(step, args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"{step} failed in its child process (exit {proc.exitcode})")
-    return result
+    return in_child(_measure, step, args)
 
 
 # --- quality: against the simulator's truth ----------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -26,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from measure import in_child, peak_rss_mb
 
 N_ANTENNAS = 352
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,15 +57,6 @@ def full_ms(cache: Path) -> tuple[Path, str, str]:
 
 
 # --- one measured step, in a child process --------------------------------------------------------
-def _peak_rss_mb() -> float:
-    """High-water resident memory of this process (VmHWM; ru_maxrss survives exec on Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def _measure(step: str, args: dict, queue) -> None:
     import tracemalloc
@@ -89,19 +81,11 @@ def _measure(step: str, args: dict, queue) -> None:
     cpu = time.process_time() - cpu
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": _peak_rss_mb(), "traced_mb": traced_peak / 2**20})
+    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_mb(), "traced_mb": traced_peak / 2**20})
 
 
 def measure(step: str, **args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(step, args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"{step} failed in its child process (exit {proc.exitcode})")
-    return result
+    return in_child(_measure, step, args)
 
 
 # --- CASA applycal, for reference -----------------------------------------------------------------

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import shutil
 import time
 from pathlib import Path
+
+from measure import in_child, peak_rss_mb
 
 N_ANTENNAS = 352
 INTEGRATION_S = 10.031
@@ -56,13 +57,6 @@ def inputs(cache: Path, n_ms: int) -> list[Path]:
     return paths
 
 
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _read_once(paths: list[str]) -> None:
     """Every defined column of every input, in row chunks into reused buffers (as concat reads)."""
     from casacore import tables
@@ -99,17 +93,11 @@ def _measure(step: str, args: dict, queue) -> None:
     }
     start = time.perf_counter()
     functions[step]()
-    queue.put((time.perf_counter() - start, _peak_rss_mb()))
+    queue.put((time.perf_counter() - start, peak_rss_mb()))
 
 
 def measure(step: str, args: dict) -> tuple[float, float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(step, args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return in_child(_measure, step, args)
 
 
 def main() -> None:
