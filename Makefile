@@ -4,30 +4,23 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := wsclean aoflagger casacore-tools libcfitsio-bin npm
-APT_TOOLS := wsclean aoflagger taql fpack npm
 EXTRAS := steps,workflows,dev
 
 .PHONY: setup system venv tools demo test clean images images-smoke image-tools image-name
 setup: system venv
 
-# Debian tools the steps call. As root we install them; otherwise we print the command and stop.
+# Debian packages the steps and tests call, only those missing (steps/orca_steps/system_tools.tsv says
+# which tool comes from which package). As root we install them; otherwise we print the command and stop.
 system:
-	@missing=""; for t in $(APT_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages: $(APT_PACKAGES)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
-	  else \
-	    echo "missing tools:$$missing. Run as root:  apt-get update && apt-get install -y $(APT_PACKAGES)"; exit 1; \
-	  fi; \
-	fi
+	@setup/system-packages.sh install --group step,dev
 
 venv: $(BIN)/.installed
-$(BIN)/.installed: pyproject.toml
+# Then casacore's leap-second table is rebuilt from PyPI's astropy-iers-data (orca_steps/measures_data.py).
+$(BIN)/.installed: pyproject.toml steps/orca_steps/measures_data.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m orca_steps.measures_data
 	touch $@
 
 demo: setup
@@ -68,6 +61,4 @@ image-name:
 # buildah (vfs storage, chroot isolation) and debootstrap need root.
 image-tools:
 	@if [ "$$(id -u)" != 0 ]; then echo "building images needs root (buildah, debootstrap)"; exit 1; fi
-	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || { \
-	  echo "installing Debian packages: buildah debootstrap"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap >/dev/null; }
+	@setup/system-packages.sh install --group image

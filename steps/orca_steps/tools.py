@@ -12,9 +12,17 @@ from .logs import get_logger, log
 
 _logger = get_logger("tools")
 
+
+
+def _tool_packages() -> dict[str, str]:
+    """Debian package of each tool the steps call, from system_tools.tsv (set-up reads the same table)."""
+    table = Path(__file__).with_name("system_tools.tsv").read_text().splitlines()
+    rows = [line.split("\t") for line in table if line.strip() and not line.startswith("#")]
+    return {row[0]: row[1] for row in rows if row[2] == "step"}
+
+
 # Debian package that provides each tool, so the error says how to get it.
-TOOL_PACKAGES = {"wsclean": "wsclean", "aoflagger": "aoflagger", "fpack": "libcfitsio-bin",
-                 "funpack": "libcfitsio-bin", "taql": "casacore-tools"}
+TOOL_PACKAGES = _tool_packages()
 
 
 def require_tool(name: str) -> str:
