@@ -34,6 +34,7 @@ say "casacore measures for Debian tools (CASARCFILES): sunrise and sunset at OVR
 riset=$(in_image taql 'calc meas.riset("SUN", 2025-06-15, "OVRO_MMA")' 2>&1)
 echo "$riset"
 grep -q '15-Jun-2025/12:3' <<<"$riset" || { echo "taql cannot find the measures data"; exit 1; }
+! grep -q SEVERE <<<"$riset" || { echo "casacore in the image logs SEVERE (out-of-date measures?)"; exit 1; }
 
 say "simulate one MS"
 in_image orca-step simulate --out_dir /work/sim --n_integrations 1
