@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from . import config
 from .errors import ArchiveExistsError, InputError, OrcaError
+from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("archive")
@@ -34,10 +35,10 @@ COPY_CHUNK = 8 * 2**20
 
 class Options(BaseModel):
     work_dir: str = Field(description="NVMe work dir of the unit (its products are archived)")
-    subband: str = Field(description="subband label, e.g. 73MHz")
-    lst_label: str = Field(description="LST hour, e.g. 14h")
-    obs_date: str = Field(description="observation date YYYY-MM-DD")
-    run_label: str = Field(description="pipeline run label")
+    subband: Subband = Field(description="subband label, e.g. 73MHz")
+    lst_label: LstLabel = Field(description="LST hour, e.g. 14h")
+    obs_date: ObsDate = Field(description="observation date YYYY-MM-DD")
+    run_label: RunLabel = Field(description="pipeline run label")
     archive_root: str | None = Field(None, description="archive root (default: the site's archive_root)")
     overwrite: bool = Field(False, description="replace an existing, different archive of this unit")
     ms: str | None = Field(None, description="the concat MS to delete after archiving (default: <work_dir>/<sb>_concat.ms)")

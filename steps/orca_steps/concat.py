@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .config import check_subband
 from .errors import InputError
+from .labels import Subband
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, open_table, row_chunks
 from .msread import ChunkReader, max_row_bytes
@@ -37,7 +38,7 @@ DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
 class Options(BaseModel):
     ms_paths: list[str] = Field(description="Phase 1 outputs (MS on NVMe) of one subband-hour, any order")
     work_dir: str = Field(description="NVMe work dir of the unit; the concat is written here")
-    subband: str = Field(description="subband label, e.g. 73MHz (names the output <sb>_concat.ms)")
+    subband: Subband = Field(description="subband label, e.g. 73MHz (names the output <sb>_concat.ms)")
 
 
 class Dropped(BaseModel):

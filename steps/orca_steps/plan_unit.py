@@ -11,8 +11,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import config
-from .discover import check_label, default_list_dir, make_unit, parse_obs_date
+from .discover import default_list_dir, make_unit, parse_obs_date
 from .errors import InputError
+from .labels import check_run_label
 from .logs import step_timer
 
 
@@ -42,7 +43,7 @@ class Result(BaseModel):
 
 def plan_unit(options: Options, site: config.SiteConfig | None = None) -> Result:
     site = site or config.site()
-    run_label = check_label(options.run_label, "run_label")
+    run_label = check_run_label(options.run_label, "run_label")
     subband = config.check_subband(options.subband)
     hour = config.parse_lst_label(options.lst_label)
     obs_date = parse_obs_date(options.obs_date)

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import step_timer
 from .pipeline import PHASE2
 
@@ -38,10 +39,10 @@ def phase2_steps() -> list[str]:
 class Options(BaseModel):
     """Named as the unit's parameters, so that process-subband fills them; the switches say what was off."""
     work_dir: str = Field(description="unit work dir (QA/, photometry/, transients/, timings.jsonl, provenance.json)")
-    subband: str | None = Field(None, description="subband label, names the snapshot QA files (default: any)")
-    lst_label: str | None = Field(None, description="LST hour, for the heading")
-    obs_date: str | None = Field(None, description="observation date, for the heading")
-    run_label: str | None = Field(None, description="pipeline run label, for the heading")
+    subband: Subband | None = Field(None, description="subband label, names the snapshot QA files (default: any)")
+    lst_label: LstLabel | None = Field(None, description="LST hour, for the heading")
+    obs_date: ObsDate | None = Field(None, description="observation date, for the heading")
+    run_label: RunLabel | None = Field(None, description="pipeline run label, for the heading")
     hot_baselines: bool = Field(False, description="hot-baseline diagnostics were on")
     clean_snapshots: bool = Field(False, description="CLEANed snapshots were on")
     compress_snapshots: bool = Field(False, description="snapshot compression was on")

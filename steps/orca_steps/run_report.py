@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import config, work_queue
-from .discover import check_label, write_json_atomic
+from .discover import write_json_atomic
+from .labels import check_run_label
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("run-report")
@@ -51,14 +52,14 @@ def parse_failures(text: str) -> list[dict]:
 
 def run_report(options: Options, site: config.SiteConfig | None = None) -> Result:
     site = site or config.site()
-    run_label = check_label(options.run_label, "run_label")
+    run_label = check_run_label(options.run_label, "run_label")
     report_file = options.report_file or Path(site.runs_root) / run_label / "reports" / f"{options.workflow}.json"
     failures = parse_failures(options.failures)
     report = {"workflow": options.workflow, "status": options.status, "failed_nodes": failures,
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     counts = {}
     if options.dynamic_run_label:
-        queue = work_queue.load(work_queue.queue_path(site, check_label(options.dynamic_run_label,
+        queue = work_queue.load(work_queue.queue_path(site, check_run_label(options.dynamic_run_label,
                                                                           "dynamic_run_label")))
         counts = work_queue.summary(queue)
         report["queue"] = {"counts": counts, "units": [

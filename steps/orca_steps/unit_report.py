@@ -18,6 +18,7 @@ from . import config
 from .collect_ms import PHASE1_FILE
 from .discover import write_json_atomic
 from .errors import InputError
+from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("unit-report")
@@ -28,10 +29,10 @@ class Options(BaseModel):
     work_dir: str = Field(description="NVMe work dir of the hour")
     status: str = Field(description="Argo phase of the hour: Succeeded, Failed, Error, ...")
     workflow: str = Field(description="name of the workflow run")
-    subband: str
-    lst_label: str
-    obs_date: str
-    run_label: str
+    subband: Subband
+    lst_label: LstLabel
+    obs_date: ObsDate
+    run_label: RunLabel
     ms_list_file: str = Field(description="JSON list of the hour's source MS")
     cleanup_nvme: bool = Field(False, description="remove the work dir's contents (all but this report)")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import config
 from .discover import WorkUnit, write_json_atomic
 from .errors import InputError
+from .labels import check_run_label, path_under
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 
@@ -25,7 +26,7 @@ def _now() -> str:
 
 def queue_path(site: config.SiteConfig, dynamic_run_label: str) -> Path:
     """Where the queue named ``dynamic_run_label`` lives (shared storage)."""
-    return Path(site.runs_root) / "queues" / f"{dynamic_run_label}.json"
+    return path_under(site.runs_root, "queues", f"{check_run_label(dynamic_run_label, 'dynamic_run_label')}.json")
 
 
 def load(path: str | Path) -> dict:
