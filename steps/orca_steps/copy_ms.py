@@ -35,6 +35,11 @@ class Result(BaseModel):
     bytes: int
 
 
+def nvme_name(src_ms: str | Path) -> str:
+    """The name a source MS gets on NVMe (x.ms.tar -> x.ms)."""
+    return Path(src_ms).name.removesuffix(".tar")
+
+
 def resolve_source(src_ms: str | Path) -> tuple[Path, str]:
     """(path to read, MS directory name). Prefers ``x.ms.tar`` over ``x.ms``."""
     src = Path(src_ms)
