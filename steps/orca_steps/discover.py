@@ -241,7 +241,10 @@ def resolve_node(site: config.SiteConfig, subband: str, queue_override: str = ""
 
 
 def expand_subbands(subbands: list[str]) -> list[str]:
-    if not subbands or subbands == ["all"]:
+    """Subband labels, or ['all']; an empty list is a mistake (an unset parameter), never 'all 15'."""
+    if not subbands:
+        raise InputError("subbands is empty: give subband labels (e.g. 73MHz,78MHz) or 'all'")
+    if subbands == ["all"]:
         return list(config.PROCESSED_SUBBANDS)
     for sb in subbands:
         config.check_subband(sb)

@@ -207,6 +207,8 @@ def test_labels_dates_and_subbands_are_checked():
     with pytest.raises(InputError, match="obs_date"):
         d.parse_obs_date("20250615")
     assert d.expand_subbands(["all"]) == list(config.PROCESSED_SUBBANDS)
+    with pytest.raises(InputError, match="subbands is empty"):
+        d.expand_subbands([])
     with pytest.raises(InputError, match="not processed"):
         d.expand_subbands(["13MHz"])
 
