@@ -89,12 +89,6 @@ def preflight(params: UnitParameters) -> None:
     archive that would be refused. Partial archives a killed run left are removed here, at the start."""
     if not Path(params.work_dir).is_dir():
         raise InputError(f"{params.work_dir}: work dir does not exist (Phase 1 writes it)")
-    dest = config.archive_dir(params.archive_root or config.site().archive_root, params.lst_label,
-                              params.obs_date, params.run_label, params.subband)
-    remove_stale_partials(dest)
-    archive_marker = _load_marker(_marker(Path(params.work_dir), "archive"))
-    if not (archive_marker and archive_marker.get("result", {}).get("archive_path") == dest):
-        check_destination(params.work_dir, dest, params.overwrite)
     if params.strategy and not Path(params.strategy).is_file():
         raise InputError(f"{params.strategy}: AOFlagger strategy file does not exist")
     beam = params.beam or config.site().beam_model
@@ -110,6 +104,12 @@ def preflight(params: UnitParameters) -> None:
     tools = ["aoflagger", "wsclean"] + (["fpack"] if params.compress_snapshots or params.clean_snapshots else [])
     for tool in tools:
         require_tool(tool)
+    dest = config.archive_dir(params.archive_root or config.site().archive_root, params.lst_label,
+                              params.obs_date, params.run_label, params.subband)
+    remove_stale_partials(dest)
+    archive_marker = _load_marker(_marker(Path(params.work_dir), "archive"))
+    if not (archive_marker and archive_marker.get("result", {}).get("archive_path") == dest):
+        check_destination(params.work_dir, dest, params.overwrite)
 
 
 def process_subband(params: UnitParameters) -> Result:
