@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from . import config
 from .errors import ArchiveExistsError, InputError, OrcaError
-from .labels import LstLabel, ObsDate, RunLabel, Subband
+from .labels import LstLabel, ObsDate, RunLabel, Subband, WriteRoot
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("archive")
@@ -34,12 +34,12 @@ COPY_CHUNK = 8 * 2**20
 
 
 class Options(BaseModel):
-    work_dir: str = Field(description="NVMe work dir of the unit (its products are archived)")
+    work_dir: WriteRoot = Field(description="NVMe work dir of the unit (its products are archived)")
     subband: Subband = Field(description="subband label, e.g. 73MHz")
     lst_label: LstLabel = Field(description="LST hour, e.g. 14h")
     obs_date: ObsDate = Field(description="observation date YYYY-MM-DD")
     run_label: RunLabel = Field(description="pipeline run label")
-    archive_root: str | None = Field(None, description="archive root (default: the site's archive_root)")
+    archive_root: WriteRoot | None = Field(None, description="archive root (default: the site's archive_root)")
     overwrite: bool = Field(False, description="replace an existing, different archive of this unit")
     ms: str | None = Field(None, description="the concat MS to delete after archiving (default: <work_dir>/<sb>_concat.ms)")
     ms_paths: list[str] = Field(default_factory=list, description="Phase 1 MS copies; deleted with the concat if inside the work dir")

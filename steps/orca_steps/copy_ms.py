@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .labels import WriteRoot
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, open_ms
 
@@ -26,7 +27,7 @@ PARTIAL_MARK = ".partial-"
 
 class Options(BaseModel):
     src_ms: str = Field(description="source MS on Lustre: x.ms or x.ms.tar (the tar is preferred when both exist)")
-    nvme_work_dir: str = Field(description="work dir on NVMe; the MS lands at <nvme_work_dir>/x.ms")
+    nvme_work_dir: WriteRoot = Field(description="work dir on NVMe; the MS lands at <nvme_work_dir>/x.ms")
 
 
 class Result(BaseModel):

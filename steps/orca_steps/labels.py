@@ -3,8 +3,8 @@
 Run labels, observation dates, LST labels and subband labels are joined into the NVMe work dir, the
 archive path and the run folders, so a label like ``../../x`` or ``a/b`` would write outside them. Every
 step and template parameter that takes one goes through these checks (the ``RunLabel``, ``ObsDate``,
-``LstLabel`` and ``Subband`` option types), and ``path_under`` refuses a joined path that leaves its root
-whatever the labels were.
+``LstLabel`` and ``Subband`` option types), folders given as parameters to write into are absolute with no
+'..' (``WriteRoot``), and ``path_under`` refuses a joined path that leaves its root whatever the labels were.
 """
 from __future__ import annotations
 
@@ -52,6 +52,13 @@ def check_subband(value: str) -> str:
     return config.check_subband(value)
 
 
+def check_write_root(value: str, what: str = "work dir") -> str:
+    """A folder the project writes into, given as a parameter: an absolute path with no '..' part."""
+    if not isinstance(value, str) or not value.startswith("/") or ".." in Path(value).parts:
+        raise InputError(f"{what} {value!r} is malformed: expected an absolute path without '..'")
+    return value
+
+
 def path_under(root: str | Path, *parts: str) -> Path:
     """``root / parts...``, refused unless it stays strictly inside ``root`` (after resolving '..' and links)."""
     path = Path(root).joinpath(*parts)
@@ -65,3 +72,4 @@ RunLabel = Annotated[str, AfterValidator(check_run_label)]
 ObsDate = Annotated[str, AfterValidator(check_obs_date)]
 LstLabel = Annotated[str, AfterValidator(check_lst_label)]
 Subband = Annotated[str, AfterValidator(check_subband)]
+WriteRoot = Annotated[str, AfterValidator(check_write_root)]

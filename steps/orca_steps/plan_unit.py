@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from . import config
 from .discover import default_list_dir, make_unit, parse_obs_date
 from .errors import InputError
-from .labels import check_run_label
+from .labels import check_run_label, check_write_root
 from .logs import step_timer
 
 
@@ -44,6 +44,8 @@ class Result(BaseModel):
 def plan_unit(options: Options, site: config.SiteConfig | None = None) -> Result:
     site = site or config.site()
     run_label = check_run_label(options.run_label, "run_label")
+    if options.nvme_work_dir:
+        check_write_root(options.nvme_work_dir, "nvme_work_dir")
     subband = config.check_subband(options.subband)
     hour = config.parse_lst_label(options.lst_label)
     obs_date = parse_obs_date(options.obs_date)

@@ -25,6 +25,7 @@ from . import peel as peel_step
 from . import stage_refs as stage_step
 from .discover import write_json_atomic
 from .errors import InputError, as_orca_error
+from .labels import WriteRoot
 from .logs import get_logger, log, step_timer
 from .provenance import DONE_DIR
 
@@ -55,7 +56,7 @@ _peel = peel_step.Options.model_fields
 
 class Options(BaseModel):
     src_ms: str = copy_step.Options.model_fields["src_ms"]
-    nvme_work_dir: str = copy_step.Options.model_fields["nvme_work_dir"]
+    nvme_work_dir: WriteRoot = copy_step.Options.model_fields["nvme_work_dir"]
     bp_table: str = _apply["bp_table"]
     xy_table: str = _apply["xy_table"]
     peel_sky: bool = _peel["peel_sky"]
