@@ -103,15 +103,11 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
     all_options = Options(src_ms=src_ms, nvme_work_dir=nvme_work_dir, bp_table=bp_table, xy_table=xy_table,
                           peel_sky=peel_sky, peel_rfi=peel_rfi, sky_model=sky_model, rfi_model=rfi_model,
                           **options).model_dump()
-    if peel_sky and not sky_model:
-        raise InputError("peel_sky is set but no sky_model was given")
-    if peel_rfi and not rfi_model:
-        raise InputError("peel_rfi is set but no rfi_model was given")
     ms_name = copy_step.nvme_name(src_ms)
     done = _finished_before(nvme_work_dir, ms_name, all_options)
     if done is not None:
         return done
-    step = ["stage-refs"]
+    step = ["prepare-ms"]
     try:
         return _prepare(src_ms, nvme_work_dir, bp_table, xy_table, peel_sky, peel_rfi, sky_model, rfi_model,
                         all_options, step)
@@ -140,6 +136,11 @@ def _finished_before(nvme_work_dir: str, ms_name: str, options: dict) -> Result 
 def _prepare(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, peel_sky: bool, peel_rfi: bool,
              sky_model: str | None, rfi_model: str | None, all_options: dict, step: list[str]) -> Result:
     """The sub-steps in order; ``step[0]`` names the one running, for the failure record."""
+    if peel_sky and not sky_model:
+        raise InputError("peel_sky is set but no sky_model was given")
+    if peel_rfi and not rfi_model:
+        raise InputError("peel_rfi is set but no rfi_model was given")
+    step[0] = "stage-refs"
     refs = [bp_table, xy_table] + [m for m, on in ((sky_model, peel_sky), (rfi_model, peel_rfi)) if on]
     work = nvme_work_dir
     with step_timer("stage-refs", work):
