@@ -71,8 +71,8 @@ def failure_cause(output: str) -> str:
 def run_tool(args: list[str], log_file: str | Path | None = None, cwd: str | Path | None = None) -> float:
     """Run a tool to completion; its output goes to ``log_file``. Returns wall seconds.
 
-    A non-zero exit raises ToolFailedError whose message starts with the cause (the tool's last line that
-    reads like an error, found by ``failure_cause``) and names the log holding the whole output.
+    A non-zero exit raises ToolFailedError: one line that starts with the cause (``failure_cause``) and
+    names the log holding the whole output.
     """
     exe = require_tool(args[0])
     start = time.time()
