@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .errors import InputError
-from .labels import check_obs_date, check_run_label, path_under
+from .labels import check_obs_date, check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("discover")
@@ -329,7 +329,8 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
     else:
         specs = [HourSpec(lst_label=config.lst_label(h), obs_date=obs_date)
                  for h in lst_hours_in_range(options.lst_start, options.lst_end)]
-    list_dir = Path(options.list_dir) if options.list_dir else default_list_dir(site, run_label)
+    list_dir = (Path(check_write_root(options.list_dir, "list_dir")) if options.list_dir
+                else default_list_dir(site, run_label))
     input_root = options.input_root or site.input_root
     units, skipped = [], []
     for sb in subbands:

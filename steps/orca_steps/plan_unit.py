@@ -49,7 +49,8 @@ def plan_unit(options: Options, site: config.SiteConfig | None = None) -> Result
     subband = config.check_subband(options.subband)
     hour = config.parse_lst_label(options.lst_label)
     obs_date = parse_obs_date(options.obs_date)
-    list_dir = Path(options.list_dir) if options.list_dir else default_list_dir(site, run_label)
+    list_dir = (Path(check_write_root(options.list_dir, "list_dir")) if options.list_dir
+                else default_list_dir(site, run_label))
     unit, paths = make_unit(site, subband, hour, obs_date, run_label, list_dir,
                             options.input_root or site.input_root, options.sun_max_elevation_deg,
                             options.ms_files, options.queue_override, options.nvme_work_dir)

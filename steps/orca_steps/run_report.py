@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from . import config, work_queue
 from .discover import write_json_atomic
-from .labels import check_run_label, path_under
+from .labels import check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("run-report")
@@ -53,8 +53,9 @@ def parse_failures(text: str) -> list[dict]:
 def run_report(options: Options, site: config.SiteConfig | None = None) -> Result:
     site = site or config.site()
     run_label = check_run_label(options.run_label, "run_label")
-    report_file = options.report_file or path_under(site.runs_root, run_label, "reports",
-                                                    f"{check_run_label(options.workflow, 'workflow')}.json")
+    report_file = (check_write_root(options.report_file, "report_file") if options.report_file
+                   else path_under(site.runs_root, run_label, "reports",
+                                   f"{check_run_label(options.workflow, 'workflow')}.json"))
     failures = parse_failures(options.failures)
     report = {"workflow": options.workflow, "status": options.status, "failed_nodes": failures,
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}

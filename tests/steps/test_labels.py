@@ -85,3 +85,19 @@ def test_folders_written_into_are_absolute_without_dotdot(tmp_path, capsys, step
     assert main([step, *argv]) == InputError.exit_code
     assert "expected an absolute path without '..'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv,problem", [
+    (["plan-unit", "--nvme_work_dir", "../x"], "nvme_work_dir '../x' is malformed"),
+    (["plan-unit", "--list_dir", "/runs/../../etc"], "list_dir '/runs/../../etc' is malformed"),
+    (["discover", "--list_dir", "units"], "list_dir 'units' is malformed"),
+])
+def test_night_steps_refuse_folders_that_could_leave_their_root(capsys, argv, problem):
+    labels_ = ["--subband", "73MHz", "--lst_label", "14h"] if argv[0] == "plan-unit" else ["--subbands", "73MHz"]
+    assert main([*argv, *labels_, "--obs_date", "2025-06-15", "--run_label", "r1"]) == InputError.exit_code
+    assert problem in capsys.readouterr().err
+
+
+def test_run_report_refuses_a_workflow_name_that_leaves_the_runs_root(tmp_path, capsys):
+    assert main(["run-report", "--workflow", "../../x", "--run_label", "r1", "--status", "Failed"]) == 2
+    assert "workflow '../../x' is malformed" in capsys.readouterr().err
