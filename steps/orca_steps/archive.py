@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from . import config
 from .errors import ArchiveExistsError, InputError, OrcaError
+from .labels import LstLabel, ObsDate, RunLabel, Subband, WriteRoot
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("archive")
@@ -33,12 +34,12 @@ COPY_CHUNK = 8 * 2**20
 
 
 class Options(BaseModel):
-    work_dir: str = Field(description="NVMe work dir of the unit (its products are archived)")
-    subband: str = Field(description="subband label, e.g. 73MHz")
-    lst_label: str = Field(description="LST hour, e.g. 14h")
-    obs_date: str = Field(description="observation date YYYY-MM-DD")
-    run_label: str = Field(description="pipeline run label")
-    archive_root: str | None = Field(None, description="archive root (default: the site's archive_root)")
+    work_dir: WriteRoot = Field(description="NVMe work dir of the unit (its products are archived)")
+    subband: Subband = Field(description="subband label, e.g. 73MHz")
+    lst_label: LstLabel = Field(description="LST hour, e.g. 14h")
+    obs_date: ObsDate = Field(description="observation date YYYY-MM-DD")
+    run_label: RunLabel = Field(description="pipeline run label")
+    archive_root: WriteRoot | None = Field(None, description="archive root (default: the site's archive_root)")
     overwrite: bool = Field(False, description="replace an existing, different archive of this unit")
     ms: str | None = Field(None, description="the concat MS to delete after archiving (default: <work_dir>/<sb>_concat.ms)")
     ms_paths: list[str] = Field(default_factory=list, description="Phase 1 MS copies; deleted with the concat if inside the work dir")
@@ -102,10 +103,29 @@ def _read_manifest(path: Path) -> dict[str, str]:
     return entries
 
 
-def _remove_stale_partials(dest: Path) -> None:
+def remove_stale_partials(dest: str | Path) -> list[str]:
+    """Remove the hidden partial copies (``.<sb>.partial-<pid>``) a killed archive left beside ``dest``."""
+    dest = Path(dest)
+    removed = []
     for stale in dest.parent.glob(f".{dest.name}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
-        log(_logger, "removed a partial archive left by an interrupted run", path=str(stale))
+        log(_logger, "removed a partial archive left by an interrupted run", level=30, path=str(stale))
+        removed.append(str(stale))
+    return removed
+
+
+def check_destination(work_dir: str | Path, dest: str | Path, overwrite: bool) -> None:
+    """Refuse, before any work, a unit whose archive would be refused at the end: ``dest`` exists, differs
+    (its files' names and sizes are not the work dir's products) and ``overwrite`` is off."""
+    work_dir, dest = Path(work_dir), Path(dest)
+    if overwrite or not dest.exists():
+        return
+    ours = {str(rel): (work_dir / rel).stat().st_size for rel in product_files(work_dir)} if work_dir.is_dir() else {}
+    theirs = {str(rel): (dest / rel).stat().st_size for rel in product_files(dest) if str(rel) != MANIFEST}
+    if ours and ours == theirs:
+        return  # a run that died after its archive's rename: the archive step will find it identical
+    raise ArchiveExistsError(f"{dest}: an archive of this unit already exists; pass overwrite=true to replace it "
+                             "or use another run_label (refused before Phase 2 starts)")
 
 
 def archive_products(work_dir: str | Path, dest: str | Path, overwrite: bool = False) -> tuple[Path, int, int, bool]:
@@ -119,7 +139,7 @@ def archive_products(work_dir: str | Path, dest: str | Path, overwrite: bool = F
     if not files:
         raise InputError(f"{work_dir}: no products to archive")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(dest)
+    remove_stale_partials(dest)
     tmp = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     manifest, total = {}, 0
     try:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .compress import fpack_files
+from .labels import Subband
 from .logs import step_timer
 from .tools import require_tool
 from .wsclean import CLEAN_SNAPSHOT, image_geometry, image_recipe, unique_times
@@ -23,7 +24,7 @@ DISCARDED = ("-psf.fits", "-model.fits", "-residual.fits", "-dirty.fits")
 class Options(BaseModel):
     ms: str = Field(description="the concatenated, re-phased, flagged MS of the subband-hour")
     work_dir: str = Field(description="NVMe work dir of the unit; images go to <work_dir>/snapshots_clean/")
-    subband: str = Field(description="subband label, e.g. 73MHz")
+    subband: Subband = Field(description="subband label, e.g. 73MHz")
     clean_reduced_pixels: bool = Field(False, description="use the subband's pixel tier for clean snapshots")
     image_size: int | None = Field(None, description="override the image size in pixels (tests)")
     image_scale_deg: float | None = Field(None, description="override the pixel size in degrees (tests)")

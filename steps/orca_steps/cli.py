@@ -11,13 +11,14 @@ import argparse
 import importlib
 import json
 import sys
+import traceback
 import types
 import typing
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import InputError, OrcaError
+from .errors import InputError, OrcaError, as_orca_error
 from .logs import get_logger, log, setup_logging
 from .registry import STEPS
 
@@ -89,7 +90,13 @@ def run_step(name: str, argv: list[str]) -> BaseModel:
     result_file = args.pop("result_file")
     outputs_dir = args.pop("outputs_dir")
     options = parse_options(module.Options, args)
-    result = module.run(options)
+    try:
+        result = module.run(options)
+    except OrcaError:
+        raise
+    except Exception as exc:  # one line naming the step's input, never a traceback that gets retried
+        log(get_logger("cli"), "unexpected error", level=40, step=name, traceback=traceback.format_exc())
+        raise as_orca_error(exc, _subject(options)) from exc
     text = result.model_dump_json()
     if result_file:
         Path(result_file).parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,15 @@ def run_step(name: str, argv: list[str]) -> BaseModel:
     if outputs_dir:
         write_outputs(result, Path(outputs_dir))
     return result
+
+
+# Options naming what a step works on, in the order an error message prefers them.
+SUBJECT_FIELDS = ("ms", "src_ms", "work_dir", "nvme_work_dir", "queue_file", "out_dir")
+
+
+def _subject(options: BaseModel) -> str | None:
+    """The file or folder a step works on, to name in an error that did not name one itself."""
+    return next((str(getattr(options, f)) for f in SUBJECT_FIELDS if getattr(options, f, None)), None)
 
 
 def write_outputs(result: BaseModel, folder: Path) -> None:
@@ -125,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_step(name, rest)
     except OrcaError as exc:
         log(get_logger("cli"), str(exc), level=40, step=name, error=type(exc).__name__)
-        print(f"orca-step {name}: error: {exc}", file=sys.stderr)
+        one_line = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"orca-step {name}: error: {one_line}", file=sys.stderr)
         return exc.exit_code
     print(result.model_dump_json())
     return 0

@@ -1,7 +1,8 @@
 """Step ``concat``: join the Phase 1 outputs of one subband-hour into ``<work_dir>/<sb>_concat.ms``.
 
-Rows are in time order. An input that cannot be read, or that disagrees with the majority (other
-channels, antennas, correlations, data columns) or repeats a time already covered, is dropped with
+Rows are in time order. An input that cannot be read, whose name disagrees with its data (subband or
+start time), that disagrees with the majority (other channels, antennas, correlations, data columns)
+or repeats a time already covered, is dropped with
 its reason in the result and in ``<sb>_concat.json`` (orca scraped CASA's log for this, and retried).
 
 Each input keeps its own FIELD row (its zenith at that integration) and its rows keep pointing at it
@@ -18,26 +19,31 @@ import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import msstate
+from . import config, msstate
 from .config import check_subband
+from .discover import file_start_time
 from .errors import InputError
+from .labels import Subband
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, open_table, row_chunks
 from .msread import ChunkReader, max_row_bytes
+from .wsclean import MJD_UNIX_OFFSET_S
 
 _logger = get_logger("concat")
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
+TIME_SLACK_S = 1.0  # names carry whole seconds
 
 
 class Options(BaseModel):
     ms_paths: list[str] = Field(description="Phase 1 outputs (MS on NVMe) of one subband-hour, any order")
     work_dir: str = Field(description="NVMe work dir of the unit; the concat is written here")
-    subband: str = Field(description="subband label, e.g. 73MHz (names the output <sb>_concat.ms)")
+    subband: Subband = Field(description="subband label, e.g. 73MHz (names the output <sb>_concat.ms)")
 
 
 class Dropped(BaseModel):
@@ -135,14 +141,49 @@ def _difference(sig: dict, ref: dict) -> str:
     return "; ".join(parts) or "differs from the others"
 
 
+def data_subband(channels: list[list[float]]) -> str | None:
+    """The subband whose band holds the first window's centre frequency (None if none does)."""
+    if not channels or not channels[0]:
+        return None
+    index = int((float(np.mean(channels[0])) - config.FIRST_SUBBAND_EDGE_HZ) // config.SUBBAND_WIDTH_HZ)
+    return config.SUBBAND_LABELS[index] if 0 <= index < len(config.SUBBAND_LABELS) else None
+
+
+def name_disagreement(item: _Input) -> str | None:
+    """Why the file name (``YYYYMMDD_HHMMSS_<sb>...``) disagrees with the data, if it does.
+
+    A name that does not follow the pattern says nothing and is not checked."""
+    try:
+        named_time = file_start_time(item.path)
+    except InputError:
+        return None
+    named_subband = Path(item.path).name.split("_")[2]
+    subband = data_subband(item.signature["channels"])
+    if subband != named_subband:
+        return f"name says {named_subband}, but its data are {subband or 'in no subband'}"
+    named_s = named_time.timestamp() + MJD_UNIX_OFFSET_S
+    half = config.INTEGRATION_S / 2
+    if not item.t_start - half - TIME_SLACK_S <= named_s <= item.t_end + half + TIME_SLACK_S:
+        data_start = datetime.fromtimestamp(item.t_start - half - MJD_UNIX_OFFSET_S, timezone.utc)
+        return f"name says {named_time:%Y-%m-%d %H:%M:%S}, but its data start at {data_start:%Y-%m-%d %H:%M:%S} UTC"
+    return None
+
+
 def select_inputs(ms_paths: list[str]) -> tuple[list[_Input], list[Dropped]]:
-    """Inspect the inputs; keep those agreeing with the majority, in time order, without overlaps."""
+    """Inspect the inputs; keep those agreeing with the majority and with their names, in time order,
+    without overlaps (an MS whose name disagrees with its data goes first, so the genuine one is kept)."""
     inspected, dropped = [], []
     for path in ms_paths:
         try:
-            inspected.append(_inspect(path))
+            item = _inspect(path)
         except InputError as exc:
             dropped.append(Dropped(path=str(path), reason=str(exc)))
+            continue
+        misnamed = name_disagreement(item)
+        if misnamed:
+            dropped.append(Dropped(path=str(path), reason=misnamed))
+        else:
+            inspected.append(item)
     if not inspected:
         return [], dropped
     inspected.sort(key=lambda i: (i.t_start, i.path))

@@ -167,9 +167,17 @@ def site() -> SiteConfig:
 # --- Paths of one unit of work -------------------------------------------------------------------
 def work_dir(nvme_root: str, lst: str, obs_date: str, run_label: str, subband: str) -> str:
     """NVMe work dir of one (subband, hour): <nvme_root>/<lst>/<date>/<run_label>/<sb>/."""
-    return str(Path(nvme_root) / lst / obs_date / run_label / subband)
+    return str(_unit_path(nvme_root, lst, obs_date, run_label, subband))
 
 
 def archive_dir(archive_root: str, lst: str, obs_date: str, run_label: str, subband: str) -> str:
     """Lustre archive of one (subband, hour): <archive_root>/<lst>/<date>/<run_label>/<sb>/."""
-    return str(Path(archive_root) / lst / obs_date / run_label / subband)
+    return str(_unit_path(archive_root, lst, obs_date, run_label, subband))
+
+
+def _unit_path(root: str, lst: str, obs_date: str, run_label: str, subband: str) -> Path:
+    """A unit's folder under ``root``; every label checked, the result checked to stay under ``root``."""
+    from . import labels
+
+    return labels.path_under(root, labels.check_lst_label(lst), labels.check_obs_date(obs_date),
+                             labels.check_run_label(run_label), labels.check_subband(subband))

@@ -3,7 +3,8 @@
 The source is only read. The copy (or the untarred MS) is built under a temporary name in the work
 dir and renamed into place once it opens as an MS, so ``<work_dir>/<name>.ms`` existing means a
 complete copy: a rerun reuses it, and a copy cut short is replaced. When both ``x.ms`` and
-``x.ms.tar`` exist the tar is used, as in orca.
+``x.ms.tar`` exist the tar is used, as in orca. A link inside the MS is copied as a link when it stays
+inside, and refused when it leads out (tar members are held to the same rule by tarfile's data filter).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .labels import WriteRoot
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, open_ms
 
@@ -25,7 +27,7 @@ PARTIAL_MARK = ".partial-"
 
 class Options(BaseModel):
     src_ms: str = Field(description="source MS on Lustre: x.ms or x.ms.tar (the tar is preferred when both exist)")
-    nvme_work_dir: str = Field(description="work dir on NVMe; the MS lands at <nvme_work_dir>/x.ms")
+    nvme_work_dir: WriteRoot = Field(description="work dir on NVMe; the MS lands at <nvme_work_dir>/x.ms")
 
 
 class Result(BaseModel):
@@ -33,6 +35,11 @@ class Result(BaseModel):
     source: str = Field(description="the file actually read (x.ms or x.ms.tar)")
     reused: bool = Field(description="True if a complete earlier copy was kept")
     bytes: int
+
+
+def nvme_name(src_ms: str | Path) -> str:
+    """The name a source MS gets on NVMe (x.ms.tar -> x.ms)."""
+    return Path(src_ms).name.removesuffix(".tar")
 
 
 def resolve_source(src_ms: str | Path) -> tuple[Path, str]:
@@ -47,6 +54,19 @@ def resolve_source(src_ms: str | Path) -> tuple[Path, str]:
     if ms.exists():
         return ms, ms.name
     raise InputError(f"{src}: Measurement Set does not exist (neither {ms.name} nor {tar.name})")
+
+
+def check_links(ms: Path) -> None:
+    """Refuse an MS holding a link that leads out of it (an outside file copied in, /dev/zero filling the
+    disk) or a special file; links that stay inside are copied as links."""
+    root = ms.resolve()
+    for path in [ms, *ms.rglob("*")]:
+        if path.is_symlink():
+            target = path.resolve()
+            if not target.is_relative_to(root):
+                raise InputError(f"{ms}: {path.relative_to(ms)} is a link out of the MS (to {target}); refused")
+        elif not (path.is_dir() or path.is_file()):
+            raise InputError(f"{ms}: {path.relative_to(ms)} is not a regular file or folder; refused")
 
 
 def _tree_bytes(path: Path) -> int:
@@ -78,13 +98,14 @@ def copy_ms(src_ms: str | Path, nvme_work_dir: str | Path) -> Result:
         return Result(ms_path=str(dest), source=str(source), reused=True, bytes=_tree_bytes(dest))
     if source.is_dir():
         check_ms(source)
+        check_links(source)
     work.mkdir(parents=True, exist_ok=True)
     for stale in work.glob(f".{name}{PARTIAL_MARK}*"):
         shutil.rmtree(stale)  # left by a pod that died mid-copy
     staging = work / f".{name}{PARTIAL_MARK}{uuid.uuid4().hex[:8]}"
     try:
         if source.is_dir():
-            shutil.copytree(source, staging / name, symlinks=False)
+            shutil.copytree(source, staging / name, symlinks=True)
         else:
             _untar(source, name, staging)
         try:

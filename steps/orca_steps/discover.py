@@ -18,7 +18,7 @@ import json
 import os
 import re
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .errors import InputError
+from .labels import check_obs_date, check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("discover")
@@ -35,7 +36,6 @@ PREVIOUS_NIGHT = "previous-night"
 NIGHT_END_UTC_HOURS = 15  # every OVRO night (Sun below -10 deg) is over by ~14:30 UTC
 GRID_STEP_S = 60.0  # sidereal time and the Sun are interpolated on this grid
 _NAME_RE = re.compile(r"^(\d{8}_\d{6})_(\d{2}MHz)(?:_[A-Za-z0-9]+)*\.ms(\.tar)?$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
 
 # --- Time: IERS offline, LST, the Sun --------------------------------------------------------------
@@ -117,10 +117,7 @@ def parse_obs_date(text: str, now: datetime | None = None) -> str:
     if text == PREVIOUS_NIGHT:
         now = now or datetime.now(timezone.utc)
         return (now - timedelta(hours=NIGHT_END_UTC_HOURS)).date().isoformat()
-    try:
-        return date.fromisoformat(text).isoformat()
-    except (TypeError, ValueError):
-        raise InputError(f"obs_date {text!r} is malformed: expected YYYY-MM-DD or '{PREVIOUS_NIGHT}'") from None
+    return check_obs_date(text)
 
 
 def lst_hours_in_range(lst_start: int, lst_end: int) -> list[int]:
@@ -230,14 +227,6 @@ class HourSpec(BaseModel):
     ms_files: list[str] = Field(default_factory=list)
 
 
-def check_label(value: str, what: str) -> str:
-    """Run labels become Kubernetes label values and path parts: keep them to [A-Za-z0-9._-]."""
-    if not _LABEL_RE.match(value or ""):
-        raise InputError(f"{what} {value!r} is malformed: 1-63 characters [A-Za-z0-9._-], "
-                         "starting and ending with a letter or digit")
-    return value
-
-
 def known_nodes(site: config.SiteConfig) -> list[str]:
     return sorted(set(site.node_map.values()) | set(site.dynamic_pool))
 
@@ -252,7 +241,10 @@ def resolve_node(site: config.SiteConfig, subband: str, queue_override: str = ""
 
 
 def expand_subbands(subbands: list[str]) -> list[str]:
-    if not subbands or subbands == ["all"]:
+    """Subband labels, or ['all']; an empty list is a mistake (an unset parameter), never 'all 15'."""
+    if not subbands:
+        raise InputError("subbands is empty: give subband labels (e.g. 73MHz,78MHz) or 'all'")
+    if subbands == ["all"]:
         return list(config.PROCESSED_SUBBANDS)
     for sb in subbands:
         config.check_subband(sb)
@@ -290,7 +282,7 @@ def make_unit(site: config.SiteConfig, subband: str, hour: int, obs_date: str, r
 
 
 def default_list_dir(site: config.SiteConfig, run_label: str) -> Path:
-    return Path(site.runs_root) / run_label / "units"
+    return path_under(site.runs_root, check_run_label(run_label), "units")
 
 
 class Options(BaseModel):
@@ -326,7 +318,7 @@ class Result(BaseModel):
 def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
     """All work units of a night, their MS list files, per-subband chains and (optionally) the queue."""
     site = site or config.site()
-    run_label = check_label(options.run_label, "run_label")
+    run_label = check_run_label(options.run_label, "run_label")
     subbands = expand_subbands(options.subbands)
     obs_date = parse_obs_date(options.obs_date)
     if options.hour_specs:
@@ -337,7 +329,8 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
     else:
         specs = [HourSpec(lst_label=config.lst_label(h), obs_date=obs_date)
                  for h in lst_hours_in_range(options.lst_start, options.lst_end)]
-    list_dir = Path(options.list_dir) if options.list_dir else default_list_dir(site, run_label)
+    list_dir = (Path(check_write_root(options.list_dir, "list_dir")) if options.list_dir
+                else default_list_dir(site, run_label))
     input_root = options.input_root or site.input_root
     units, skipped = [], []
     for sb in subbands:
@@ -363,7 +356,7 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
     if options.dynamic_run_label:
         from .work_queue import create_or_resume, queue_path
 
-        label = check_label(options.dynamic_run_label, "dynamic_run_label")
+        label = check_run_label(options.dynamic_run_label, "dynamic_run_label")
         queue_file = str(create_or_resume(queue_path(site, label), label, units))
     return Result(obs_date=obs_date, units=units, chains=chains, pool=list(site.dynamic_pool), skipped=skipped,
                   list_dir=str(list_dir), queue_file=queue_file, n_units=len(units),

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, open_ms, open_table, row_chunks
+from .msio import check_linear_correlations, check_ms, open_ms, open_table, require_columns, row_chunks
 
 _logger = get_logger("flag-antennas")
 MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
@@ -75,21 +75,24 @@ def _parse_utc(text: str) -> datetime:
 def read_flag_csv(path: str | Path) -> list[tuple[datetime, list[int]]]:
     """Records of a health CSV; a malformed line raises InputError naming file and line."""
     path = Path(path)
+    try:
+        rows = list(csv.reader(path.read_text().splitlines()))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: antenna CSV is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     records = []
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        if header[:2] != ["timestamp_utc", "antennas"]:
-            raise InputError(f"{path}: antenna CSV header must be 'timestamp_utc,antennas', found {','.join(header)!r}")
-        for line_no, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            try:
-                when = _parse_utc(row[0])
-                ants = [int(a) for a in (row[1] if len(row) > 1 else "").split(";") if a.strip()]
-            except ValueError as exc:
-                raise InputError(f"{path}: line {line_no} is malformed ({','.join(row)!r}): {exc}") from exc
-            records.append((when, ants))
+    reader = iter(rows)
+    header = [h.strip() for h in next(reader, [])]
+    if header[:2] != ["timestamp_utc", "antennas"]:
+        raise InputError(f"{path}: antenna CSV header must be 'timestamp_utc,antennas', found {','.join(header)!r}")
+    for line_no, row in enumerate(reader, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        try:
+            when = _parse_utc(row[0])
+            ants = [int(a) for a in (row[1] if len(row) > 1 else "").split(";") if a.strip()]
+        except ValueError as exc:
+            raise InputError(f"{path}: line {line_no} is malformed ({','.join(row)!r}): {exc}") from exc
+        records.append((when, ants))
     return records
 
 
@@ -111,7 +114,9 @@ def csv_antennas(path: str | Path, when: datetime, tolerance_hours: float) -> li
 
 def auto_power(ms: str | Path) -> np.ndarray:
     """Per antenna, the median over unflagged channels of |XX| + |YY| of its autocorrelations."""
+    check_linear_correlations(ms)
     with open_ms(ms) as tab:
+        require_columns(tab, ms, "DATA", "FLAG")
         n_ant = _n_antennas(ms)
         autos = tab.query("ANTENNA1==ANTENNA2", columns="ANTENNA1,DATA,FLAG")
         try:
@@ -162,6 +167,7 @@ def flag_rows(ms: str | Path, antennas: list[int]) -> int:
     bad[antennas] = True
     total = 0
     with open_ms(ms, readonly=False) as tab:
+        require_columns(tab, ms, "FLAG")
         row_bytes = max(1, int(np.prod(tab.getcell("FLAG", 0).shape))) if tab.nrows() else 1
         for start, n in row_chunks(tab.nrows(), row_bytes):
             hit = bad[tab.getcol("ANTENNA1", start, n)] | bad[tab.getcol("ANTENNA2", start, n)]

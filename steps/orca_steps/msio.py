@@ -61,6 +61,13 @@ def open_ms(path: str | Path, readonly: bool = True):
         yield tab
 
 
+def require_columns(tab, path: str | Path, *names: str) -> None:
+    """Raise InputError naming the MS and every column of ``names`` it lacks."""
+    missing = [n for n in names if n not in tab.colnames()]
+    if missing:
+        raise InputError(f"{path}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} in this MS")
+
+
 def row_chunks(nrows: int, row_bytes: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, int]]:
     """Yield (startrow, nrow) covering ``nrows`` so each chunk holds about ``chunk_bytes``."""
     step = max(1, chunk_bytes // max(1, row_bytes))
@@ -109,7 +116,7 @@ def check_linear_correlations(ms: str | Path) -> None:
     """Raise InputError unless every polarisation setup of ``ms`` is XX, XY, YX, YY."""
     with open_table(Path(ms) / "POLARIZATION") as pol:
         for i in range(pol.nrows()):
-            corr = list(pol.getcell("CORR_TYPE", i))
+            corr = [int(c) for c in pol.getcell("CORR_TYPE", i)]
             if corr != LINEAR_CORR_TYPES:
                 raise InputError(f"{ms}: correlations {corr} are not XX, XY, YX, YY (CORR_TYPE 9-12)")
 

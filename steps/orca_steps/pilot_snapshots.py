@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import config
+from .labels import Subband
 from .logs import step_timer
 from .tools import require_tool
 from .wsclean import PILOT_SNAPSHOT, image_geometry, image_recipe, unique_times
@@ -19,7 +20,7 @@ from .wsclean import PILOT_SNAPSHOT, image_geometry, image_recipe, unique_times
 class Options(BaseModel):
     ms: str = Field(description="the concatenated, re-phased, flagged MS of the subband-hour")
     work_dir: str = Field(description="NVMe work dir of the unit; images go to <work_dir>/snapshots/")
-    subband: str = Field(description="subband label, e.g. 73MHz")
+    subband: Subband = Field(description="subband label, e.g. 73MHz")
     reduced_pixels: bool = Field(False, description="use the subband's pixel tier instead of the finest one")
     image_size: int | None = Field(None, description="override the image size in pixels (tests)")
     image_scale_deg: float | None = Field(None, description="override the pixel size in degrees (tests)")

@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, field_validator
 
+from .labels import LstLabel, ObsDate, RunLabel, Subband, WriteRoot
+
 
 class UnitParameters(BaseModel):
     """Everything Phase 2 of one subband-hour is told (orca's ``process_subband_task`` arguments first)."""
     ms_paths: list[str] = Field(description="Phase 1 outputs (MS on NVMe) of the subband-hour")
-    work_dir: str = Field(description="NVMe work dir of the subband-hour (same as Phase 1)")
-    subband: str = Field(description="subband label, e.g. 73MHz")
-    lst_label: str = Field(description="LST hour, e.g. 14h")
-    obs_date: str = Field(description="observation date YYYY-MM-DD")
-    run_label: str = Field(description="pipeline run label")
+    work_dir: WriteRoot = Field(description="NVMe work dir of the subband-hour (same as Phase 1)")
+    subband: Subband = Field(description="subband label, e.g. 73MHz")
+    lst_label: LstLabel = Field(description="LST hour, e.g. 14h")
+    obs_date: ObsDate = Field(description="observation date YYYY-MM-DD")
+    run_label: RunLabel = Field(description="pipeline run label")
     hot_baselines: bool = Field(False, description="run hot-baseline diagnostics and flag what they find")
     skip_cleanup: bool = Field(False, description="keep the concat MS (and the Phase 1 MS) on NVMe")
     cleanup_nvme: bool = Field(False, description="remove the whole work dir after archiving")
@@ -34,7 +36,7 @@ class UnitParameters(BaseModel):
     bp_table: str | None = Field(None, description="bandpass table used in Phase 1 (recorded in provenance)")
     xy_table: str | None = Field(None, description="XY-phase table used in Phase 1 (recorded in provenance)")
     # ours
-    archive_root: str | None = Field(None, description="archive root (default: the site's archive_root)")
+    archive_root: WriteRoot | None = Field(None, description="archive root (default: the site's archive_root)")
     overwrite: bool = Field(False, description="replace an existing, different archive of this unit")
     strategy: str | None = Field(None, description="AOFlagger Lua strategy (default: AOFlagger's generic one)")
     beam: str | None = Field(None, description="H5 beam model for pb-correct (default: the site's beam_model)")

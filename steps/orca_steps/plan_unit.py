@@ -11,8 +11,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import config
-from .discover import check_label, default_list_dir, make_unit, parse_obs_date
+from .discover import default_list_dir, make_unit, parse_obs_date
 from .errors import InputError
+from .labels import check_run_label, check_write_root
 from .logs import step_timer
 
 
@@ -42,11 +43,14 @@ class Result(BaseModel):
 
 def plan_unit(options: Options, site: config.SiteConfig | None = None) -> Result:
     site = site or config.site()
-    run_label = check_label(options.run_label, "run_label")
+    run_label = check_run_label(options.run_label, "run_label")
+    if options.nvme_work_dir:
+        check_write_root(options.nvme_work_dir, "nvme_work_dir")
     subband = config.check_subband(options.subband)
     hour = config.parse_lst_label(options.lst_label)
     obs_date = parse_obs_date(options.obs_date)
-    list_dir = Path(options.list_dir) if options.list_dir else default_list_dir(site, run_label)
+    list_dir = (Path(check_write_root(options.list_dir, "list_dir")) if options.list_dir
+                else default_list_dir(site, run_label))
     unit, paths = make_unit(site, subband, hour, obs_date, run_label, list_dir,
                             options.input_root or site.input_root, options.sun_max_elevation_deg,
                             options.ms_files, options.queue_override, options.nvme_work_dir)

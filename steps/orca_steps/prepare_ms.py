@@ -3,9 +3,16 @@
 stage-refs -> copy -> flag-antennas -> apply-calibration -> peel (if ``peel_sky`` or ``peel_rfi``).
 The cal tables (and peel models) are read from the work dir's staged ``refs/`` copies, so the ~45
 pods of a unit do not all read them from Lustre. Defaults come from the sub-steps' Options.
+
+Records: success writes ``phase1_done/<ms>.json`` last (the options and every sub-step's result); a
+refusal writes ``phase1_failed/<ms>.json`` (the sub-step that refused and why) for the unit's report.
+A rerun with the same options skips an MS whose success record exists and whose MS is still on NVMe, or
+whose unit is already archived (nothing is copied back to NVMe): its records stay as they were, so
+antennas found noisy are never re-detected on flagged data as dead.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +24,30 @@ from . import flag_antennas as flag_step
 from . import peel as peel_step
 from . import stage_refs as stage_step
 from .discover import write_json_atomic
-from .errors import InputError
-from .logs import step_timer
+from .errors import InputError, as_orca_error
+from .labels import WriteRoot
+from .logs import get_logger, log, step_timer
+from .provenance import DONE_DIR
+
+_logger = get_logger("prepare-ms")
 
 PHASE1_DONE_DIR = "phase1_done"
+PHASE1_FAILED_DIR = "phase1_failed"
 
 
 def phase1_marker(nvme_work_dir: str | Path, ms_name: str) -> Path:
     """Written last by a successful prepare-ms: the fan-in reads these, not Argo's aggregated outputs."""
     return Path(nvme_work_dir) / PHASE1_DONE_DIR / f"{ms_name}.json"
+
+
+def phase1_failure_record(nvme_work_dir: str | Path, ms_name: str) -> Path:
+    """Written by a prepare-ms that refused its MS: which sub-step, and why."""
+    return Path(nvme_work_dir) / PHASE1_FAILED_DIR / f"{ms_name}.json"
+
+
+def unit_archived(nvme_work_dir: str | Path) -> bool:
+    """Phase 2 of this work dir has archived the unit (its archive step's done-marker exists)."""
+    return (Path(nvme_work_dir) / DONE_DIR / "archive.json").is_file()
 
 _flag = flag_step.Options.model_fields
 _apply = apply_step.Options.model_fields
@@ -34,7 +56,7 @@ _peel = peel_step.Options.model_fields
 
 class Options(BaseModel):
     src_ms: str = copy_step.Options.model_fields["src_ms"]
-    nvme_work_dir: str = copy_step.Options.model_fields["nvme_work_dir"]
+    nvme_work_dir: WriteRoot = copy_step.Options.model_fields["nvme_work_dir"]
     bp_table: str = _apply["bp_table"]
     xy_table: str = _apply["xy_table"]
     peel_sky: bool = _peel["peel_sky"]
@@ -81,20 +103,57 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
     all_options = Options(src_ms=src_ms, nvme_work_dir=nvme_work_dir, bp_table=bp_table, xy_table=xy_table,
                           peel_sky=peel_sky, peel_rfi=peel_rfi, sky_model=sky_model, rfi_model=rfi_model,
                           **options).model_dump()
+    ms_name = copy_step.nvme_name(src_ms)
+    done = _finished_before(nvme_work_dir, ms_name, all_options)
+    if done is not None:
+        return done
+    step = ["prepare-ms"]
+    try:
+        return _prepare(src_ms, nvme_work_dir, bp_table, xy_table, peel_sky, peel_rfi, sky_model, rfi_model,
+                        all_options, step)
+    except Exception as exc:
+        error = as_orca_error(exc, src_ms)
+        write_json_atomic(phase1_failure_record(nvme_work_dir, ms_name),
+                          {"src_ms": src_ms, "step": step[0], "reason": str(error), "error": type(error).__name__})
+        raise
+
+
+def _finished_before(nvme_work_dir: str, ms_name: str, options: dict) -> Result | None:
+    """The recorded result of an earlier run with the same options, if it still holds (see module doc)."""
+    marker = phase1_marker(nvme_work_dir, ms_name)
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("options") != json.loads(json.dumps(options)):
+        return None
+    if not (Path(nvme_work_dir) / ms_name).is_dir() and not unit_archived(nvme_work_dir):
+        return None
+    log(_logger, "phase 1 of this MS finished before: skipped", ms=ms_name, record=str(marker))
+    return Result.model_validate(record)
+
+
+def _prepare(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, peel_sky: bool, peel_rfi: bool,
+             sky_model: str | None, rfi_model: str | None, all_options: dict, step: list[str]) -> Result:
+    """The sub-steps in order; ``step[0]`` names the one running, for the failure record."""
     if peel_sky and not sky_model:
         raise InputError("peel_sky is set but no sky_model was given")
     if peel_rfi and not rfi_model:
         raise InputError("peel_rfi is set but no rfi_model was given")
+    step[0] = "stage-refs"
     refs = [bp_table, xy_table] + [m for m, on in ((sky_model, peel_sky), (rfi_model, peel_rfi)) if on]
     work = nvme_work_dir
     with step_timer("stage-refs", work):
         staged = stage_step.stage_refs(work, refs)
     local = dict(zip(refs, staged.staged))
+    step[0] = "copy"
     with step_timer("copy", work):
         copied = copy_step.copy_ms(src_ms, work)
     ms = copied.ms_path
+    step[0] = "flag-antennas"
     with step_timer("flag-antennas", work):
         flagged = flag_step.flag_antennas(ms, **_flag_options(all_options))
+    step[0] = "apply-calibration"
     with step_timer("apply-calibration", work):
         calibrated = apply_step.apply_calibration(
             ms, local[bp_table], local[xy_table], max_usable_freq_hz=all_options["max_usable_freq_hz"],
@@ -102,6 +161,7 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
     peeled = None
     if peel_sky or peel_rfi:
         o = all_options
+        step[0] = "peel"
         with step_timer("peel", work):
             outcome = peel_step.peel_ms(
                 ms, sky_model=local.get(sky_model) if peel_sky else None,
@@ -111,7 +171,8 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
         peeled = outcome.model_dump()
     result = Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
                     apply_calibration=calibrated, peel=peeled)
-    write_json_atomic(phase1_marker(work, Path(ms).name), result.model_dump(mode="json"))
+    phase1_failure_record(work, Path(ms).name).unlink(missing_ok=True)
+    write_json_atomic(phase1_marker(work, Path(ms).name), {**result.model_dump(mode="json"), "options": all_options})
     return result
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import config
+from .archive import check_destination, remove_stale_partials
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .pipeline import PHASE2, Phase2Step, UnitParameters
@@ -84,9 +85,8 @@ def _write_marker(path: Path, options: BaseModel, result: BaseModel) -> None:
 
 
 def preflight(params: UnitParameters) -> None:
-    """Fail before any work (Phase 2 runs for hours) on what would fail later: labels, files, tools."""
-    config.check_subband(params.subband)
-    config.parse_lst_label(params.lst_label)
+    """Fail before any work (Phase 2 runs for hours) on what would fail later: labels, files, tools, an
+    archive that would be refused. Partial archives a killed run left are removed here, at the start."""
     if not Path(params.work_dir).is_dir():
         raise InputError(f"{params.work_dir}: work dir does not exist (Phase 1 writes it)")
     if params.strategy and not Path(params.strategy).is_file():
@@ -104,6 +104,12 @@ def preflight(params: UnitParameters) -> None:
     tools = ["aoflagger", "wsclean"] + (["fpack"] if params.compress_snapshots or params.clean_snapshots else [])
     for tool in tools:
         require_tool(tool)
+    dest = config.archive_dir(params.archive_root or config.site().archive_root, params.lst_label,
+                              params.obs_date, params.run_label, params.subband)
+    remove_stale_partials(dest)
+    archive_marker = _load_marker(_marker(Path(params.work_dir), "archive"))
+    if not (archive_marker and archive_marker.get("result", {}).get("archive_path") == dest):
+        check_destination(params.work_dir, dest, params.overwrite)
 
 
 def process_subband(params: UnitParameters) -> Result:

@@ -20,13 +20,21 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .collect_ms import PHASE1_FILE
+from .concat import concat_paths
 from .errors import InputError
+from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import step_timer
 from .pipeline import PHASE2
+from .refusals import phase1_refused, refused_ms
+from .skyimage import load_image
+from .wsclean import SCIENCE_RECIPES
 
 # worst first: the page's status is the worst of its steps
 STATES = ("failed", "attention", "not run", "ok", "skipped")
 COLOURS = {"failed": "#c62828", "attention": "#ef6c00", "not run": "#757575", "ok": "#2e7d32", "skipped": "#9e9e9e"}
+DEEP_FOLDERS = sorted({r.folder for r in SCIENCE_RECIPES if r.folder.endswith("/deep")})
+HORIZON_MASK_DEG = max(r.options.horizon_mask_deg or 0 for r in SCIENCE_RECIPES)
 UNREADABLE = (OSError, ValueError, KeyError, TypeError, csv.Error, json.JSONDecodeError)
 
 
@@ -38,16 +46,20 @@ def phase2_steps() -> list[str]:
 class Options(BaseModel):
     """Named as the unit's parameters, so that process-subband fills them; the switches say what was off."""
     work_dir: str = Field(description="unit work dir (QA/, photometry/, transients/, timings.jsonl, provenance.json)")
-    subband: str | None = Field(None, description="subband label, names the snapshot QA files (default: any)")
-    lst_label: str | None = Field(None, description="LST hour, for the heading")
-    obs_date: str | None = Field(None, description="observation date, for the heading")
-    run_label: str | None = Field(None, description="pipeline run label, for the heading")
+    subband: Subband | None = Field(None, description="subband label, names the snapshot QA files (default: any)")
+    lst_label: LstLabel | None = Field(None, description="LST hour, for the heading")
+    obs_date: ObsDate | None = Field(None, description="observation date, for the heading")
+    run_label: RunLabel | None = Field(None, description="pipeline run label, for the heading")
     hot_baselines: bool = Field(False, description="hot-baseline diagnostics were on")
     clean_snapshots: bool = Field(False, description="CLEANed snapshots were on")
     compress_snapshots: bool = Field(False, description="snapshot compression was on")
     skip_science: bool = Field(False, description="the science steps were switched off")
     flux_tolerance: float = Field(0.10, description="flux-check ratios further than this from 1 need attention")
     max_bad_snapshot_fraction: float = Field(0.25, description="more flagged snapshots than this need attention")
+    max_deep_rms_jy: float = Field(1e4, description="a deep image whose rms above the horizon mask exceeds this "
+                                   "(Jy/beam) is absurd for any subband: the unit fails QA")
+    max_deep_peak_jy: float = Field(1e6, description="a deep image whose peak |pixel| exceeds this (Jy/beam; Cyg A "
+                                    "is ~2e4 Jy at 74 MHz) is absurd: the unit fails QA")
     max_rows: int = Field(25, description="longest table shown in full (longer ones are cut, with a note)")
 
 
@@ -381,8 +393,56 @@ def provenance_section(u: Unit) -> Section:
     return Section(step, title, u.judged(step, "ok"), f"{len(prov)} entries", body)
 
 
-SECTIONS = (snapshot_section, hot_baselines_section, dewarp_section, photometry_section, transient_section,
-            flux_section, noise_section, provenance_section, timings_section)
+def judge_deep_image(path: Path, max_rms: float, max_peak: float) -> dict:
+    """One deep image's numbers above the horizon mask, and what is absurd about them ("" if nothing)."""
+    img = load_image(path, "deep image")
+    sky = img.elevation_map() > HORIZON_MASK_DEG  # NaN (off the sphere) compares False
+    pixels = img.data[sky]
+    finite = pixels[np.isfinite(pixels)]
+    rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else float("nan")
+    peak = float(np.max(np.abs(finite))) if finite.size else float("nan")
+    problems = []
+    if finite.size < pixels.size:
+        problems.append(f"{pixels.size - finite.size} non-finite pixels above the horizon mask")
+    if not rms <= max_rms:
+        problems.append(f"rms {rms:.3g} Jy/beam > {max_rms:.3g}")
+    if not peak <= max_peak:
+        problems.append(f"peak {peak:.3g} Jy/beam > {max_peak:.3g}")
+    return {"image": path.name, "rms_jy": fmt(rms, 4), "peak_jy": fmt(peak, 4), "problem": "; ".join(problems)}
+
+
+def deep_images_section(u: Unit) -> Section:
+    """A deep image with absurd numbers (a diverged clean, an unpeeled 24-antenna hour) fails the unit."""
+    step, title = "science-images", "Deep images"
+    files = sorted(p for folder in DEEP_FOLDERS for p in (u.work / folder).glob("*-image.fits"))
+    if not files:
+        return u.absent(step, title)
+    try:
+        rows = [judge_deep_image(p, u.opts.max_deep_rms_jy, u.opts.max_deep_peak_jy) for p in files]
+    except (InputError, *UNREADABLE) as exc:
+        return u.unreadable(step, title, files[0], exc)
+    bad = [r for r in rows if r["problem"]]
+    summary = (f"{len(bad)} of {len(rows)} deep images absurd: {bad[0]['image']}: {bad[0]['problem']}" if bad
+               else f"{len(rows)} deep images, rms and peak plausible")
+    return Section(step, title, u.judged(step, "failed" if bad else "ok"), summary,
+                   table(rows, ["image", "rms_jy", "peak_jy", "problem"], u.opts.max_rows))
+
+
+def refused_section(u: Unit) -> Section:
+    """Every MS of the hour that Phase 1 failed or concat dropped, with the step that refused it and why."""
+    step, title = "concat", "Refused MS"
+    records = [u.work / PHASE1_FILE] + ([concat_paths(u.work, u.opts.subband)[1]] if u.opts.subband else [])
+    if not any(r.is_file() for r in records):
+        return u.absent(step, title)
+    rows = refused_ms(u.work, u.opts.subband) if u.opts.subband else phase1_refused(u.work)
+    shown = [{"ms": Path(r["ms"]).name, "step": r["step"], "reason": r["reason"]} for r in rows]
+    summary = f"{len(rows)} MS refused" if rows else "no MS refused"
+    body = table(shown, ["ms", "step", "reason"], u.opts.max_rows) if rows else "<p>Every MS was used.</p>"
+    return Section(step, title, u.judged(step, "ok"), summary, body)
+
+
+SECTIONS = (refused_section, snapshot_section, hot_baselines_section, deep_images_section, dewarp_section,
+            photometry_section, transient_section, flux_section, noise_section, provenance_section, timings_section)
 
 CSS = """
 body{font-family:sans-serif;margin:1.5em;max-width:1100px;color:#222}

@@ -1,7 +1,8 @@
 """Step ``queue-claim``: a dispatch worker (one node) takes its next (subband, hour) unit.
 
-Argo runs it under the queue's mutex, so claims never overlap. Every output is always written (empty
-strings when the queue is empty) because Argo reads each from its own file.
+Argo runs it under the queue's mutex, and the queue file has its own lock (``work_queue.locked``), so
+claims never overlap even without it. Every output is always written (empty strings when the queue is
+empty) because Argo reads each from its own file.
 """
 from __future__ import annotations
 

@@ -27,6 +27,7 @@ from .config import PHASE_CENTRE_DEC_DEG, parse_lst_label
 from .coords import antenna_uvw
 from .errors import InputError
 from .fix_field import PHASE_DIR_COLUMN, field_phase_dirs
+from .labels import LstLabel
 from .logs import get_logger, log, step_timer
 from .msio import antenna_positions, check_ms, ddid_to_spw, open_ms, open_table, row_chunks, spectral_windows
 from .msread import ChunkReader
@@ -38,7 +39,7 @@ SAME_CENTRE_RAD = 1e-10  # rows closer than this to the target are already there
 
 class Options(BaseModel):
     ms: str = Field(description="MS to re-centre in place (the fixed concat)")
-    lst_label: str = Field(description="LST hour of the unit, e.g. 14h; the centre is its middle")
+    lst_label: LstLabel = Field(description="LST hour of the unit, e.g. 14h; the centre is its middle")
 
 
 class Result(BaseModel):

@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import config, work_queue
-from .discover import check_label, write_json_atomic
+from .discover import write_json_atomic
+from .labels import check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("run-report")
@@ -51,15 +52,20 @@ def parse_failures(text: str) -> list[dict]:
 
 def run_report(options: Options, site: config.SiteConfig | None = None) -> Result:
     site = site or config.site()
-    run_label = check_label(options.run_label, "run_label")
-    report_file = options.report_file or Path(site.runs_root) / run_label / "reports" / f"{options.workflow}.json"
+    run_label = check_run_label(options.run_label, "run_label")
+    report_file = (check_write_root(options.report_file, "report_file") if options.report_file
+                   else path_under(site.runs_root, run_label, "reports",
+                                   f"{check_run_label(options.workflow, 'workflow')}.json"))
     failures = parse_failures(options.failures)
     report = {"workflow": options.workflow, "status": options.status, "failed_nodes": failures,
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     counts = {}
     if options.dynamic_run_label:
-        queue = work_queue.load(work_queue.queue_path(site, check_label(options.dynamic_run_label,
-                                                                          "dynamic_run_label")))
+        queue_file = work_queue.queue_path(site, options.dynamic_run_label)
+        released = work_queue.release(queue_file, options.workflow)
+        if released:
+            log(_logger, "units this run left running are released for a later run", units=released)
+        queue = work_queue.load(queue_file)
         counts = work_queue.summary(queue)
         report["queue"] = {"counts": counts, "units": [
             {k: u[k] for k in ("id", "state", "worker", "claimed_at", "finished_at", "attempts")}

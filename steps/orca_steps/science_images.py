@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .errors import InputError
+from .labels import Subband
 from .logs import step_timer
 from .tools import require_tool
 from .wsclean import SCIENCE_RECIPES, image_geometry, image_recipe
@@ -18,7 +19,7 @@ from .wsclean import SCIENCE_RECIPES, image_geometry, image_recipe
 class Options(BaseModel):
     ms: str = Field(description="the concatenated, re-phased, flagged MS of the subband-hour")
     work_dir: str = Field(description="NVMe work dir of the unit")
-    subband: str = Field(description="subband label, e.g. 73MHz")
+    subband: Subband = Field(description="subband label, e.g. 73MHz")
     reduced_pixels: bool = Field(False, description="use the subband's pixel tier instead of the finest one")
     recipes: list[str] | None = Field(None, description="run only these recipes (suffixes); default: all 7")
     image_size: int | None = Field(None, description="override the image size in pixels (tests)")

@@ -150,6 +150,8 @@ def _read_list(path: str | Path, what: str) -> list:
         raise InputError(f"{p}: {what} file does not exist")
     try:
         data = json.loads(p.read_text())
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: {what} is not valid JSON: {exc}") from exc
     if not isinstance(data, list):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from .config import check_subband
 from .errors import InputError
+from .labels import Subband
 from .logs import get_logger, log, step_timer
 from .msio import open_ms, row_chunks
 
@@ -33,7 +34,7 @@ _TIME_RE = re.compile(r"(\d{8}_\d{6})")
 class Options(BaseModel):
     ms: str = Field(description="MS to flag (the concat the snapshots were made from)")
     snapshots: list[str] = Field(description="pilot snapshot FITS files; names carry the UTC mid-time YYYYMMDD_HHMMSS")
-    subband: str = Field(description="subband label, names the QA files")
+    subband: Subband = Field(description="subband label, names the QA files")
     work_dir: str | None = Field(None, description="QA/ goes here (default: the MS's folder)")
     stokes: str = Field("V", description="Stokes parameter of the snapshots to judge (orca: V)")
     box: int = Field(1024, description="side of the central box (pixels) the rms is measured in")

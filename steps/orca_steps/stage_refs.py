@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .labels import WriteRoot
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("stage-refs")
@@ -23,7 +24,7 @@ TMP_MARK = ".staging-"
 
 
 class Options(BaseModel):
-    nvme_work_dir: str = Field(description="work dir of the unit; references go to <nvme_work_dir>/refs/")
+    nvme_work_dir: WriteRoot = Field(description="work dir of the unit; references go to <nvme_work_dir>/refs/")
     refs: list[str] = Field(description="reference files or table directories to stage")
 
 

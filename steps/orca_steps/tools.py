@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -58,10 +59,28 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+_CAUSE_RE = re.compile(r"error|exception|abort|fail|cannot|can't|could not|unable|not found|invalid|terminat|"
+                       r"no such|denied|segmentation|killed|attempt to|unknown|exceeds|missing", re.IGNORECASE)
+_BOILERPLATE_RE = re.compile(r"if you think this is a bug|contact |please report", re.IGNORECASE)
+CAUSE_WINDOW = 15  # the cause is looked for in this many last meaningful lines of the output
+
+
+def failure_cause(output: str) -> str:
+    """Why a tool failed, in one line: the first line of its output's tail that reads like an error (joined
+    with the next when it ends in ':'), since later lines are consequences; else the last line."""
+    lines = [re.sub(r"^[\s+>]+", "", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if re.search(r"\w", line) and not _BOILERPLATE_RE.search(line)][-CAUSE_WINDOW:]
+    for k, line in enumerate(lines):
+        if _CAUSE_RE.search(line) and not line.lower().startswith("warning"):
+            return f"{line} {lines[k + 1]}" if line.endswith(":") and k + 1 < len(lines) else line
+    return lines[-1] if lines else "no output"
+
+
 def run_tool(args: list[str], log_file: str | Path | None = None, cwd: str | Path | None = None) -> float:
     """Run a tool to completion; its output goes to ``log_file``. Returns wall seconds.
 
-    A non-zero exit raises ToolFailedError with the tail of the tool's output.
+    A non-zero exit raises ToolFailedError: one line that starts with the cause (``failure_cause``) and
+    names the log holding the whole output.
     """
     exe = require_tool(args[0])
     start = time.time()
@@ -74,7 +93,10 @@ def run_tool(args: list[str], log_file: str | Path | None = None, cwd: str | Pat
         with open(log_file, "a") as fh:
             fh.write(f"$ {' '.join(map(str, args))}\n{proc.stdout}\n")
     if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-        raise ToolFailedError(f"{args[0]} failed with exit code {proc.returncode}:\n{tail}")
+        where = f"full output in {log_file}" if log_file else "no log file"
+        log(_logger, "tool failed", level=40, tool=args[0], exit_code=proc.returncode,
+            tail="\n".join(proc.stdout.strip().splitlines()[-15:]))
+        raise ToolFailedError(f"{args[0]} failed: {failure_cause(proc.stdout)} "
+                              f"(exit code {proc.returncode}; {where})")
     log(_logger, "tool finished", tool=args[0], seconds=round(seconds, 3))
     return seconds

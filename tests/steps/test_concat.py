@@ -1,6 +1,7 @@
 """concat: time-sorted rows of every valid input, each keeping its own FIELD; bad inputs dropped with a
 reason; a complete concat reused, an incomplete one rebuilt; no valid input is one clear error."""
 import json
+from pathlib import Path
 import re
 import shutil
 import subprocess
@@ -162,3 +163,35 @@ def test_cli_prints_the_result(hour, tmp_path):
     assert result["concat_ms"] == str(tmp_path / "73MHz_concat.ms") and result["n_rows"] == 2 * N_BL
     timings = [json.loads(line) for line in (tmp_path / "timings.jsonl").read_text().splitlines()]
     assert timings[-1]["step"] == "concat" and timings[-1]["status"] == "ok"
+
+
+def _renamed(src, folder, name):
+    return shutil.copytree(src, folder / name)
+
+
+def test_an_ms_whose_name_disagrees_with_its_data_is_dropped_and_the_genuine_one_kept(hour, tmp_path,
+                                                                                     tmp_path_factory):
+    """A misnamed copy that sorts first (same time, path first) must not push out the genuine MS it duplicates."""
+    _, paths, _ = hour
+    first = tmp_path_factory.mktemp("aaa")  # sorts before the genuine MS's folder
+    assert str(first) < str(paths[0])
+    names = [p.name for p in paths]
+    assert all(re.match(r"\d{8}_\d{6}_73MHz", n) for n in names)
+    stamp = names[2][:15]
+    # the data of integration 2 under the name of midnight (a wrong time),
+    early = _renamed(paths[2], first, f"{names[0][:9]}000000_73MHz_averaged.ms")
+    # and under its own time but another subband's name
+    wrong_band = _renamed(paths[2], first, f"{stamp}_78MHz_averaged.ms")
+    inputs = [early, wrong_band, *paths[:3]]
+    result = concatenate_ms([str(p) for p in inputs], tmp_path / "work" / "73MHz_concat.ms")
+    assert result.used == [str(p) for p in paths[:3]]
+    reasons = {Path(d.path).name: d.reason for d in result.dropped}
+    assert reasons[wrong_band.name] == "name says 78MHz, but its data are 73MHz"
+    assert re.fullmatch(r"name says \d{4}-\d\d-\d\d 00:00:00, but its data start at .* UTC", reasons[early.name])
+
+
+def test_a_name_that_agrees_within_the_integration_is_kept(hour, tmp_path):
+    from orca_steps.concat import _inspect, name_disagreement
+
+    _, paths, _ = hour
+    assert all(name_disagreement(_inspect(str(p))) is None for p in paths)

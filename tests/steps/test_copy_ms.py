@@ -95,3 +95,24 @@ def test_tar_holding_something_else(tmp_path):
     tar = tar_copy(other, tmp_path / "20250615_041823_73MHz_averaged.ms.tar")
     with pytest.raises(InputError, match="does not hold exactly the MS directory 20250615_041823_73MHz_averaged.ms"):
         copy_ms(tar, tmp_path / "work")
+
+
+@pytest.mark.parametrize("target", ["outside", "/dev/zero", "../../outside"])
+def test_a_link_out_of_the_ms_is_refused_and_nothing_is_copied(source, tmp_path, capsys, target):
+    lustre = tmp_path / "lustre"
+    ms = shutil.copytree(source, lustre / source.name)
+    (tmp_path / "outside").write_text("secret")
+    (ms / "HISTORY" / "evil.f9").symlink_to(tmp_path / "outside" if target == "outside" else target)
+    code = main(["copy", "--src_ms", str(ms), "--nvme_work_dir", str(tmp_path / "work")])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "HISTORY/evil.f9 is a link out of the MS" in last and str(ms) in last
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+
+def test_a_link_that_stays_inside_is_copied_as_a_link(source, tmp_path):
+    ms = shutil.copytree(source, tmp_path / "lustre" / source.name)
+    (ms / "HISTORY" / "alias.info").symlink_to("../table.info")
+    result = copy_ms(ms, tmp_path / "work")
+    copied = tmp_path / "work" / source.name / "HISTORY" / "alias.info"
+    assert copied.is_symlink() and copied.resolve() == (tmp_path / "work" / source.name / "table.info").resolve()
+    assert not result.reused

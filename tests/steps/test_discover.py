@@ -13,6 +13,7 @@ from orca_steps import config
 from orca_steps import discover as d
 from orca_steps.coords import _measures_at, local_sidereal_hours
 from orca_steps.errors import InputError
+from orca_steps.labels import check_run_label
 from orca_steps.plan_unit import Options as PlanOptions
 from orca_steps.plan_unit import plan_unit
 from orca_steps.sim.night import lst_hour_start, mjd_seconds, utc_of
@@ -194,16 +195,20 @@ def test_queue_override_and_unknown_nodes(tmp_path):
 
 
 def test_labels_dates_and_subbands_are_checked():
-    assert d.check_label("Run_2025-06.15", "run_label") == "Run_2025-06.15"
+    assert check_run_label("Run_2025-06.15", "run_label") == "Run_2025-06.15"
     for bad in ("", "-x", "a/b", "x" * 64, "run label"):
         with pytest.raises(InputError, match="run_label"):
-            d.check_label(bad, "run_label")
+            check_run_label(bad, "run_label")
     now = datetime(2025, 6, 16, 16, 0, tzinfo=UTC)
     assert d.parse_obs_date("previous-night", now) == "2025-06-16"  # the night that ended this morning
     assert d.parse_obs_date("previous-night", now - timedelta(hours=6)) == "2025-06-15"  # night still running
     with pytest.raises(InputError, match="obs_date"):
         d.parse_obs_date("15/06/2025")
+    with pytest.raises(InputError, match="obs_date"):
+        d.parse_obs_date("20250615")
     assert d.expand_subbands(["all"]) == list(config.PROCESSED_SUBBANDS)
+    with pytest.raises(InputError, match="subbands is empty"):
+        d.expand_subbands([])
     with pytest.raises(InputError, match="not processed"):
         d.expand_subbands(["13MHz"])
 

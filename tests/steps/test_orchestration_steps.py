@@ -1,5 +1,6 @@
 """The bookkeeping steps the Argo templates call: dispatch queue, Phase 1 fan-in, unit and run reports."""
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -46,17 +47,34 @@ def test_a_rerun_resumes_the_queue(tmp_path):
     work_queue.finish(q, a["id"], "Succeeded", "wf-1")
     b = work_queue.claim(q, "node-a", "wf-1")
     work_queue.finish(q, b["id"], "Error", "wf-1")
-    c = work_queue.claim(q, "node-b", "wf-1")  # wf-1 is killed while c runs
+    c = work_queue.claim(q, "node-b", "wf-1")  # wf-1 is stopped while c runs
     work_queue.create_or_resume(q, "night1", units(4))  # the rerun's discover keeps the states
+    assert work_queue.claim(q, "node-c", "wf-2")["id"] == units(4)[3].id  # pending first; c may still run
+    work_queue.finish(q, units(4)[3].id, "Succeeded", "wf-2")
+    assert work_queue.claim(q, "node-c", "wf-2")["id"] == b["id"]  # failed in wf-1
+    work_queue.finish(q, b["id"], "Succeeded", "wf-2")
+    assert work_queue.claim(q, "node-c", "wf-2") is None  # c is wf-1's until wf-1's exit handler releases it
+    assert work_queue.release(q, "wf-1") == [c["id"]]
     again = []
     while (u := work_queue.claim(q, "node-b", "wf-2")) is not None:
         again.append(u["id"])
         work_queue.finish(q, u["id"], "Succeeded", "wf-2")
-    assert a["id"] not in again and {b["id"], c["id"]} <= set(again) and len(again) == 3
+    assert again == [c["id"]]
     with pytest.raises(InputError, match="belongs to"):
         work_queue.create_or_resume(q, "night2", units(1))
     with pytest.raises(InputError, match="claimed by"):
         work_queue.finish(q, a["id"], "Succeeded", "wf-3")
+
+
+def test_a_unit_held_by_a_run_killed_without_its_exit_handler_is_taken_after_its_lease(tmp_path):
+    q = work_queue.create_or_resume(tmp_path / "q.json", "night1", units(1))
+    held = work_queue.claim(q, "node-a", "wf-1")
+    assert work_queue.claim(q, "node-b", "wf-2") is None
+    queue = work_queue.load(q)
+    queue["units"][0]["claimed_at"] = (datetime.now(timezone.utc) - work_queue.RUNNING_LEASE
+                                       - timedelta(minutes=1)).isoformat(timespec="seconds")
+    write_json_atomic(q, queue)
+    assert work_queue.claim(q, "node-b", "wf-2")["id"] == held["id"]
 
 
 # --- Phase 1 fan-in ---------------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from orca_steps import pb_correct
-from orca_steps.errors import InputError, MissingToolError
+from orca_steps import config, pb_correct
+from orca_steps.errors import ArchiveExistsError, InputError, MissingToolError
 from orca_steps.pipeline import PHASE2
-from orca_steps.process_subband import process_subband
+from orca_steps.process_subband import preflight, process_subband
 from phase1_data import tree_hash
 from phase2_unit import phase1, processed_unit, unit_options
 
@@ -115,3 +115,23 @@ def test_missing_work_dir_and_beam_are_named(small_unit, tmp_path):
         process_subband(unit_options(root, tmp_path / "nowhere", outs))
     with pytest.raises(InputError, match=r"beam\.h5: beam model file does not exist"):
         process_subband(unit_options(root, tmp_path, outs, beam=str(tmp_path / "beam.h5")))
+
+
+def test_an_archive_that_would_be_refused_fails_before_any_work_and_stale_partials_go(small_unit, tmp_path):
+    root, _, _, outs = small_unit
+    work = tmp_path / "work"
+    work.mkdir()
+    options = unit_options(root, work, outs, archive_root=str(tmp_path / "arch"))
+    dest = Path(config.archive_dir(options.archive_root, options.lst_label, options.obs_date, options.run_label,
+                                   options.subband))
+    (dest / "QA").mkdir(parents=True)
+    (dest / "QA" / "index.html").write_text("another run's page")
+    stale = dest.parent / f".{dest.name}.partial-4242"  # a killed archive's hidden copy
+    stale.mkdir()
+    (stale / "half.fits").write_text("half")
+    with pytest.raises(ArchiveExistsError, match="refused before Phase 2 starts"):
+        process_subband(options)
+    assert not stale.exists()
+    assert not (work / ".done").exists() and not list(work.glob("*.ms")) and not (work / "timings.jsonl").exists()
+    assert (dest / "QA" / "index.html").read_text() == "another run's page"
+    preflight(options.model_copy(update={"overwrite": True}))  # told to replace it: no refusal

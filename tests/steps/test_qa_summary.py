@@ -155,7 +155,7 @@ def test_empty_work_dir_shows_not_run_without_crashing(tmp_path):
     got = states(page)
     assert {s for s, state in got.items() if state == "skipped"} == {"hot-baselines", "clean-snapshots", "compress"}
     assert {state for s, state in got.items() if state != "skipped"} == {"not run"} and res.status == "not run"
-    assert page.count("Not run: no products in the work dir.") == 7  # every section but the timings and hot baselines
+    assert page.count("Not run: no products in the work dir.") == 9  # every section but the timings and hot baselines
     assert "Switched off for this unit." in page
     assert "No step timings recorded." in page
 
@@ -179,3 +179,44 @@ def test_missing_work_dir_fails_clearly_and_cli(tmp_path):
     result = json.loads(out.stdout)
     assert result["steps"]["snapshot-qa"] == "attention"  # 6 of 12 flagged: more than a quarter
     assert result["steps"]["photometry"] == "skipped" and result["html"].endswith("QA/index.html")
+
+
+# --- deep images judged ---------------------------------------------------------------------------------------
+def deep_image(work, name="73MHz-I-Deep-Taper-Robust-0.75-20250615_041000-image.fits", edit=None):
+    """A zenith-centred deep image reaching past the horizon (256 px x 0.8 deg: corners are off the sky)."""
+    from astropy.io import fits
+
+    path = write_sky_image(work / "I" / "deep" / name, [src(ZEN, 200.0)], ZEN, TIME, size=256, scale_deg=0.8,
+                           beam_fwhm_deg=2.0, noise_jy=1.0)
+    if edit:
+        with fits.open(path, mode="update") as hdul:
+            edit(hdul[0].data[0, 0])
+    return path
+
+
+def judged(work):
+    res = qa_summary.qa_summary(qa_summary.Options(work_dir=str(work), subband="73MHz"))
+    return res, (work / "QA" / "index.html").read_text()
+
+
+def test_plausible_deep_images_pass_and_blanks_off_the_sky_are_fine(tmp_path):
+    def blank_corners(d):
+        d[:5, :5] = np.nan  # ~140 deg from zenith: below the horizon, no sky there
+        d[-5:, -5:] = np.nan
+    deep_image(tmp_path, edit=blank_corners)
+    res, page = judged(tmp_path)
+    assert res.steps["science-images"] == "ok" and "1 deep images, rms and peak plausible" in page
+
+
+@pytest.mark.parametrize("edit,problem", [
+    (lambda d: d.__setitem__((128, 128), 3.6e25), "peak 3.6e+25 Jy/beam &gt; 1e+06"),  # the unpeeled 24-antenna hour
+    (lambda d: d.__setitem__((slice(100, 150), slice(100, 150)), 3e4), "Jy/beam &gt; 1e+04"),  # rms ~1.2e4
+    (lambda d: d.__setitem__((128, 128), np.nan), "1 non-finite pixels above the horizon mask"),
+    (lambda d: d.__setitem__((128, 130), np.inf), "1 non-finite pixels above the horizon mask"),
+])
+def test_an_absurd_deep_image_fails_the_unit(tmp_path, edit, problem):
+    deep_image(tmp_path, edit=edit)
+    deep_image(tmp_path, name="73MHz-I-Deep-Taper-Robust-0-20250615_041000-image.fits")  # a sane one beside it
+    res, page = judged(tmp_path)
+    assert res.steps["science-images"] == "failed" and res.status == "failed"
+    assert "1 of 2 deep images absurd" in page and problem in page

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from hera.workflows import Container, Parameter
 from hera.workflows import models as m
 from orca_steps import config
+from orca_steps.errors import NOT_RETRIED_EXIT_CODES
 
 IMAGE_REPOSITORY = "ghcr.io/ovro-lwa/orca-steps"
 SERVICE_ACCOUNT = "orca-pipeline"
@@ -250,8 +251,9 @@ def orca_step(name: str, step: str, flags: dict[str, str], inputs: list[str], ou
         labels=unit_labels() if labels else None, retry_strategy=retry, **extra)
 
 
-# orca-step's exit codes for a refused input (2) and a missing tool (3): a retry cannot help.
-NO_RETRY_EXPRESSION = "asInt(lastRetry.exitCode) != 2 && asInt(lastRetry.exitCode) != 3"
+# orca-step's exit codes after which a retry cannot help (a refused input or unexpected error, a missing tool);
+# a tool crash and a fault that may pass (a full disk) exit otherwise and are retried.
+NO_RETRY_EXPRESSION = " && ".join(f"asInt(lastRetry.exitCode) != {code}" for code in NOT_RETRIED_EXIT_CODES)
 
 
 def retry(limit: int, policy: str = "Always", backoff: str = "30s") -> m.RetryStrategy:
