@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, open_ms, open_table, row_chunks
+from .msio import check_ms, linear_correlation_index, open_ms, open_table, row_chunks
 
 _logger = get_logger("flag-antennas")
 MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
@@ -122,8 +122,9 @@ def auto_power(ms: str | Path) -> np.ndarray:
             autos.close()
     if ant.size == 0:
         raise InputError(f"{ms}: no autocorrelations, cannot autodetect bad antennas")
-    power = np.abs(data[:, :, 0]) + np.abs(data[:, :, 3])
-    power = np.where(flag[:, :, 0] | flag[:, :, 3], np.nan, power)
+    xx, yy = linear_correlation_index(ms)[[0, 3]]
+    power = np.abs(data[:, :, xx]) + np.abs(data[:, :, yy])
+    power = np.where(flag[:, :, xx] | flag[:, :, yy], np.nan, power)
     per_ant = np.full(n_ant, np.nan)
     for a in np.unique(ant):
         values = power[ant == a]

@@ -12,6 +12,7 @@ import tarfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
@@ -22,7 +23,7 @@ from ..predict import apply_diagonal_gains, predict_components, predict_near_fie
 from ..skymodel import SkySource, save_rfi_model, save_sky_model
 from . import beam, corrupt, sky
 from .array import ArrayLayout, baselines, make_layout
-from .mswriter import create_ms
+from .mswriter import CORR_ORDERS, create_ms
 
 MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01
 SIDEREAL_RATE = 1.00273790935
@@ -49,6 +50,8 @@ class SimConfig(BaseModel):
     dead_antennas: int = 2
     noisy_antennas: int = 2
     noisy_factor: float = 8.0
+    corr_order: Literal[tuple(CORR_ORDERS)] = Field("XX,XY,YX,YY", description=(
+        "order of the correlations on disk (CORR_TYPE); pyuvdata and some correlators write XX,YY,XY,YX"))
     write_model: bool = Field(False, description="also write MODEL_DATA: the uncorrupted, noise-free visibilities")
     tar: bool = False
     dd_gain_sources: list[str] = Field(default_factory=list,
@@ -294,7 +297,8 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
 
     extra = ("MODEL_DATA",) if cfg.write_model else ("",)
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_ms(path, layout.names, layout.itrf, freqs, f"{subband}", (ra0, dec0), mid, a1.size, extra)
+    create_ms(path, layout.names, layout.itrf, freqs, f"{subband}", (ra0, dec0), mid, a1.size, extra, cfg.corr_order)
+    on_disk = [[9, 10, 11, 12].index(c) for c in CORR_ORDERS[cfg.corr_order]]  # computed as XX, XY, YX, YY
     from casacore import tables as ct
 
     with ct.table(str(path), readonly=False, ack=False) as ms:
@@ -312,10 +316,10 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
         ms.putcol("WEIGHT", np.ones((n, 4), dtype=np.float32))
         ms.putcol("SIGMA", np.ones((n, 4), dtype=np.float32))
         ms.putcol("FLAG_ROW", np.zeros(n, dtype=bool))
-        ms.putcol("DATA", obs.astype(np.complex64))
+        ms.putcol("DATA", obs[..., on_disk].astype(np.complex64))
         ms.putcol("FLAG", np.zeros(obs.shape, dtype=bool))
         if cfg.write_model:
-            model = true.astype(np.complex64)
+            model = true[..., on_disk].astype(np.complex64)
             model[auto] = 0.0
             ms.putcol("MODEL_DATA", model)
     return {"path": str(path), "time_mjd_s": mid, "utc": utc_of(mid).isoformat(),
