@@ -16,6 +16,7 @@ from casacore import tables as ct
 from orca_steps.apply_calibration import apply_calibration
 from orca_steps.coords import array_itrf, direction_cosines
 from orca_steps.errors import InputError
+from orca_steps.msio import ensure_column
 from orca_steps.peel import PeelSource, peel_ms, peel_sources, rfi_peel_source, solutions_path
 from orca_steps.peeling_solver import Layout, gain_products, peel_sums
 from orca_steps.predict import C_M_S, predict_near_field
@@ -476,3 +477,28 @@ def test_one_flagged_polarisation_keeps_the_other_peeled(tiny, tmp_path):
     live = rows & ~v["flag"][:, :, 3].all(axis=1)  # YY with a partner that is not dead
     assert live.sum() >= 10
     assert np.all(np.abs(after[live, :, 3] - v["data"][live, :, 3]) > 0)  # YY: Cyg A came out
+
+
+def test_a_rerun_with_other_options_refuses_rather_than_peel_twice(tiny, tmp_path):
+    ms = fresh(tiny, tmp_path)
+    peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True)
+    peeled = read(ms)["data"]
+    with pytest.raises(InputError, match=f"{ms}: CORRECTED_DATA is already peeled.*apply-calibration"):
+        peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True, maxiter=9)
+    with pytest.raises(InputError, match="already peeled"):
+        peel_ms(ms, tiny / "refs" / "sources.json", tiny / "refs" / "rfi_ovro.json", peel_sky=True, peel_rfi=True)
+    np.testing.assert_array_equal(read(ms)["data"], peeled)
+    assert peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True).already_peeled  # the same options: a no-op
+
+
+def test_the_other_correlation_order_is_refused_before_writing(tmp_path):
+    """Peel computes in XX, XY, YX, YY; an MS stored XX, YY, XY, YX is refused, its data untouched."""
+    simulate_ms(tmp_path / "yy.ms", refs_dir=tmp_path / "refs", n_antennas=8, n_channels=4,
+                corr_order="XX,YY,XY,YX")
+    with ct.table(str(tmp_path / "yy.ms"), readonly=False, ack=False) as tab:
+        ensure_column(tab, "CORRECTED_DATA")
+        tab.putcol("CORRECTED_DATA", tab.getcol("DATA"))
+    before = read(tmp_path / "yy.ms")["data"]
+    with pytest.raises(InputError, match=r"yy.ms: correlations XX,YY,XY,YX \(CORR_TYPE \[9, 12, 10, 11\]\)"):
+        peel_ms(tmp_path / "yy.ms", tmp_path / "refs" / "sources.json", peel_sky=True)
+    np.testing.assert_array_equal(read(tmp_path / "yy.ms")["data"], before)
