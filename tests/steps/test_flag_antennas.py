@@ -176,3 +176,21 @@ def test_correlations_that_are_not_the_four_linear_products_are_refused_before_w
         flag_antennas(ms)
     assert "CORR_TYPE [5, 6, 7, 8]" in str(err.value)  # 5, not np.int32(5)
     assert tree_hash(ms) == before
+
+
+def test_antennas_without_rows_are_absent_not_dead(tmp_path):
+    """An ANTENNA table larger than the data (a subarray): rows of 3 and 7 removed; 11 is really dead."""
+    src, _ = make_source(tmp_path, n_antennas=16, dead_antennas=0, noisy_antennas=0)
+    ms = tmp_path / "subarray.ms"
+    with tables.table(str(src), ack=False) as tab:
+        kept = tab.query("not (ANTENNA1 in [3, 7] or ANTENNA2 in [3, 7])")
+        kept.copy(str(ms), deep=True).close()
+        kept.close()
+    with tables.table(str(ms), readonly=False, ack=False) as tab:
+        a1, a2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
+        data = tab.getcol("DATA")
+        data[(a1 == 11) | (a2 == 11)] = 0.0
+        tab.putcol("DATA", data)
+        assert tab.nrows() == 14 * 15 // 2 and tables.table(str(ms / "ANTENNA"), ack=False).nrows() == 16
+    result = flag_antennas(ms)
+    assert (result.absent, result.dead, result.noisy, result.flagged) == ([3, 7], [11], [], [11])
