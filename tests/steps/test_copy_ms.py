@@ -95,3 +95,11 @@ def test_tar_holding_something_else(tmp_path):
     tar = tar_copy(other, tmp_path / "20250615_041823_73MHz_averaged.ms.tar")
     with pytest.raises(InputError, match="does not hold exactly the MS directory 20250615_041823_73MHz_averaged.ms"):
         copy_ms(tar, tmp_path / "work")
+
+
+def test_a_compressed_tar_is_a_clear_error(tmp_path):
+    gz = tmp_path / "20250615_041823_73MHz_averaged.ms.tar.gz"
+    gz.write_bytes(b"\x1f\x8b")
+    with pytest.raises(InputError, match=r"ms\.tar\.gz: a compressed tar: inputs are x\.ms or an uncompressed x\.ms\.tar"):
+        copy_ms(gz, tmp_path / "work")
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
