@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TELESCOPE_NAME
-from ..coords import array_itrf
+from .geometry import site_itrf
 
 # The orders correlators write: the MS default, and pyuvdata's (and some correlators') XX, YY, XY, YX.
 CORR_ORDERS = {"XX,XY,YX,YY": [9, 10, 11, 12], "XX,YY,XY,YX": [9, 12, 10, 11]}
@@ -69,4 +69,4 @@ def _set_array_position(obs_table: Path) -> None:
     from casacore import tables as ct
 
     with ct.table(str(obs_table), readonly=False, ack=False) as tab:
-        tab.putcolkeyword("TELESCOPE_NAME", "ARRAY_POSITION", list(map(float, array_itrf())))
+        tab.putcolkeyword("TELESCOPE_NAME", "ARRAY_POSITION", list(map(float, site_itrf())))
