@@ -103,3 +103,15 @@ def test_the_thresholds_are_orcas_on_hand_checked_numbers():
     for bad, median, high, low in (judge(rms), judge(rms, **defaults)):
         assert median == 1.00 and high == pytest.approx(1.0 + 3 * 1.4826 * 0.02, rel=1e-4) and low == 0.5
         assert list(np.flatnonzero(bad)) == [7, 8]
+
+
+@pytest.mark.parametrize("order", ["XX,XY,YX,YY", "XX,YY,XY,YX"])
+def test_a_bad_integration_is_flagged_in_every_correlation_whatever_their_order(tmp_path, order):
+    """snapshot-qa flags whole rows by TIME: no correlation of a bad integration survives, in either order."""
+    from orca_steps.sim import simulate_ms
+    from orca_steps.snapshot_qa import flag_times
+
+    entry, _, _ = simulate_ms(tmp_path / "one.ms", n_antennas=6, n_channels=4, corr_order=order)
+    assert flag_times(tmp_path / "one.ms", np.array([entry["time_mjd_s"]])) == 21
+    _, _, _, all_flagged = flag_rows(tmp_path / "one.ms")
+    assert all_flagged.all()
