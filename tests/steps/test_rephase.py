@@ -22,7 +22,7 @@ C = 299792458.0
 # casacore recomputes UVW for the new centre (as chgcentre does); DP3 rotates the old UVW, which the
 # simulator computed with astropy (as pyuvdata-written MS are). casacore's J2000 UVW and astropy's GCRS
 # projection differ by a direction-dependent term of up to ~1e-4 of the baseline length (aberration
-# size). Once that W difference is accounted for, the visibilities agree to float32 precision.
+# size; pyuvdata issue #929 discusses the same spread). Once that W difference is accounted for, the visibilities agree to float32 precision.
 UVW_REL_TOL = 1.5e-4
 PHASE_TOL_DEG = 0.05  # after removing 2 pi (w_ours - w_dp3) / lambda
 AMP_REL_TOL = 1e-5
