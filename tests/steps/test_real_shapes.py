@@ -3,7 +3,6 @@ columns, WEIGHT_SPECTRUM, TIME_CENTROID = 0, one integration, a 109-channel wind
 correlator units, few antennas. Phase 1 and the Phase 2 data steps run through and measure what is there."""
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 
 import numpy as np
