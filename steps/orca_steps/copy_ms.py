@@ -42,9 +42,22 @@ def nvme_name(src_ms: str | Path) -> str:
     return Path(src_ms).name.removesuffix(".tar")
 
 
+COMPRESSED_TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar.zst")
+
+
+def compressed_tar_problem(name: str) -> str | None:
+    """Why a compressed tar is not an input (None if ``name`` is not one)."""
+    if name.endswith(COMPRESSED_TAR_SUFFIXES):
+        return "a compressed tar: inputs are x.ms or an uncompressed x.ms.tar (untar it, or tar without -z)"
+    return None
+
+
 def resolve_source(src_ms: str | Path) -> tuple[Path, str]:
     """(path to read, MS directory name). Prefers ``x.ms.tar`` over ``x.ms``."""
     src = Path(src_ms)
+    problem = compressed_tar_problem(src.name)
+    if problem:
+        raise InputError(f"{src}: {problem}")
     if src.name.endswith(".ms.tar"):
         tar, ms = src, src.with_name(src.name[: -len(".tar")])
     else:

@@ -95,8 +95,10 @@ def find_sources(image: Path, work: Path) -> np.ndarray:
     Hard thresholds (the sigmas given): PyBDSF's default false-detection-rate choice divides by zero on
     small or mostly blank images.
     """
+    work = Path(work).resolve()  # PyBDSF runs (and writes its logs) in ``work``: relative paths would break
     out = work / "bdsf_sources.json"
-    proc = subprocess.run([sys.executable, "-c", _BDSF, str(image), str(out)], capture_output=True, text=True, cwd=work)
+    proc = subprocess.run([sys.executable, "-c", _BDSF, str(Path(image).resolve()), str(out)], capture_output=True,
+                          text=True, cwd=work)
     if proc.returncode != 0 or not out.is_file():
         raise ToolFailedError(f"PyBDSF failed on {image}: {proc.stderr.strip()[-800:]}")
     return np.array(json.loads(out.read_text())).reshape(-1, 3)

@@ -15,6 +15,7 @@ that Argo passes paths, never long lists.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import uuid
@@ -26,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import config
+from .copy_ms import compressed_tar_problem
 from .errors import InputError
 from .labels import check_obs_date, check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
@@ -156,10 +158,14 @@ def _stamp_time(stamp: str) -> datetime:
                     int(stamp[13:15]), tzinfo=timezone.utc)
 
 
-def list_input_files(input_root: str | Path, subband: str, start: datetime, end: datetime) -> list[Path]:
-    """MS (or their tars) of ``subband`` whose start time is in [start, end), in time order."""
+def list_input_files(input_root: str | Path, subband: str, start: datetime,
+                     end: datetime) -> tuple[list[Path], list[str]]:
+    """MS (or their tars) of ``subband`` whose start time is in [start, end), in time order; and the
+    entries of the folders searched whose names are not such inputs ("<path>: <problem>"), which are
+    reported, never silently dropped (hidden files aside)."""
     config.check_subband(subband)
     found: dict[str, Path] = {}
+    unrecognised: list[str] = []
     hour = start.replace(minute=0, second=0, microsecond=0)
     while hour < end:
         folder = Path(input_root) / subband / f"{hour:%Y-%m-%d}" / f"{hour:%H}"
@@ -167,6 +173,8 @@ def list_input_files(input_root: str | Path, subband: str, start: datetime, end:
             for entry in folder.iterdir():
                 m = _NAME_RE.match(entry.name)
                 if not m or m.group(2) != subband:
+                    if not entry.name.startswith("."):
+                        unrecognised.append(f"{entry}: {name_problem(entry.name, subband)}")
                     continue
                 if not start <= _stamp_time(m.group(1)) < end:
                     continue
@@ -176,7 +184,18 @@ def list_input_files(input_root: str | Path, subband: str, start: datetime, end:
                 if m.group(3) or stem not in found:  # the tar wins, as in orca
                     found[stem] = entry
         hour += timedelta(hours=1)
-    return [found[k] for k in sorted(found)]
+    return [found[k] for k in sorted(found)], sorted(unrecognised)
+
+
+def name_problem(name: str, subband: str) -> str:
+    """Why ``name`` is not an input of ``subband``, for the report."""
+    compressed = compressed_tar_problem(name)
+    if compressed:
+        return compressed
+    m = _NAME_RE.match(name)
+    if m:
+        return f"a {m.group(2)} file in the {subband} folder"
+    return "name is not YYYYMMDD_HHMMSS_<sb>[_averaged].ms[.tar]"
 
 
 def sun_cut(paths: list[Path], max_elevation_deg: float) -> tuple[list[Path], list[Path]]:
@@ -188,6 +207,10 @@ def sun_cut(paths: list[Path], max_elevation_deg: float) -> tuple[list[Path], li
 
 def check_ms_files(paths: list[str]) -> list[str]:
     """Given MS paths must exist (as an MS directory or a tar); returns them unchanged."""
+    for p in paths:
+        problem = compressed_tar_problem(Path(p).name)
+        if problem:
+            raise InputError(f"{p}: {problem}")
     missing = [p for p in paths if not (Path(p).exists() or Path(p + ".tar").is_file())]
     if missing:
         raise InputError(f"{len(missing)} given MS do not exist, e.g. {missing[0]}")
@@ -218,6 +241,8 @@ class WorkUnit(BaseModel):
     n_daylight: int = Field(0, description="integrations dropped by the Sun cut")
     utc_start: str = ""
     utc_end: str = ""
+    unrecognised: list[str] = Field(default_factory=list, description=(
+        "files in the unit's input folders not named as inputs of its subband: '<path>: <problem>'"))
 
 
 class HourSpec(BaseModel):
@@ -264,10 +289,12 @@ def make_unit(site: config.SiteConfig, subband: str, hour: int, obs_date: str, r
     lst = config.lst_label(hour)
     start, end = lst_interval(obs_date, hour)
     dropped: list[Path] = []
+    unrecognised: list[str] = []
     if ms_files:
         paths = check_ms_files([str(p) for p in ms_files])
     else:
-        kept, dropped = sun_cut(list_input_files(input_root, subband, start, end), sun_max_elevation_deg)
+        listed, unrecognised = list_input_files(input_root, subband, start, end)
+        kept, dropped = sun_cut(listed, sun_max_elevation_deg)
         paths = [str(p) for p in kept]
     uid = unit_id(subband, lst, obs_date)
     list_file = list_dir / f"{uid}.json"
@@ -276,7 +303,7 @@ def make_unit(site: config.SiteConfig, subband: str, hour: int, obs_date: str, r
     unit = WorkUnit(id=uid, subband=subband, lst_label=lst, obs_date=obs_date,
                     node=resolve_node(site, subband, queue_override),
                     work_dir=nvme_work_dir or config.work_dir(site.nvme_root, lst, obs_date, run_label, subband),
-                    ms_list_file=str(list_file), n_ms=len(paths), n_daylight=len(dropped),
+                    ms_list_file=str(list_file), n_ms=len(paths), n_daylight=len(dropped), unrecognised=unrecognised,
                     utc_start=start.isoformat(timespec="seconds"), utc_end=end.isoformat(timespec="seconds"))
     return unit, paths
 
@@ -309,6 +336,9 @@ class Result(BaseModel):
                                            "ms_list_file}]}")
     pool: list[str] = Field(description="the site's dynamic pool (dispatch workers)")
     skipped: list[dict] = Field(description="(subband, hour) without any night-time MS, and why")
+    unrecognised: list[str] = Field(default_factory=list, description=(
+        "files in the input folders searched that are not named YYYYMMDD_HHMMSS_<sb>[_averaged].ms[.tar], "
+        "'<path>: <problem>' (not used)"))
     list_dir: str
     queue_file: str
     n_units: int
@@ -332,16 +362,19 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
     list_dir = (Path(check_write_root(options.list_dir, "list_dir")) if options.list_dir
                 else default_list_dir(site, run_label))
     input_root = options.input_root or site.input_root
-    units, skipped = [], []
+    units, skipped, unrecognised = [], [], []
     for sb in subbands:
         for spec in specs:
             unit, _ = make_unit(site, sb, config.parse_lst_label(spec.lst_label), spec.obs_date, run_label,
                                 list_dir, input_root, options.sun_max_elevation_deg, spec.ms_files,
                                 options.queue_override)
+            unrecognised += [u for u in unit.unrecognised if u not in unrecognised]  # folders shared by hours
             if unit.n_ms:
                 units.append(unit)
             else:
                 reason = "all integrations in daylight" if unit.n_daylight else "no input files"
+                if unit.unrecognised:
+                    reason += f" ({len(unit.unrecognised)} files with unrecognised names)"
                 skipped.append({"subband": sb, "lst_label": spec.lst_label, "obs_date": spec.obs_date,
                                 "reason": reason})
     chains = []
@@ -352,6 +385,9 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
             chains.append({"subband": sb, "node": resolve_node(site, sb, options.queue_override), "hours": hours})
     log(_logger, "night discovered", obs_date=obs_date, units=len(units), ms=sum(u.n_ms for u in units),
         skipped=len(skipped))
+    if unrecognised:
+        log(_logger, "files with unrecognised names were not used", logging.WARNING, count=len(unrecognised),
+            first=unrecognised[:5])
     queue_file = ""
     if options.dynamic_run_label:
         from .work_queue import create_or_resume, queue_path
@@ -359,6 +395,7 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
         label = check_run_label(options.dynamic_run_label, "dynamic_run_label")
         queue_file = str(create_or_resume(queue_path(site, label), label, units))
     return Result(obs_date=obs_date, units=units, chains=chains, pool=list(site.dynamic_pool), skipped=skipped,
+                  unrecognised=unrecognised,
                   list_dir=str(list_dir), queue_file=queue_file, n_units=len(units),
                   n_ms=sum(u.n_ms for u in units))
 

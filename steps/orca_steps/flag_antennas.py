@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import check_linear_correlations, check_ms, open_ms, open_table, require_columns, row_chunks
+from .msio import check_ms, linear_correlation_index, open_ms, open_table, require_columns, row_chunks
 
 _logger = get_logger("flag-antennas")
 MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
@@ -57,6 +57,8 @@ class Result(BaseModel):
     flagged: list[int] = Field(description="correlator indices flagged")
     source: str = Field(description="'list', 'csv', 'autodetect' or e.g. 'csv+autodetect'")
     dead: list[int] = Field(default_factory=list, description="antennas autodetection found dead")
+    absent: list[int] = Field(default_factory=list, description=(
+        "antennas of the ANTENNA table with no rows in the MS: not in the data, so neither dead nor flagged"))
     noisy: list[int] = Field(default_factory=list, description="antennas autodetection found noisy")
     fallback_reason: str | None = Field(None, description="why the list/CSV source was not used, if it failed")
     rows_flagged: int = 0
@@ -114,7 +116,7 @@ def csv_antennas(path: str | Path, when: datetime, tolerance_hours: float) -> li
 
 def auto_power(ms: str | Path) -> np.ndarray:
     """Per antenna, the median over unflagged channels of |XX| + |YY| of its autocorrelations."""
-    check_linear_correlations(ms)
+    xx, yy = linear_correlation_index(ms)[[0, 3]]
     with open_ms(ms) as tab:
         require_columns(tab, ms, "DATA", "FLAG")
         n_ant = _n_antennas(ms)
@@ -127,8 +129,8 @@ def auto_power(ms: str | Path) -> np.ndarray:
             autos.close()
     if ant.size == 0:
         raise InputError(f"{ms}: no autocorrelations, cannot autodetect bad antennas")
-    power = np.abs(data[:, :, 0]) + np.abs(data[:, :, 3])
-    power = np.where(flag[:, :, 0] | flag[:, :, 3], np.nan, power)
+    power = np.abs(data[:, :, xx]) + np.abs(data[:, :, yy])
+    power = np.where(flag[:, :, xx] | flag[:, :, yy], np.nan, power)
     per_ant = np.full(n_ant, np.nan)
     for a in np.unique(ant):
         values = power[ant == a]
@@ -136,13 +138,16 @@ def auto_power(ms: str | Path) -> np.ndarray:
     return per_ant
 
 
-def detect_bad_antennas(power: np.ndarray, dead_fraction: float, noisy_sigma: float) -> tuple[list[int], list[int]]:
-    """(dead, noisy) from per-antenna auto power; NaN (no unflagged autos) counts as dead."""
-    ok = np.isfinite(power) & (power > 0)
+def detect_bad_antennas(power: np.ndarray, dead_fraction: float, noisy_sigma: float,
+                        absent: list[int] = ()) -> tuple[list[int], list[int]]:
+    """(dead, noisy) from per-antenna auto power; NaN (no unflagged autos) counts as dead unless the
+    antenna is ``absent`` (no rows at all)."""
+    present = ~np.isin(np.arange(power.size), list(absent))
+    ok = np.isfinite(power) & (power > 0) & present
     if not ok.any():
-        return list(range(power.size)), []
+        return [int(a) for a in np.flatnonzero(present)], []
     median = np.median(power[ok])
-    dead = ~ok | (power < dead_fraction * median)
+    dead = present & (~ok | (power < dead_fraction * median))
     logp = np.log10(np.where(ok, power, 1.0))
     live = ~dead
     centre = np.median(logp[live])
@@ -155,6 +160,16 @@ def detect_bad_antennas(power: np.ndarray, dead_fraction: float, noisy_sigma: fl
 def _n_antennas(ms: str | Path) -> int:
     with open_table(Path(ms) / "ANTENNA") as ant:
         return ant.nrows()
+
+
+def absent_antennas(ms: str | Path, n_ant: int) -> list[int]:
+    """Antennas of the ANTENNA table that appear in no row (a subarray, or a station not yet built)."""
+    seen = np.zeros(n_ant, bool)
+    with open_ms(ms) as tab:
+        for start, n in row_chunks(tab.nrows(), 8):
+            seen[tab.getcol("ANTENNA1", start, n)] = True
+            seen[tab.getcol("ANTENNA2", start, n)] = True
+    return [int(a) for a in np.flatnonzero(~seen)]
 
 
 def _ms_time(tab) -> datetime:
@@ -211,15 +226,17 @@ def flag_antennas(ms: str | Path, bad_antennas: list[int] | None = None, flag_cs
     out_of_range = [a for a in chosen if not 0 <= a < n_ant]
     if out_of_range:
         raise InputError(f"{ms}: bad antennas {out_of_range} ({sources[0]}) are not correlator indices 0..{n_ant - 1}")
-    dead, noisy = [], []
+    dead, noisy, absent = [], [], []
     if not sources or autodetect:
-        dead, noisy = detect_bad_antennas(auto_power(ms), dead_fraction, noisy_sigma)
+        absent = absent_antennas(ms, n_ant)
+        dead, noisy = detect_bad_antennas(auto_power(ms), dead_fraction, noisy_sigma, absent)
         sources.append("autodetect")
         chosen = chosen + dead + noisy
     flagged = sorted(set(int(a) for a in chosen))
     rows = flag_rows(ms, flagged) if flagged else 0
-    log(_logger, "flagged antennas", ms=str(ms), antennas=flagged, source="+".join(sources), rows=rows)
-    return Result(ms_path=str(ms), flagged=flagged, source="+".join(sources), dead=dead, noisy=noisy,
+    log(_logger, "flagged antennas", ms=str(ms), antennas=flagged, source="+".join(sources), rows=rows,
+        absent=absent)
+    return Result(ms_path=str(ms), flagged=flagged, source="+".join(sources), dead=dead, noisy=noisy, absent=absent,
                   fallback_reason=reason, rows_flagged=rows)
 
 

@@ -14,6 +14,7 @@ Writes ``QA/hot_baselines_report.txt``, ``QA/hot_baselines_amp_vs_uv.png`` and
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -23,13 +24,14 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import antenna_positions, open_ms, row_chunks, spectral_windows
+from .msio import antenna_positions, linear_correlation_index, open_ms, row_chunks, spectral_windows
 from .msread import ChunkReader
 
 _logger = get_logger("hot-baselines")
 C_M_S = 299792458.0
 CORRELATIONS = ("XX", "XY", "YX", "YY")
 MAD_TO_SIGMA = 1.4826
+WARNING_PREFIX = "WARNING: "  # report lines the QA page shows as needing attention
 DEAD_FRACTION = 0.2  # orca: an antenna whose median |V| is below this fraction of the array's is dead
 
 
@@ -54,13 +56,16 @@ class Result(BaseModel):
     bad_antennas: list[int]
     flagged_baselines: list[tuple[int, int]] = Field(description="baselines flagged besides the bad antennas'")
     rows_flagged: int
+    warnings: list[str] = Field(default_factory=list, description="why the analysis could not judge (also in the report)")
     reused: bool = Field(False, description="the MS had been analysed and flagged already")
 
 
 # --- statistics ------------------------------------------------------------------------------------
 def mean_amplitudes(ms: str | Path, column: str = "CORRECTED_DATA") -> np.ndarray:
-    """Mean |V| over time and channel of unflagged samples, (n_ant, n_ant, 4), upper triangle; NaN if none."""
+    """Mean |V| over time and channel of unflagged samples, (n_ant, n_ant, 4) as XX, XY, YX, YY whatever the
+    MS's order, upper triangle; NaN if none."""
     names, _ = antenna_positions(ms)
+    corr_index = linear_correlation_index(ms)
     n_ant = len(names)
     sums = np.zeros((n_ant * n_ant, 4))
     counts = np.zeros((n_ant * n_ant, 4))
@@ -78,9 +83,9 @@ def mean_amplitudes(ms: str | Path, column: str = "CORRECTED_DATA") -> np.ndarra
             good = ~flag_reader.read(start, n)
             amp = np.abs(data_reader.read(start, n)) * good
             index = np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)
-            for c in range(4):
-                sums[:, c] += np.bincount(index, amp[:, :, c].sum(axis=1), minlength=n_ant * n_ant)
-                counts[:, c] += np.bincount(index, good[:, :, c].sum(axis=1), minlength=n_ant * n_ant)
+            for c, k in enumerate(corr_index):
+                sums[:, c] += np.bincount(index, amp[:, :, k].sum(axis=1), minlength=n_ant * n_ant)
+                counts[:, c] += np.bincount(index, good[:, :, k].sum(axis=1), minlength=n_ant * n_ant)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(counts > 0, sums / counts, np.nan).reshape(n_ant, n_ant, 4)
     mean[np.tril_indices(n_ant)] = np.nan  # autocorrelations and the lower triangle
@@ -200,7 +205,9 @@ def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_di
         ax.plot(*curves[c], color="lime", label="envelope")
         bp, bq = np.nonzero(uv_bad & np.isfinite(mean[:, :, c]))
         ax.scatter(lengths[bp, bq], mean[bp, bq, c], s=25, c="red", marker="x", label="outlier")
-        ax.set(title=CORRELATIONS[c], xlabel="baseline length (m)", ylabel="mean |V|", yscale="log")
+        ax.set(title=CORRELATIONS[c], xlabel="baseline length (m)", ylabel="mean |V|")
+        if (mean[p, q, c] > 0).any():  # a log axis of nothing is a matplotlib error
+            ax.set_yscale("log")
         ax.legend(fontsize=8, loc="upper right")  # "best" is slow with 62k points
     fig.tight_layout()
     fig.savefig(uv_png, dpi=90)
@@ -224,12 +231,13 @@ def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_di
 
 
 def _report(path: Path, ms, names, options: dict, min_length, dead, uv_pairs, hm_pairs, threshold, bad_ants,
-            flag_pairs, rows) -> None:
+            flag_pairs, rows, warnings_: list[str]) -> None:
     def label(p, q):
         return f"{p}-{q} ({names[p]}-{names[q]})"
 
     lines = [f"Hot-baseline report for {ms}",
              f"options: {options}",
+             *(f"{WARNING_PREFIX}{w}" for w in warnings_),
              f"baselines shorter than {min_length:.2f} m ignored; dead antennas left out of the fit: {list(map(int, dead))}",
              "", f"[amplitude vs baseline length] {len(uv_pairs)} outliers"]
     lines += [f"  {label(p, q)}" for p, q in uv_pairs]
@@ -256,6 +264,11 @@ def find_hot_baselines(ms: str | Path, qa_dir: str | Path, column: str = "CORREC
     lengths = np.linalg.norm(itrf[:, None, :] - itrf[None, :, :], axis=2)
     min_length = uv_cut_lambda * C_M_S / float(np.mean(np.concatenate(spectral_windows(ms))))
     uv_bad, usable, dead, curves = amp_vs_uv_outliers(mean, lengths, min_length, uv_sigma, uv_window)
+    fitted = int((usable[:, :, None] & np.isfinite(mean)).any(axis=2).sum())
+    warnings_ = [] if fitted else [f"no usable baseline: none unflagged, longer than {min_length:.1f} m and "
+                                   "free of dead antennas; nothing judged, nothing flagged"]
+    if warnings_:
+        log(_logger, warnings_[0], logging.WARNING, ms=str(ms))
     keep = np.triu(lengths >= min_length, k=1) & ~uv_bad
     hm_bad, cross, threshold = heatmap_outliers(mean, keep, sigma)
     all_bad = uv_bad | hm_bad
@@ -266,10 +279,10 @@ def find_hot_baselines(ms: str | Path, qa_dir: str | Path, column: str = "CORREC
     rows = flag_baselines(ms, bad_ants, flag_pairs) if apply_flags else 0
     report = qa_dir / "hot_baselines_report.txt"
     _report(report, ms, names, options, min_length, dead, _pairs(uv_bad), _pairs(hm_bad), threshold, bad_ants,
-            flag_pairs, rows)
+            flag_pairs, rows, warnings_)
     result = Result(ms_path=str(ms), report=str(report), plots=plots, uv_outliers=_pairs(uv_bad),
                     heatmap_outliers=_pairs(hm_bad), bad_antennas=bad_ants, flagged_baselines=flag_pairs,
-                    rows_flagged=rows)
+                    rows_flagged=rows, warnings=warnings_)
     if apply_flags:
         msstate.record_done(ms, "hot-baselines", {"options": options, "result": result.model_dump(exclude={"reused"})})
     log(_logger, "hot baselines", ms=str(ms), n_uv=len(result.uv_outliers), n_heatmap=len(result.heatmap_outliers),

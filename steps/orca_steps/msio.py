@@ -13,7 +13,8 @@ import numpy as np
 
 from .errors import InputError
 
-LINEAR_CORR_TYPES = [9, 10, 11, 12]  # XX, XY, YX, YY
+LINEAR_CORR_TYPES = [9, 10, 11, 12]  # XX, XY, YX, YY: the order every step computes in
+CORR_NAMES = {9: "XX", 10: "XY", 11: "YX", 12: "YY"}
 
 # Rows per chunk are chosen so one complex64 chunk of DATA stays near this many bytes.
 CHUNK_BYTES = 64 * 2**20
@@ -112,13 +113,31 @@ def antenna_positions(ms: str | Path) -> tuple[list[str], np.ndarray]:
         return list(ant.getcol("NAME")), np.asarray(ant.getcol("POSITION"), dtype=float)
 
 
-def check_linear_correlations(ms: str | Path) -> None:
-    """Raise InputError unless every polarisation setup of ``ms`` is XX, XY, YX, YY."""
+def _corr_types(ms: str | Path) -> list[list[int]]:
     with open_table(Path(ms) / "POLARIZATION") as pol:
-        for i in range(pol.nrows()):
-            corr = [int(c) for c in pol.getcell("CORR_TYPE", i)]
-            if corr != LINEAR_CORR_TYPES:
-                raise InputError(f"{ms}: correlations {corr} are not XX, XY, YX, YY (CORR_TYPE 9-12)")
+        return [np.asarray(pol.getcell("CORR_TYPE", i)).tolist() for i in range(pol.nrows())]
+
+
+def _describe(corr: list[int]) -> str:
+    return ",".join(CORR_NAMES.get(c, str(c)) for c in corr) + f" (CORR_TYPE {corr})"
+
+
+def check_linear_correlations(ms: str | Path) -> None:
+    """Raise InputError unless every polarisation setup of ``ms`` is XX, XY, YX, YY in that order."""
+    for corr in _corr_types(ms):
+        if corr != LINEAR_CORR_TYPES:
+            raise InputError(f"{ms}: correlations {_describe(corr)} are not XX,XY,YX,YY (CORR_TYPE 9-12 in order)")
+
+
+def linear_correlation_index(ms: str | Path) -> np.ndarray:
+    """Where XX, XY, YX, YY sit on the MS's correlation axis, found by CORR_TYPE (pyuvdata and some
+    correlators store XX, YY, XY, YX). ``data[..., index]`` puts any such MS in XX, XY, YX, YY order.
+    InputError unless the MS has one polarisation setup holding exactly the four linear products."""
+    setups = _corr_types(ms)
+    if len(setups) != 1 or sorted(setups[0]) != LINEAR_CORR_TYPES:
+        raise InputError(f"{ms}: correlations {'; '.join(map(_describe, setups)) or 'none'} are not the four "
+                         "linear products XX, XY, YX, YY (CORR_TYPE 9-12) in one polarisation setup")
+    return np.array([setups[0].index(c) for c in LINEAR_CORR_TYPES])
 
 
 def ddid_to_spw(ms: str | Path) -> np.ndarray:

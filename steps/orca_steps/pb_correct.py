@@ -28,6 +28,7 @@ from .wsclean import MJD_UNIX_OFFSET_S, SCIENCE_RECIPES
 
 MIN_ELEVATION_DEG = 10.0
 MIN_RESPONSE = 0.05
+BEAM_FREQ_MARGIN = 0.03  # an image this far (relative) beyond the beam file's frequencies uses its end plane
 BEAM_KEYS = ("freq_Hz", "theta_pts", "phi_pts", "X_pol_Efields/etheta", "X_pol_Efields/ephi",
              "Y_pol_Efields/etheta", "Y_pol_Efields/ephi")
 REFERENCE_DEEP_I = "I-Deep-Taper-Robust-0.75"  # orca's choice for image QA and dewarping
@@ -95,9 +96,15 @@ class BeamModel:
         return self._planes[index]
 
     def plane_at(self, freq_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(theta grid, phi grid, response) at ``freq_hz``, linear between the two nearest frequencies."""
+        """(theta grid, phi grid, response) at ``freq_hz``, linear between the two nearest frequencies.
+
+        Just past either end of the file's range the end plane is used; further out is an InputError
+        (a 73 MHz beam says nothing about a 28.7 MHz image)."""
         order = np.argsort(self.freqs)
         f = self.freqs[order]
+        if not f[0] * (1 - BEAM_FREQ_MARGIN) <= freq_hz <= f[-1] * (1 + BEAM_FREQ_MARGIN):
+            raise InputError(f"{self.path}: image frequency {freq_hz / 1e6:.3f} MHz is outside the beam model's "
+                             f"{f[0] / 1e6:.3f}-{f[-1] / 1e6:.3f} MHz (by more than {BEAM_FREQ_MARGIN:.0%})")
         k = int(np.clip(np.searchsorted(f, freq_hz), 1, max(1, f.size - 1)))
         if f.size == 1 or freq_hz <= f[0]:
             plane = self._plane(order[0])

@@ -419,6 +419,9 @@ def peel_sources(ms: str | Path, sources: list[PeelSource], maxiter: int = 5, to
             log(_logger, "already peeled: CORRECTED_DATA unchanged", ms=str(ms), sources=peel_key)
             result.already_peeled = True
             return result
+        if previous.get("output") == before:  # peeled by an earlier run with other sources or settings
+            raise InputError(f"{ms}: CORRECTED_DATA is already peeled ({previous.get('sources')}); peeling again "
+                             f"with {peel_key} would peel twice: run apply-calibration again first")
         if previous and not previous.get("output") and previous.get("input") != before:
             raise InputError(f"{ms}: an earlier peel was interrupted while writing CORRECTED_DATA; "
                              "run apply-calibration again before peeling")

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from .collect_ms import PHASE1_FILE
 from .concat import concat_paths
 from .errors import InputError
+from .hot_baselines import WARNING_PREFIX
 from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import step_timer
 from .pipeline import PHASE2
@@ -195,10 +196,12 @@ def hot_baselines_section(u: Unit) -> Section:
     text = report.read_text(errors="replace")
     flagged = [ln for ln in text.splitlines() if ln.startswith("[flagged]")]
     summary = "flagged" + flagged[0][len("[flagged]"):] if flagged else "report written"
+    warned = [ln[len(WARNING_PREFIX):] for ln in text.splitlines() if ln.startswith(WARNING_PREFIX)]
+    summary = "; ".join(warned + [summary])
     body = (image(u.qa / "hot_baselines_amp_vs_uv.png", "amplitude vs uv length")
             + image(u.qa / "hot_baselines_heatmap.png", "cross-hand heatmap")
             + f"<details><summary>Full report</summary><pre>{esc(text)}</pre></details>")
-    return Section(step, title, u.judged(step, "ok"), summary, body)
+    return Section(step, title, u.judged(step, "attention" if warned else "ok"), summary, body)
 
 
 def flux_section(u: Unit) -> Section:

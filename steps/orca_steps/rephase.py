@@ -13,6 +13,12 @@ to its own zenith, are moved correctly although fix-field left one FIELD row. (c
 same; DP3 phaseshift instead rotates UVW from the FIELD centre, right only for single-field data.)
 Each row's centre is read from ORCA_PHASE_DIR (fix-field) or else its FIELD row, and updated, so a
 second run to the same centre moves nothing.
+
+A wrong LST label would move the centre far from the sky the data saw (71 degrees for a label 5 h
+off). The right centre is within about 6 degrees of the zenith at every time of its hour (7.5 degrees
+of hour angle at Dec +37), one hour off is about 14 degrees away at one end. So the step refuses,
+before writing, a centre more than ``MAX_ZENITH_DISTANCE_DEG`` from the zenith at the first, middle
+or last TIME of the data.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .concat import DATA_COLUMNS
 from .config import PHASE_CENTRE_DEC_DEG, parse_lst_label
-from .coords import antenna_uvw
+from .coords import antenna_uvw, zenith_j2000
 from .errors import InputError
 from .fix_field import PHASE_DIR_COLUMN, field_phase_dirs
 from .labels import LstLabel
@@ -35,6 +41,7 @@ from .msread import ChunkReader
 _logger = get_logger("rephase")
 C_M_S = 299792458.0
 SAME_CENTRE_RAD = 1e-10  # rows closer than this to the target are already there
+MAX_ZENITH_DISTANCE_DEG = 10.0  # a new centre further than this from the zenith of the data is refused
 
 
 class Options(BaseModel):
@@ -94,9 +101,25 @@ class _UVWCache:
         return out
 
 
-def rephase_ms(ms: str | Path, ra: float, dec: float) -> Result:
+def check_near_zenith(ms: Path, ra: float, dec: float, max_deg: float = MAX_ZENITH_DISTANCE_DEG) -> None:
+    """InputError if (ra, dec) is more than ``max_deg`` from the zenith at the first, middle or last TIME."""
+    with open_ms(ms) as tab:
+        times = np.sort(np.unique(tab.getcol("TIME"))) if tab.nrows() else np.zeros(0)
+    if times.size == 0:
+        return
+    picks = times[[0, times.size // 2, -1]]
+    zeniths = np.array([zenith_j2000(float(t)) for t in picks])
+    far = np.rad2deg(_separation(zeniths, ra, dec)).max()
+    if far > max_deg:
+        raise InputError(f"{ms}: new phase centre {centre_text(ra, dec)} is {far:.1f} deg from the zenith of the "
+                         f"data (more than {max_deg:g}): is the LST label right for these times?")
+
+
+def rephase_ms(ms: str | Path, ra: float, dec: float,
+               max_zenith_distance_deg: float = MAX_ZENITH_DISTANCE_DEG) -> Result:
     """Move every row of ``ms`` to the J2000 centre (ra, dec) (radians), in place, in row chunks."""
     ms = check_ms(ms)
+    check_near_zenith(ms, ra, dec, max_zenith_distance_deg)
     _, itrf = antenna_positions(ms)
     spw_freqs = spectral_windows(ms)
     spw_of_ddid = ddid_to_spw(ms)

@@ -142,3 +142,26 @@ def test_processed_unit_is_archived_in_orcas_layout():
     assert not (unit.work_dir / f"{SUBBAND}_concat.ms").exists()  # default clean-up: the MS are gone ...
     assert not any(Path(p).exists() for p in unit.ms_paths)
     assert (unit.work_dir / "I" / "deep").is_dir()  # ... the products stay on NVMe
+
+
+def test_a_copy_that_reads_back_different_is_refused(tmp_path, monkeypatch):
+    """Fault injection: a write that lands corrupted on Lustre (one byte flipped after the copy). The
+    read-back check refuses it and leaves no destination."""
+    from orca_steps import archive
+    from orca_steps.errors import OrcaError
+
+    real_copy = archive.copy_file
+
+    def corrupting_copy(src, dest):
+        digest = real_copy(src, dest)
+        if dest.name == "a-image.fits":
+            data = bytearray(dest.read_bytes())
+            data[0] ^= 0xFF
+            dest.write_bytes(bytes(data))
+        return digest
+
+    monkeypatch.setattr(archive, "copy_file", corrupting_copy)
+    work, dest = make_work_dir(tmp_path), tmp_path / "archive" / "unit"
+    with pytest.raises(OrcaError, match="a-image.fits: copy does not match"):
+        archive_products(work, dest)
+    assert not dest.exists() and not list(dest.parent.glob(".unit.partial-*"))

@@ -116,3 +116,10 @@ def test_a_link_that_stays_inside_is_copied_as_a_link(source, tmp_path):
     copied = tmp_path / "work" / source.name / "HISTORY" / "alias.info"
     assert copied.is_symlink() and copied.resolve() == (tmp_path / "work" / source.name / "table.info").resolve()
     assert not result.reused
+
+def test_a_compressed_tar_is_a_clear_error(tmp_path):
+    gz = tmp_path / "20250615_041823_73MHz_averaged.ms.tar.gz"
+    gz.write_bytes(b"\x1f\x8b")
+    with pytest.raises(InputError, match=r"ms\.tar\.gz: a compressed tar: inputs are x\.ms or an uncompressed x\.ms\.tar"):
+        copy_ms(gz, tmp_path / "work")
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())

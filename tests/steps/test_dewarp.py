@@ -136,3 +136,14 @@ def test_blank_pixels_stay_local(tmp_path):
     out = load_image(dewarp.dewarp_image(sky, dx, dy, tmp_path / "pb_dewarped.fits"))
     assert np.isnan(out.data[:, :10]).all() and np.isfinite(out.data[1:-1, 12:-1]).all()
     assert np.isnan(out.data).sum() <= 10 * 64 + 2 * 64 + 64  # the blank grows by at most a pixel (+ edges)
+
+
+def test_relative_paths_work(tmp_path, monkeypatch):
+    """Work dir, images and catalogue given relative to the current directory (PyBDSF runs elsewhere)."""
+    (tmp_path / "unit").mkdir()
+    img, cat, _ = make_field(tmp_path / "unit")
+    monkeypatch.chdir(tmp_path)
+    res = dewarp.run(dewarp.Options(work_dir="unit", deep_image="unit/deep-I-image.fits",
+                                    interval_images=["unit/deep-I-image.fits"], catalogue="unit/vlssr.txt"))
+    assert res.status == "ok" and res.n_anchors >= 30
+    assert res.deep_image == "unit/deep-I-image_dewarped.fits" and load_image(res.deep_image).data.shape

@@ -106,12 +106,12 @@ def test_lst_hour_across_utc_midnight_lists_both_date_folders(tmp_path):
     inside = [start + timedelta(seconds=5), start + timedelta(minutes=40), end - timedelta(seconds=30)]
     outside = [start - timedelta(seconds=30), end + timedelta(seconds=5)]
     make_files(tmp_path / "input", "73MHz", inside + outside)
-    files = d.list_input_files(tmp_path / "input", "73MHz", start, end)
+    files, _ = d.list_input_files(tmp_path / "input", "73MHz", start, end)
     assert [p.name[:15] for p in files] == [f"{t:%Y%m%d_%H%M%S}" for t in inside]
     assert {p.parent.parent.name for p in files} == {"2025-06-15", "2025-06-16"}
 
 
-def test_tar_is_preferred_and_other_names_are_ignored(tmp_path):
+def test_tar_is_preferred_and_other_names_are_reported(tmp_path):
     start, end = d.lst_interval("2025-06-15", 15)
     t = start + timedelta(minutes=10)
     (ms,) = make_files(tmp_path / "input", "73MHz", [t])
@@ -119,8 +119,31 @@ def test_tar_is_preferred_and_other_names_are_ignored(tmp_path):
     make_files(tmp_path / "input", "73MHz", [t + timedelta(minutes=1)])
     (ms.parent / "notes.txt").write_text("x")
     (ms.parent / f"{t:%Y%m%d_%H%M%S}_78MHz_averaged.ms").mkdir()  # another subband in the wrong folder
-    files = d.list_input_files(tmp_path / "input", "73MHz", start, end)
+    (ms.parent / f"{t:%Y%m%d_%H%M%S}_73MHz_averaged.ms.tar.gz").write_bytes(b"x")
+    (ms.parent / f"{t:%Y-%m-%dT%H:%M:%S}_73MHz.ms").mkdir()
+    (ms.parent / ".nfs0001").write_text("")  # hidden: not reported
+    files, unrecognised = d.list_input_files(tmp_path / "input", "73MHz", start, end)
     assert files[0] == tar and len(files) == 2 and files[1].suffix == ".ms"
+    folder = ms.parent
+    assert unrecognised == sorted([
+        f"{folder}/notes.txt: name is not YYYYMMDD_HHMMSS_<sb>[_averaged].ms[.tar]",
+        f"{folder}/{t:%Y%m%d_%H%M%S}_78MHz_averaged.ms: a 78MHz file in the 73MHz folder",
+        f"{folder}/{t:%Y%m%d_%H%M%S}_73MHz_averaged.ms.tar.gz: a compressed tar: inputs are x.ms or an "
+        "uncompressed x.ms.tar (untar it, or tar without -z)",
+        f"{folder}/{t:%Y-%m-%dT%H:%M:%S}_73MHz.ms: name is not YYYYMMDD_HHMMSS_<sb>[_averaged].ms[.tar]"])
+
+
+def test_a_night_of_only_misnamed_files_says_so(tmp_path):
+    start, _ = d.lst_interval("2025-06-15", 15)
+    folder = tmp_path / "input" / "73MHz" / f"{start:%Y-%m-%d}" / f"{start:%H}"
+    folder.mkdir(parents=True)
+    (folder / f"{start:%Y%m%d_%H%M%S}_73MHz_averaged.ms.tar.gz").write_bytes(b"x")
+    out = d.discover(d.Options(obs_date="2025-06-15", lst_start=15, lst_end=16, subbands=["73MHz"],
+                               input_root=str(tmp_path / "input"), run_label="t"), site_for(tmp_path))
+    assert out.units == [] and "1 files with unrecognised names" in out.skipped[0]["reason"]
+    assert len(out.unrecognised) == 1 and "compressed tar" in out.unrecognised[0]
+    with pytest.raises(InputError, match=r"x\.ms\.tar\.gz: a compressed tar"):
+        d.check_ms_files([str(folder / "x.ms.tar.gz")])
 
 
 def test_a_tar_that_is_a_folder_is_a_clear_error(tmp_path):

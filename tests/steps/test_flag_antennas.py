@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from casacore import tables
 
 from orca_steps.cli import main
 from orca_steps.copy_ms import copy_ms
@@ -151,3 +152,45 @@ def test_cli_flags_from_a_list_file(ms, tmp_path, capsys):
     assert '"flagged":[2,11]' in out and '"source":"list"' in out
     assert _flagged_antennas(ms) == [2, 11]
     shutil.rmtree(ms)
+
+
+@pytest.mark.parametrize("order", ["XX,XY,YX,YY", "XX,YY,XY,YX"])
+def test_a_y_feed_100x_too_hot_is_found_in_either_correlation_order(tmp_path, order):
+    """The step finds YY by CORR_TYPE: here the test puts the hot Y feed where the order it chose says."""
+    src, _ = make_source(tmp_path, n_antennas=16, dead_antennas=0, noisy_antennas=0, corr_order=order)
+    ms = copy_ms(src, tmp_path / "work").ms_path
+    hot, yy = 5, order.split(",").index("YY")
+    with tables.table(str(ms), readonly=False, ack=False) as tab:
+        data, a1, a2 = tab.getcol("DATA"), tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
+        data[(a1 == hot) & (a2 == hot), :, yy] *= 100
+        tab.putcol("DATA", data)
+    result = flag_antennas(ms)
+    assert (result.dead, result.noisy) == ([], [hot])
+
+
+def test_correlations_that_are_not_the_four_linear_products_are_refused_before_writing(source, ms):
+    with tables.table(str(ms) + "/POLARIZATION", readonly=False, ack=False) as pol:
+        pol.putcell("CORR_TYPE", 0, np.array([5, 6, 7, 8], dtype=np.int32))  # RR, RL, LR, LL
+    before = tree_hash(ms)
+    with pytest.raises(InputError) as err:
+        flag_antennas(ms)
+    assert "CORR_TYPE [5, 6, 7, 8]" in str(err.value)  # 5, not np.int32(5)
+    assert tree_hash(ms) == before
+
+
+def test_antennas_without_rows_are_absent_not_dead(tmp_path):
+    """An ANTENNA table larger than the data (a subarray): rows of 3 and 7 removed; 11 is really dead."""
+    src, _ = make_source(tmp_path, n_antennas=16, dead_antennas=0, noisy_antennas=0)
+    ms = tmp_path / "subarray.ms"
+    with tables.table(str(src), ack=False) as tab:
+        kept = tab.query("not (ANTENNA1 in [3, 7] or ANTENNA2 in [3, 7])")
+        kept.copy(str(ms), deep=True).close()
+        kept.close()
+    with tables.table(str(ms), readonly=False, ack=False) as tab:
+        a1, a2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
+        data = tab.getcol("DATA")
+        data[(a1 == 11) | (a2 == 11)] = 0.0
+        tab.putcol("DATA", data)
+        assert tab.nrows() == 14 * 15 // 2 and tables.table(str(ms / "ANTENNA"), ack=False).nrows() == 16
+    result = flag_antennas(ms)
+    assert (result.absent, result.dead, result.noisy, result.flagged) == ([3, 7], [11], [], [11])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from casacore import tables
 
-from orca_steps import msstate
+from orca_steps import msstate, qa_summary
 from orca_steps.concat import concatenate_ms
 from orca_steps.errors import InputError
 from orca_steps.hot_baselines import (amp_vs_uv_outliers, find_hot_baselines, heatmap_outliers, mean_amplitudes,
@@ -114,3 +114,61 @@ def test_a_missing_column_is_a_clear_error(hour, tmp_path):
     _, ms, _ = hour
     with pytest.raises(InputError, match="has no MODEL_DATA column to analyse"):
         find_hot_baselines(ms, tmp_path / "QA", column="MODEL_DATA")
+
+
+ORDERS = ["XX,XY,YX,YY", "XX,YY,XY,YX"]
+CROSSTALK = (2, 9)
+
+
+@pytest.fixture(scope="module")
+def both_orders(tmp_path_factory):
+    """The same small hour written in each correlation order, with XY/YX crosstalk on one baseline."""
+    out = {}
+    for order in ORDERS:
+        root = tmp_path_factory.mktemp("order")
+        paths, _ = phase1_outputs(root, n_integrations=2, n_antennas=16, dead_antennas=0, noisy_antennas=0,
+                                  corr_order=order)
+        ms = concatenate_ms([str(p) for p in paths], root / "73MHz_concat.ms").concat_ms
+        cross_hands = [order.split(",").index(c) for c in ("XY", "YX")]  # where this order stores them
+        with tables.table(ms, readonly=False, ack=False) as tab:
+            data, a1, a2 = tab.getcol("CORRECTED_DATA"), tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
+            rows = (a1 == CROSSTALK[0]) & (a2 == CROSSTALK[1])
+            for c in cross_hands:
+                data[rows, :, c] += 300.0
+            tab.putcol("CORRECTED_DATA", data)
+        out[order] = ms
+    return out
+
+
+def test_correlations_are_read_by_corr_type_in_either_order(both_orders):
+    means = [mean_amplitudes(both_orders[o]) for o in ORDERS]
+    np.testing.assert_allclose(means[1], means[0], rtol=1e-6)  # the same (XX, XY, YX, YY) table
+    assert np.nanmedian(means[0][:, :, 1]) < 0.2 * np.nanmedian(means[0][:, :, 0])  # XY really is cross-hand
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_xy_crosstalk_is_seen_in_either_order(both_orders, order, tmp_path):
+    ms = shutil.copytree(both_orders[order], tmp_path / "73MHz_concat.ms")
+    result = find_hot_baselines(ms, tmp_path / "QA")
+    assert CROSSTALK in result.uv_outliers + result.heatmap_outliers
+    assert CROSSTALK in result.flagged_baselines and result.bad_antennas == []
+
+
+def test_no_usable_baseline_is_a_warning_not_a_traceback(both_orders, tmp_path):
+    """A fully flagged hour: nothing to fit. The step says so in its result and flags nothing more."""
+    ms = shutil.copytree(both_orders[ORDERS[0]], tmp_path / "73MHz_concat.ms")
+    with tables.table(str(ms), readonly=False, ack=False) as tab:
+        tab.putcol("FLAG", np.ones_like(tab.getcol("FLAG")))
+    result = find_hot_baselines(ms, tmp_path / "QA")
+    assert result.uv_outliers == result.heatmap_outliers == result.bad_antennas == [] and result.rows_flagged == 0
+    assert "no usable baseline" in " ".join(result.warnings)
+    assert "no usable baseline" in (tmp_path / "QA" / "hot_baselines_report.txt").read_text()
+    page = qa_summary.qa_summary(qa_summary.Options(work_dir=str(tmp_path), hot_baselines=True))
+    assert page.steps["hot-baselines"] == "attention" and page.status != "ok"
+    assert "no usable baseline" in (tmp_path / "QA" / "index.html").read_text()
+
+
+def test_a_four_antenna_array_does_not_break_the_step(tmp_path):
+    paths, _ = phase1_outputs(tmp_path, n_integrations=1, n_antennas=4, dead_antennas=0, noisy_antennas=0)
+    result = find_hot_baselines(paths[0], tmp_path / "QA")
+    assert result.bad_antennas == [] and len(result.plots) == 2

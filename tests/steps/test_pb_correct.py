@@ -49,7 +49,29 @@ def test_beam_is_interpolated_in_frequency(tmp_path):
     t = np.array([30.0, 60.0])
     expected = 0.5 * (np.cos(np.deg2rad(t)) ** 2 + np.cos(np.deg2rad(t)) ** 4)
     np.testing.assert_allclose(beam.response(70e6, t, np.array([10.0, 200.0])), expected, rtol=2e-3)
-    np.testing.assert_allclose(beam.response(90e6, t, t), np.cos(np.deg2rad(t)) ** 4, rtol=2e-3)  # clamped
+    np.testing.assert_allclose(beam.response(82e6, t, t), np.cos(np.deg2rad(t)) ** 4, rtol=2e-3)  # clamped
+    for far in (28.7e6, 57e6, 83e6):  # more than 3 % outside 60-80 MHz: refused, not the nearest plane
+        with pytest.raises(InputError, match=rf"two\.h5: image frequency {far / 1e6:.3f} MHz is outside"):
+            beam.response(far, t, t)
+
+
+def test_the_response_is_normalised_at_zenith_whatever_the_file_holds(tmp_path):
+    """A beam built here, not by the simulator: zenith power 7 at 60 MHz, 0.2 at 80 MHz, patterns that
+    differ between X and Y. The response is the sum of the four |E|^2 divided by its zenith value."""
+    theta, phi = np.linspace(0, 90, 91), np.linspace(0, 360, 73)
+    th, ph = np.meshgrid(np.deg2rad(theta), np.deg2rad(phi), indexing="ij")
+    path = tmp_path / "scaled.h5"
+    with h5py.File(path, "w") as h5:
+        h5["freq_Hz"], h5["theta_pts"], h5["phi_pts"] = [60e6, 80e6], theta, phi
+        for g, pattern in (("X_pol_Efields", np.cos(th)), ("Y_pol_Efields", np.cos(th) ** 2)):
+            field = np.stack([np.sqrt(7.0) * pattern, np.sqrt(0.2) * pattern]).astype(np.complex64)
+            h5[f"{g}/etheta"], h5[f"{g}/ephi"] = field * np.cos(ph), field * np.sin(ph)
+    beam = BeamModel(path)
+    t = np.array([0.0, 40.0, 70.0])
+    c = np.cos(np.deg2rad(t))
+    expected = (c**2 + c**4) / 2  # (|X|^2 + |Y|^2) / zenith value, the same shape at both frequencies
+    for freq in (60e6, 70e6, 80e6):
+        np.testing.assert_allclose(beam.response(freq, t, np.array([0.0, 100.0, 250.0])), expected, rtol=3e-3)
 
 
 def test_malformed_beam_files_are_named(tmp_path):

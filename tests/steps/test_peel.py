@@ -16,6 +16,7 @@ from casacore import tables as ct
 from orca_steps.apply_calibration import apply_calibration
 from orca_steps.coords import array_itrf, direction_cosines
 from orca_steps.errors import InputError
+from orca_steps.msio import ensure_column
 from orca_steps.peel import PeelSource, peel_ms, peel_sources, rfi_peel_source, solutions_path
 from orca_steps.peeling_solver import Layout, gain_products, peel_sums
 from orca_steps.predict import C_M_S, predict_near_field
@@ -476,3 +477,57 @@ def test_one_flagged_polarisation_keeps_the_other_peeled(tiny, tmp_path):
     live = rows & ~v["flag"][:, :, 3].all(axis=1)  # YY with a partner that is not dead
     assert live.sum() >= 10
     assert np.all(np.abs(after[live, :, 3] - v["data"][live, :, 3]) > 0)  # YY: Cyg A came out
+
+
+def test_a_rerun_with_other_options_refuses_rather_than_peel_twice(tiny, tmp_path):
+    ms = fresh(tiny, tmp_path)
+    peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True)
+    peeled = read(ms)["data"]
+    with pytest.raises(InputError, match=f"{ms}: CORRECTED_DATA is already peeled.*apply-calibration"):
+        peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True, maxiter=9)
+    with pytest.raises(InputError, match="already peeled"):
+        peel_ms(ms, tiny / "refs" / "sources.json", tiny / "refs" / "rfi_ovro.json", peel_sky=True, peel_rfi=True)
+    np.testing.assert_array_equal(read(ms)["data"], peeled)
+    assert peel_ms(ms, tiny / "refs" / "sources.json", peel_sky=True).already_peeled  # the same options: a no-op
+
+
+def test_the_other_correlation_order_is_refused_before_writing(tmp_path):
+    """Peel computes in XX, XY, YX, YY; an MS stored XX, YY, XY, YX is refused, its data untouched."""
+    simulate_ms(tmp_path / "yy.ms", refs_dir=tmp_path / "refs", n_antennas=8, n_channels=4,
+                corr_order="XX,YY,XY,YX")
+    with ct.table(str(tmp_path / "yy.ms"), readonly=False, ack=False) as tab:
+        ensure_column(tab, "CORRECTED_DATA")
+        tab.putcol("CORRECTED_DATA", tab.getcol("DATA"))
+    before = read(tmp_path / "yy.ms")["data"]
+    with pytest.raises(InputError, match=r"yy.ms: correlations XX,YY,XY,YX \(CORR_TYPE \[9, 12, 10, 11\]\)"):
+        peel_ms(tmp_path / "yy.ms", tmp_path / "refs" / "sources.json", peel_sky=True)
+    np.testing.assert_array_equal(read(tmp_path / "yy.ms")["data"], before)
+
+
+def test_every_peeling_pass_is_made():
+    """Two strongly overlapping sources (noiseless): each pass of TTCal's loop roughly halves the error of
+    the gain products, so the error after k passes tells how many passes were made. One pass must already
+    beat the starting point (gains sqrt(scale)), and every further pass must beat the one before."""
+    rng = np.random.default_rng(5)
+    n_ant, nchan = 12, 16
+    a1, a2 = np.triu_indices(n_ant)
+    layout = Layout(np.zeros(a1.size, int), a1, a2, 1, n_ant)
+    base, other = (rng.normal(size=(a1.size, nchan, 4)) + 1j * rng.normal(size=(a1.size, nchan, 4)) for _ in range(2))
+    models = [base, 0.8 * base + 0.6 * other]
+    true = [(1 + 0.2 * rng.normal(size=(1, n_ant, 2))) * np.exp(1j * rng.normal(0, 0.3, (1, n_ant, 2)))
+            for _ in range(2)]
+    products = [gain_products(g, layout) for g in true]
+    r, x = synthetic_sums(models, products, layout)
+
+    def error(prods):
+        return max(np.abs(prods[k] - products[k]).max() for k in range(2))
+
+    errors = []
+    for passes in (1, 2, 3, 4):
+        sol = peel_sums(r, x, layout, np.array([1.0, 1.0]), peeliter=passes, maxiter=100, tolerance=1e-12,
+                        cross_hands=[True, True])
+        errors.append(error(sol.products))
+    start = error([gain_products(np.ones((1, n_ant, 2)) * np.sqrt(np.clip(s, 0, None))[:, None, None], layout)
+                   for s in sol.scales])
+    assert errors[0] < 0.85 * start, (start, errors)
+    assert all(b < 0.7 * a for a, b in zip(errors, errors[1:])), errors

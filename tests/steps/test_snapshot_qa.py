@@ -87,3 +87,31 @@ def test_snapshots_that_do_not_match_the_ms_are_a_clear_error(hour, ms, tmp_path
     with pytest.raises(InputError, match="none of the 1 snapshots is a Stokes V image"):
         snapshot_qa(ms, [str(next(s for s in snapshots if "-I-" in s.name))], tmp_path / "QA", "73MHz")
     assert not flag_rows(ms)[3].any()  # nothing flagged on error
+
+
+def test_the_thresholds_are_orcas_on_hand_checked_numbers():
+    """median 1.00, |deviations| sorted ... median 0.02, so MAD_std = 1.4826 x 0.02 = 0.02965: the high cut
+    is 1.0890 (3 MAD_std), the low cut 0.5. 1.10 is above the high cut (it would pass at 30 MAD_std);
+    0.45 is below the low cut (it would pass a cut 10x lower); 0.55 is kept."""
+    import inspect
+
+    from orca_steps.snapshot_qa import Options, judge
+
+    rms = np.array([1.00, 1.02, 0.98, 1.03, 0.97, 1.01, 0.99, 1.10, 0.45, 0.55, 1.00, 1.02, 0.98])
+    defaults = {k: Options.model_fields[k].default for k in ("high_sigma", "low_fraction")}
+    assert defaults == {k: inspect.signature(snapshot_qa).parameters[k].default for k in defaults}
+    for bad, median, high, low in (judge(rms), judge(rms, **defaults)):
+        assert median == 1.00 and high == pytest.approx(1.0 + 3 * 1.4826 * 0.02, rel=1e-4) and low == 0.5
+        assert list(np.flatnonzero(bad)) == [7, 8]
+
+
+@pytest.mark.parametrize("order", ["XX,XY,YX,YY", "XX,YY,XY,YX"])
+def test_a_bad_integration_is_flagged_in_every_correlation_whatever_their_order(tmp_path, order):
+    """snapshot-qa flags whole rows by TIME: no correlation of a bad integration survives, in either order."""
+    from orca_steps.sim import simulate_ms
+    from orca_steps.snapshot_qa import flag_times
+
+    entry, _, _ = simulate_ms(tmp_path / "one.ms", n_antennas=6, n_channels=4, corr_order=order)
+    assert flag_times(tmp_path / "one.ms", np.array([entry["time_mjd_s"]])) == 21
+    _, _, _, all_flagged = flag_rows(tmp_path / "one.ms")
+    assert all_flagged.all()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..coords import enu_to_itrf
+from .geometry import enu_to_itrf
 
 CORE_RADIUS_M = 100.0
 OUTRIGGER_RADII_M = (250.0, 1500.0)

@@ -6,14 +6,16 @@ from pathlib import Path
 import numpy as np
 
 from ..config import TELESCOPE_NAME
-from ..coords import array_itrf
+from .geometry import site_itrf
 
-CORR_TYPES = [9, 10, 11, 12]  # XX, XY, YX, YY
-CORR_PRODUCT = [[0, 0], [0, 1], [1, 0], [1, 1]]
+# The orders correlators write: the MS default, and pyuvdata's (and some correlators') XX, YY, XY, YX.
+CORR_ORDERS = {"XX,XY,YX,YY": [9, 10, 11, 12], "XX,YY,XY,YX": [9, 12, 10, 11]}
+RECEPTORS = {9: [0, 0], 10: [0, 1], 11: [1, 0], 12: [1, 1]}  # CORR_TYPE -> CORR_PRODUCT (X = 0, Y = 1)
 
 
 def create_ms(path: str | Path, names: list[str], itrf: np.ndarray, freqs: np.ndarray, spw_name: str,
-              phase_dir: tuple[float, float], time_s: float, nrows: int, extra_columns=("",)) -> None:
+              phase_dir: tuple[float, float], time_s: float, nrows: int, extra_columns=("",),
+              corr_order: str = "XX,XY,YX,YY") -> None:
     """Create an empty MS of ``nrows`` rows with every sub-table filled for one field and one window."""
     from casacore import tables as ct
 
@@ -34,7 +36,9 @@ def create_ms(path: str | Path, names: list[str], itrf: np.ndarray, freqs: np.nd
     _fill(Path(path) / "SPECTRAL_WINDOW", 1, CHAN_FREQ=[freqs], CHAN_WIDTH=[width], EFFECTIVE_BW=[width],
           RESOLUTION=[width], NUM_CHAN=[nchan], REF_FREQUENCY=[float(freqs[0])], TOTAL_BANDWIDTH=[float(width.sum())],
           MEAS_FREQ_REF=[5], NAME=[spw_name], NET_SIDEBAND=[1], FREQ_GROUP_NAME=[spw_name])  # 5 = TOPO
-    _fill(Path(path) / "POLARIZATION", 1, NUM_CORR=[4], CORR_TYPE=[CORR_TYPES], CORR_PRODUCT=[CORR_PRODUCT])
+    corr_types = CORR_ORDERS[corr_order]
+    _fill(Path(path) / "POLARIZATION", 1, NUM_CORR=[4], CORR_TYPE=[corr_types],
+          CORR_PRODUCT=[[RECEPTORS[c] for c in corr_types]])
     _fill(Path(path) / "DATA_DESCRIPTION", 1, SPECTRAL_WINDOW_ID=[0], POLARIZATION_ID=[0])
     n = len(names)
     _fill(Path(path) / "ANTENNA", n, NAME=names, STATION=names, TYPE=["GROUND-BASED"] * n,
@@ -65,4 +69,4 @@ def _set_array_position(obs_table: Path) -> None:
     from casacore import tables as ct
 
     with ct.table(str(obs_table), readonly=False, ack=False) as tab:
-        tab.putcolkeyword("TELESCOPE_NAME", "ARRAY_POSITION", list(map(float, array_itrf())))
+        tab.putcolkeyword("TELESCOPE_NAME", "ARRAY_POSITION", list(map(float, site_itrf())))

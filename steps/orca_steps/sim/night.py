@@ -12,17 +12,18 @@ import tarfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from .. import config
-from ..coords import altaz, antenna_uvw, local_sidereal_hours, zenith_j2000
-from ..predict import apply_diagonal_gains, predict_components, predict_near_field
-from ..skymodel import SkySource, save_rfi_model, save_sky_model
 from . import beam, corrupt, sky
 from .array import ArrayLayout, baselines, make_layout
-from .mswriter import create_ms
+from .geometry import altaz, antenna_uvw, local_sidereal_hours, zenith_j2000
+from .sky import SkySource
+from .visibilities import corrupt_by_gains, emitter_visibilities, sky_visibilities
+from .mswriter import CORR_ORDERS, create_ms
 
 MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01
 SIDEREAL_RATE = 1.00273790935
@@ -49,6 +50,8 @@ class SimConfig(BaseModel):
     dead_antennas: int = 2
     noisy_antennas: int = 2
     noisy_factor: float = 8.0
+    corr_order: Literal[tuple(CORR_ORDERS)] = Field("XX,XY,YX,YY", description=(
+        "order of the correlations on disk (CORR_TYPE); pyuvdata and some correlators write XX,YY,XY,YX"))
     write_model: bool = Field(False, description="also write MODEL_DATA: the uncorrupted, noise-free visibilities")
     tar: bool = False
     dd_gain_sources: list[str] = Field(default_factory=list,
@@ -233,24 +236,25 @@ def _source_vis(scene: Scene, uvw, freqs, ra0, dec0, time_s, a1, a2, interval: i
     now = [s for k, s in scene.timed if k == interval]
     replaced = {s.name for s in now}
     steady = [s for s in scene.sky_sources + scene.field_sources + scene.targets if s.name not in replaced]
-    for src in steady + now:
-        ra = np.array([c.ra for c in src.components])
-        dec = np.array([c.dec for c in src.components])
-        el = altaz(ra.mean(), dec.mean(), time_s)[1][0]
+    sources = steady + now
+    centres = np.array([[np.mean([c.ra for c in s.components]), np.mean([c.dec for c in s.components])]
+                        for s in sources]).reshape(-1, 2)
+    source_el = altaz(centres[:, 0], centres[:, 1], time_s)[1] if sources else []
+    for src, el in zip(sources, source_el):
         elevations[src.name] = float(np.rad2deg(el))
         if el <= 0:
             continue
-        part = predict_components(uvw, freqs, src.components, ra0, dec0)
+        part = sky_visibilities(uvw, freqs, src.components, ra0, dec0)
         if cfg.apply_beam:
             part *= beam.stokes_i_response(el)
         if src.name in scene.dd_gains:
-            part = apply_diagonal_gains(part, a1, a2, scene.dd_gains[src.name][:, None, :])
+            part = corrupt_by_gains(part, a1, a2, scene.dd_gains[src.name][:, None, :])
         vis += part
     if cfg.rfi:
         rfi = sky.ground_emitter(freqs, cfg.rfi_flux_jy)
-        part = predict_near_field(a1, a2, scene.layout.itrf, uvw, freqs, rfi)
+        part = emitter_visibilities(a1, a2, scene.layout.itrf, uvw, freqs, rfi)
         if rfi.name in scene.dd_gains:
-            part = apply_diagonal_gains(part, a1, a2, scene.dd_gains[rfi.name][:, None, :])
+            part = corrupt_by_gains(part, a1, a2, scene.dd_gains[rfi.name][:, None, :])
         vis += part
     return vis, elevations
 
@@ -272,7 +276,7 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
     true[auto, :, 0] = total_flux
     true[auto, :, 3] = total_flux
 
-    obs = apply_diagonal_gains(true, a1, a2, inst.gains)
+    obs = corrupt_by_gains(true, a1, a2, inst.gains)
     obs[..., 1] *= inst.xy[None, :]
     obs[..., 2] *= np.conj(inst.xy)[None, :]
     rng = np.random.default_rng([cfg.seed, config.subband_index(subband), index, 11])
@@ -294,7 +298,8 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
 
     extra = ("MODEL_DATA",) if cfg.write_model else ("",)
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_ms(path, layout.names, layout.itrf, freqs, f"{subband}", (ra0, dec0), mid, a1.size, extra)
+    create_ms(path, layout.names, layout.itrf, freqs, f"{subband}", (ra0, dec0), mid, a1.size, extra, cfg.corr_order)
+    on_disk = [[9, 10, 11, 12].index(c) for c in CORR_ORDERS[cfg.corr_order]]  # computed as XX, XY, YX, YY
     from casacore import tables as ct
 
     with ct.table(str(path), readonly=False, ack=False) as ms:
@@ -312,10 +317,10 @@ def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: f
         ms.putcol("WEIGHT", np.ones((n, 4), dtype=np.float32))
         ms.putcol("SIGMA", np.ones((n, 4), dtype=np.float32))
         ms.putcol("FLAG_ROW", np.zeros(n, dtype=bool))
-        ms.putcol("DATA", obs.astype(np.complex64))
+        ms.putcol("DATA", obs[..., on_disk].astype(np.complex64))
         ms.putcol("FLAG", np.zeros(obs.shape, dtype=bool))
         if cfg.write_model:
-            model = true.astype(np.complex64)
+            model = true[..., on_disk].astype(np.complex64)
             model[auto] = 0.0
             ms.putcol("MODEL_DATA", model)
     return {"path": str(path), "time_mjd_s": mid, "utc": utc_of(mid).isoformat(),
@@ -351,9 +356,9 @@ def write_refs(scene: Scene, instruments: dict[str, Instrument], refs: Path, tim
                              time_s=time_s, overwrite=True)
         write_xyphase_table(xy, inst.native_xy, inst.native_freqs, scene.layout.names, time_s=time_s, overwrite=True)
         written[subband] = {"bp_table": str(bp), "xy_table": str(xy)}
-    save_sky_model(refs / "sources.json", scene.sky_sources)
+    sky.write_sky_model(refs / "sources.json", scene.sky_sources)
     all_freqs = np.concatenate([i.freqs for i in instruments.values()])
-    save_rfi_model(refs / "rfi_ovro.json", [sky.ground_emitter(all_freqs, scene.cfg.rfi_flux_jy)])
+    sky.write_rfi_model(refs / "rfi_ovro.json", [sky.ground_emitter(all_freqs, scene.cfg.rfi_flux_jy)])
     beam.write_beam_h5(refs / "beam.h5", np.unique(np.round(all_freqs, -5)))
     if scene.targets:
         write_target_list(refs / "targets.csv", scene)

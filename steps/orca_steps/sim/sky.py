@@ -1,14 +1,114 @@
-"""The simulated sky: the A-team as in orca's model, faint field sources, and a ground RFI emitter."""
+"""The simulated sky: the A-team as in orca's model, faint field sources, and a ground RFI emitter.
+
+Sources, their spectra and the TTCal JSON files are the simulator's own (not ``orca_steps.skymodel``):
+the steps read what is written here, so their reader and spectra are checked, not shared.
+"""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..config import OVRO_HEIGHT_M, OVRO_LAT_DEG, OVRO_LON_DEG
-from ..skymodel import Component, RFISource, SkySource
+from .geometry import geodetic_to_itrf
 
 REF_FREQ_HZ = 73.8e6
+CALIBRATOR_CATALOGUE = Path(__file__).parents[1] / "catalogs" / "calibrators.json"  # published spectra (data)
+
+
+@dataclass
+class Component:
+    """A point (zero FWHM) or an elliptical Gaussian (FWHM arcsec, PA deg north through east)."""
+    ra: float  # rad, J2000
+    dec: float  # rad
+    stokes: tuple[float, float, float, float]  # I, Q, U, V (Jy) at ``freq``
+    freq: float  # Hz
+    index: list[float] = field(default_factory=list)  # TTCal: log10 S = log10 S0 + sum_k index[k] log10(f/f0)^(k+1)
+    major_fwhm: float = 0.0
+    minor_fwhm: float = 0.0
+    position_angle: float = 0.0
+
+    @property
+    def is_gaussian(self) -> bool:
+        return self.major_fwhm > 0 or self.minor_fwhm > 0
+
+    def stokes_at(self, freqs) -> np.ndarray:
+        """(nfreq, 4) I, Q, U, V in Jy: all four scale with I's log-polynomial spectrum."""
+        x = np.log10(np.atleast_1d(np.asarray(freqs, dtype=float)) / self.freq)
+        exponent = np.polynomial.polynomial.polyval(x, [0.0, *self.index])
+        return np.power(10.0, exponent)[:, None] * np.asarray(self.stokes, dtype=float)[None, :]
+
+
+@dataclass
+class SkySource:
+    name: str
+    components: list[Component]
+
+    def flux_at(self, freq: float) -> float:
+        return float(sum(c.stokes_at(freq)[0, 0] for c in self.components))
+
+
+@dataclass
+class GroundEmitter:
+    """A terrestrial transmitter (WGS84 position) with a tabulated Stokes I and V spectrum."""
+    name: str
+    lon: float  # deg
+    lat: float  # deg
+    el: float  # m
+    freqs: np.ndarray  # Hz
+    flux_i: np.ndarray  # Jy
+    flux_v: np.ndarray  # Jy
+
+    def stokes_at(self, freqs) -> np.ndarray:
+        freqs = np.atleast_1d(np.asarray(freqs, dtype=float))
+        zero = np.zeros(freqs.size)
+        return np.stack([np.interp(freqs, self.freqs, self.flux_i), zero, zero,
+                         np.interp(freqs, self.freqs, self.flux_v)], axis=1)
+
+    def itrf(self) -> np.ndarray:
+        return geodetic_to_itrf(self.lon, self.lat, self.el)
+
+
+def _ttcal_angle(rad: float, hours: bool) -> str:
+    """TTCal's sexagesimal text: '19h59m28.3566s' or '+40d44m02.097s'."""
+    value = np.rad2deg(rad) % 360.0 / 15.0 if hours else np.rad2deg(rad)
+    decimals = 4 if hours else 3
+    total = round(abs(value) * 3600.0, decimals)
+    whole, rest = divmod(total, 3600.0)
+    minutes, seconds = divmod(rest, 60.0)
+    sign = "" if hours else ("-" if value < 0 else "+")
+    units = "hms" if hours else "dms"
+    return (f"{sign}{int(whole):02d}{units[0]}{int(minutes):02d}{units[1]}"
+            f"{seconds:0{3 + decimals}.{decimals}f}{units[2]}")
+
+
+def _component_entry(c: Component) -> dict:
+    entry = {"ra": _ttcal_angle(c.ra, True), "dec": _ttcal_angle(c.dec, False), "I": c.stokes[0],
+             "Q": c.stokes[1], "U": c.stokes[2], "V": c.stokes[3], "freq": c.freq, "index": list(c.index)}
+    if c.is_gaussian:
+        entry.update({"major-fwhm": c.major_fwhm, "minor-fwhm": c.minor_fwhm, "position-angle": c.position_angle})
+    return entry
+
+
+def write_sky_model(path: str | Path, sources: list[SkySource]) -> None:
+    """TTCal's sky-model JSON: a point as flat fields, anything else as a ``components`` list."""
+    out = []
+    for s in sources:
+        if len(s.components) == 1 and not s.components[0].is_gaussian:
+            out.append({"name": s.name, **_component_entry(s.components[0])})
+        else:
+            out.append({"name": s.name, "components": [_component_entry(c) for c in s.components]})
+    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+
+
+def write_rfi_model(path: str | Path, emitters: list[GroundEmitter]) -> None:
+    """TTCal's RFI JSON: WGS84 position and tabulated spectra."""
+    out = [{"name": e.name, "sys": "WGS84", "long": e.lon, "lat": e.lat, "el": e.el,
+            "rfi-frequencies": [float(f) for f in e.freqs], "rfi-I": [float(f) for f in e.flux_i],
+            "rfi-V": [float(f) for f in e.flux_v]} for e in emitters]
+    Path(path).write_text(json.dumps(out, indent=2) + "\n")
 
 
 def _radec(ra: str, dec: str) -> tuple[float, float]:
@@ -54,22 +154,22 @@ def field_sources(rng: np.random.Generator, count: int, ra_centre: float, dec_ce
     return sources
 
 
-def ground_emitter(freqs: np.ndarray, flux_jy: float = 400.0) -> RFISource:
+def ground_emitter(freqs: np.ndarray, flux_jy: float = 400.0) -> GroundEmitter:
     """A terrestrial emitter about 45 km north-west of the array, with a ripply tabulated spectrum."""
     dist, az = 45e3, np.deg2rad(315.0)
     lat = OVRO_LAT_DEG + np.rad2deg(dist * np.cos(az) / 6371e3)
     lon = OVRO_LON_DEG + np.rad2deg(dist * np.sin(az) / (6371e3 * np.cos(np.deg2rad(OVRO_LAT_DEG))))
     table = np.linspace(freqs.min() - 1e5, freqs.max() + 1e5, 16)
     flux_i = flux_jy * (1.0 + 0.3 * np.sin(np.linspace(0, 3 * np.pi, table.size)))
-    return RFISource("OVRO-NW-emitter", lon, lat, OVRO_HEIGHT_M + 150.0, table, flux_i, 0.05 * flux_i)
+    return GroundEmitter("OVRO-NW-emitter", lon, lat, OVRO_HEIGHT_M + 150.0, table, flux_i, 0.05 * flux_i)
 
 
 def calibrators() -> list[SkySource]:
-    """The flux-check calibrators at their true positions with their published spectra (points)."""
-    from ..skyimage import load_calibrators
-
-    return [SkySource(c["name"], [Component(np.deg2rad(c["ra_deg"]), np.deg2rad(c["dec_deg"]), (c["S0"], 0, 0, 0),
-                                            c["freq"], list(c["index"]))]) for c in load_calibrators()]
+    """The flux-check calibrators at their true positions with their published spectra (points), read from
+    the catalogue file itself (data, not the flux-check step's reader)."""
+    entries = json.loads(CALIBRATOR_CATALOGUE.read_text())["calibrators"]
+    return [SkySource(c["name"], [Component(*_radec(c["ra"], c["dec"]), (c["S0"], 0, 0, 0), c["freq"],
+                                            list(c["index"]))]) for c in entries]
 
 
 def _separation(ra1, dec1, ra2, dec2) -> np.ndarray:
