@@ -1,14 +1,22 @@
 """Step ``apply-calibration``: CORRECTED_DATA = G_p^-1 DATA G_q^-H from a CASA B and an Xf table.
 
-What CASA applycal (``calwt=False``) does for orca, in numpy over row chunks:
-- each MS spectral window takes the cal window with the largest frequency overlap (else, only if asked
-  with ``spw_tolerance_hz``, the nearest one closer than that; else CalibrationError naming both files:
-  orca's silent "nearest centre" would calibrate a subband with its neighbour's table);
-- table channels are brought to the MS grid: the complex solutions of the table channels whose
-  centres fall inside an MS channel are averaged (e.g. 192 native -> 48 averaged channels); an MS
-  channel holding none is linearly interpolated; one outside the table is flagged;
-- a flagged solution flags the correlations it touches (CASA's ``linearflag``); channels above
-  ``max_usable_freq_hz`` are flagged;
+It reproduces orca's ``applycal(vis, gaintable=[bp, xy], calwt=False, flagbackup=False)`` with CASA's
+default interpolation ``'linear,linear'`` (casa6 ``CTPatchedInterp::resampleInFreq``), in numpy over
+row chunks; tests/reference/ compares it with CASA itself:
+- each MS spectral window takes the cal window with the largest frequency overlap (orca passes that as
+  ``spwmap``; else, only if asked with ``spw_tolerance_hz``, the nearest one closer than that; else
+  CalibrationError naming both files: orca's silent "nearest centre" would calibrate a subband with its
+  neighbour's table);
+- ``freq_interp='linear'`` (default, CASA's): per antenna and polarisation, amplitude and phase of the
+  *unflagged* table channels (phase unwrapped along them) are interpolated linearly at each MS channel
+  centre; beyond the first or last unflagged channel the edge value is used. A flagged table channel is
+  therefore bridged, not propagated; only an antenna/polarisation with no unflagged channel flags the
+  correlations it touches;
+- ``freq_interp='average'`` (not CASA): the complex solutions of the table channels inside each MS channel
+  are averaged, and any flagged one among them flags the MS channel; MS channels outside the table are
+  flagged. It suits tables much finer than the MS, at the price of differing from orca's products;
+- channels above ``max_usable_freq_hz`` are flagged; a table whose window is entirely flagged is refused
+  (it would flag all the data without saying why);
 - B and Xf are both diagonal, so the 2x2 product G = B Xf is diagonal and the full 2x2 correction
   reduces to one complex factor per correlation: C_ab = V_ab / (G_p,a conj(G_q,b)).
 DATA, WEIGHT and SIGMA are never changed, so a rerun gives the same result.
@@ -18,13 +26,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from . import config
 from .caltables import CalTable, CalWindow, read_caltable
-from .errors import CalibrationError
+from .errors import CalibrationError, InputError
 from .logs import get_logger, log, step_timer
 from .msio import (check_linear_correlations, check_ms, data_row_bytes, ddid_to_spw, ensure_column, open_ms,
                    open_table, row_chunks, spectral_windows)
@@ -46,6 +55,10 @@ class Options(BaseModel):
                                                          "its edge is closer than this (default 0: never, so a "
                                                          "neighbouring subband's table is refused)")
     subband: str | None = Field(None, description="if set, the MS must lie in this subband (e.g. '73MHz')")
+    freq_interp: Literal["linear", "average"] = Field(
+        "linear", description="'linear': CASA applycal's default (amplitude and phase interpolated at MS channel "
+                              "centres across flagged table channels); 'average': mean of the table channels "
+                              "inside each MS channel, a flagged one flags the MS channel (differs from CASA)")
 
 
 class Result(BaseModel):
@@ -100,8 +113,28 @@ def match_window(cal: CalTable, freqs: np.ndarray, widths: np.ndarray, tolerance
     return nearest
 
 
-def regrid(window: CalWindow, freqs: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Solutions (n_ant, nchan, 2) and flags on the MS channel grid (see module docstring)."""
+def regrid_linear(window: CalWindow, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CASA's 'linear': solutions (n_ant, nchan, 2) and flags on the MS grid (see module docstring)."""
+    n_ant = window.gains.shape[0]
+    gains = np.zeros((n_ant, freqs.size, 2), np.complex128)
+    flags = np.ones((n_ant, freqs.size, 2), bool)
+    order = np.argsort(window.freqs)
+    tf, tg, tfl = window.freqs[order], window.gains[:, order], window.flags[:, order]
+    for a in range(n_ant):
+        for p in range(2):
+            good = ~tfl[a, :, p]
+            if not good.any():
+                continue  # no solution at all for this antenna and polarisation: flagged
+            f, g = tf[good], tg[a, good, p]
+            amp = np.interp(freqs, f, np.abs(g))  # np.interp holds the edge values outside [f[0], f[-1]]
+            phase = np.interp(freqs, f, np.unwrap(np.angle(g)))
+            gains[a, :, p] = amp * np.exp(1j * phase)
+            flags[a, :, p] = False
+    return gains, flags
+
+
+def regrid_average(window: CalWindow, freqs: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 'average' option: solutions (n_ant, nchan, 2) and flags on the MS grid (see module docstring)."""
     n_ant = window.gains.shape[0]
     gains = np.ones((n_ant, freqs.size, 2), np.complex128)
     flags = np.zeros((n_ant, freqs.size, 2), bool)
@@ -137,8 +170,8 @@ def _antenna_index(cal: CalTable, ms_names: list[str], ms: Path) -> np.ndarray:
                            f"{len(ms_names)} antennas of {ms}")
 
 
-def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_hz: float,
-              tolerance_hz: float) -> tuple[dict[int, _Solution], dict[int, dict[str, int]]]:
+def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_hz: float, tolerance_hz: float,
+              freq_interp: str = "linear") -> tuple[dict[int, _Solution], dict[int, dict[str, int]]]:
     """Per MS spectral window: the inverse of G = B Xf on the MS grid and its flags."""
     from casacore import tables
 
@@ -154,7 +187,13 @@ def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_h
         spw_map[s] = {}
         for cal in (bandpass, xyphase):
             window = match_window(cal, freqs, widths, tolerance_hz, ms)
-            gains, gflags = regrid(window, freqs, widths)
+            if window.flags.all():
+                raise CalibrationError(f"{cal.path}: every solution in spectral window {window.spw_id} is flagged; "
+                                       f"applying it would flag all of {ms}")
+            if freq_interp == "linear":
+                gains, gflags = regrid_linear(window, freqs)
+            else:
+                gains, gflags = regrid_average(window, freqs, widths)
             index = _antenna_index(cal, ms_names, ms)
             jones *= gains[index]
             flags |= gflags[index]
@@ -194,7 +233,8 @@ def correct_chunk(data: np.ndarray, flags: np.ndarray, a1: np.ndarray, a2: np.nd
 def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path,
                       max_usable_freq_hz: float = config.MAX_USABLE_FREQ_HZ,
                       spw_tolerance_hz: float = Options.model_fields["spw_tolerance_hz"].default,
-                      subband: str | None = None) -> Result:
+                      subband: str | None = None,
+                      freq_interp: str = Options.model_fields["freq_interp"].default) -> Result:
     """Write CORRECTED_DATA and update FLAG of ``ms`` from the B table ``bp_table`` and Xf table ``xy_table``."""
     ms = check_ms(ms)
     if subband is not None:
@@ -205,7 +245,9 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
         raise CalibrationError(f"{bp_table}: expected a B Jones bandpass table, found {bandpass.kind} Jones")
     if xyphase.kind != "Xf":
         raise CalibrationError(f"{xy_table}: expected an Xf Jones cross-hand phase table, found {xyphase.kind} Jones")
-    sols, spw_map = solutions(ms, bandpass, xyphase, max_usable_freq_hz, spw_tolerance_hz)
+    if freq_interp not in get_args(Options.model_fields["freq_interp"].annotation):
+        raise InputError(f"{ms}: freq_interp must be 'linear' or 'average', not {freq_interp!r}")
+    sols, spw_map = solutions(ms, bandpass, xyphase, max_usable_freq_hz, spw_tolerance_hz, freq_interp)
     ddid_spw = ddid_to_spw(ms)
     n_flagged = n_total = 0
     with open_ms(ms, readonly=False) as tab:
