@@ -114,23 +114,37 @@ def match_window(cal: CalTable, freqs: np.ndarray, widths: np.ndarray, tolerance
 
 
 def regrid_linear(window: CalWindow, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CASA's 'linear': solutions (n_ant, nchan, 2) and flags on the MS grid (see module docstring)."""
-    n_ant = window.gains.shape[0]
-    gains = np.zeros((n_ant, freqs.size, 2), np.complex128)
-    flags = np.ones((n_ant, freqs.size, 2), bool)
+    """CASA's 'linear': solutions (n_ant, nchan, 2) and flags on the MS grid (see module docstring).
+
+    For every antenna and polarisation at once: each MS channel lies between the nearest unflagged
+    table channels below and above it; amplitude and (wrapped) phase difference are interpolated
+    between the two, and beyond the outermost unflagged channel its value is held.
+    """
     order = np.argsort(window.freqs)
-    tf, tg, tfl = window.freqs[order], window.gains[:, order], window.flags[:, order]
-    for a in range(n_ant):
-        for p in range(2):
-            good = ~tfl[a, :, p]
-            if not good.any():
-                continue  # no solution at all for this antenna and polarisation: flagged
-            f, g = tf[good], tg[a, good, p]
-            amp = np.interp(freqs, f, np.abs(g))  # np.interp holds the edge values outside [f[0], f[-1]]
-            phase = np.interp(freqs, f, np.unwrap(np.angle(g)))
-            gains[a, :, p] = amp * np.exp(1j * phase)
-            flags[a, :, p] = False
-    return gains, flags
+    tf = window.freqs[order]
+    gains = np.moveaxis(window.gains[:, order], 1, -1).reshape(-1, tf.size)  # (n_ant * 2, n_table)
+    good = ~np.moveaxis(window.flags[:, order], 1, -1).reshape(-1, tf.size)
+    channel = np.arange(tf.size)
+    below = np.maximum.accumulate(np.where(good, channel, -1), axis=1)  # last good channel <= i, else -1
+    above = np.minimum.accumulate(np.where(good, channel, tf.size)[:, ::-1], axis=1)[:, ::-1]  # first >= i
+    at = np.searchsorted(tf, freqs, side="right") - 1  # last table channel at or below each MS channel
+    left = np.where(at >= 0, below[:, np.clip(at, 0, None)], -1)
+    right = np.where(at + 1 < tf.size, above[:, np.clip(at + 1, None, tf.size - 1)], tf.size)
+    left_ok, right_ok = left >= 0, right < tf.size
+    lo = np.where(left_ok, left, right).clip(0, tf.size - 1)   # beyond an end: both sides are the edge channel
+    hi = np.where(right_ok, right, left).clip(0, tf.size - 1)
+    rows = np.arange(gains.shape[0])[:, None]
+    g_lo, g_hi = gains[rows, lo], gains[rows, hi]
+    span = tf[hi] - tf[lo]
+    weight = np.divide(freqs - tf[lo], span, out=np.zeros(span.shape), where=span != 0)
+    amp = np.abs(g_lo) + weight * (np.abs(g_hi) - np.abs(g_lo))
+    step = np.angle(g_hi) - np.angle(g_lo)
+    step -= 2 * np.pi * np.round(step / (2 * np.pi))  # the unwrapped phase step between the two channels
+    result = amp * np.exp(1j * (np.angle(g_lo) + weight * step))
+    flags = ~(left_ok | right_ok)  # no unflagged table channel at all
+    n_ant = window.gains.shape[0]
+    result = np.where(flags, 0, result)
+    return (np.moveaxis(result.reshape(n_ant, 2, -1), 1, -1), np.moveaxis(flags.reshape(n_ant, 2, -1), 1, -1))
 
 
 def regrid_average(window: CalWindow, freqs: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,13 +272,13 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
         max_rows = max((n for _, n in chunks), default=0)
         data_buf = np.empty((max_rows, *cell), np.complex64)  # getcolnp into reused buffers: ~40% faster
         flag_buf = np.empty((max_rows, *cell), bool)
+        ant1, ant2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")  # small: one read each, not one per chunk
+        row_spw = ddid_spw[tab.getcol("DATA_DESC_ID")]
         for start, n in chunks:
             data, flags = data_buf[:n], flag_buf[:n]
             tab.getcolnp("DATA", data, start, n)
             tab.getcolnp("FLAG", flags, start, n)
-            a1 = tab.getcol("ANTENNA1", start, n)
-            a2 = tab.getcol("ANTENNA2", start, n)
-            spws = ddid_spw[tab.getcol("DATA_DESC_ID", start, n)]
+            a1, a2, spws = ant1[start:start + n], ant2[start:start + n], row_spw[start:start + n]
             if np.all(spws == spws[0]):
                 data, flags = correct_chunk(data, flags, a1, a2, sols[int(spws[0])])
             else:
