@@ -120,30 +120,29 @@ def regrid_linear(window: CalWindow, freqs: np.ndarray) -> tuple[np.ndarray, np.
     table channels below and above it; amplitude and (wrapped) phase difference are interpolated
     between the two, and beyond the outermost unflagged channel its value is held.
     """
-    order = np.argsort(window.freqs)
+    order = np.argsort(window.freqs, kind="stable")
     tf = window.freqs[order]
-    gains = np.moveaxis(window.gains[:, order], 1, -1).reshape(-1, tf.size)  # (n_ant * 2, n_table)
-    good = ~np.moveaxis(window.flags[:, order], 1, -1).reshape(-1, tf.size)
-    channel = np.arange(tf.size)
+    n_ant, n_table = window.gains.shape[:2]
+    good = ~np.moveaxis(window.flags[:, order], 1, -1).reshape(-1, n_table)  # (n_ant * 2, n_table)
+    channel = np.arange(n_table, dtype=np.int32)
     below = np.maximum.accumulate(np.where(good, channel, -1), axis=1)  # last good channel <= i, else -1
-    above = np.minimum.accumulate(np.where(good, channel, tf.size)[:, ::-1], axis=1)[:, ::-1]  # first >= i
+    above = np.minimum.accumulate(np.where(good, channel, n_table)[:, ::-1], axis=1)[:, ::-1]  # first >= i
     at = np.searchsorted(tf, freqs, side="right") - 1  # last table channel at or below each MS channel
     left = np.where(at >= 0, below[:, np.clip(at, 0, None)], -1)
-    right = np.where(at + 1 < tf.size, above[:, np.clip(at + 1, None, tf.size - 1)], tf.size)
-    left_ok, right_ok = left >= 0, right < tf.size
-    lo = np.where(left_ok, left, right).clip(0, tf.size - 1)   # beyond an end: both sides are the edge channel
-    hi = np.where(right_ok, right, left).clip(0, tf.size - 1)
-    rows = np.arange(gains.shape[0])[:, None]
-    g_lo, g_hi = gains[rows, lo], gains[rows, hi]
+    right = np.where(at + 1 < n_table, above[:, np.clip(at + 1, None, n_table - 1)], n_table)
+    left_ok, right_ok = left >= 0, right < n_table
+    lo = np.where(left_ok, left, right).clip(0, n_table - 1)  # beyond an end: both sides are the edge channel
+    hi = np.where(right_ok, right, left).clip(0, n_table - 1)
+    ant, pol = np.divmod(np.arange(n_ant * 2)[:, None], 2)
+    g_lo, g_hi = window.gains[ant, order[lo], pol], window.gains[ant, order[hi], pol]  # (n_ant * 2, nchan)
     span = tf[hi] - tf[lo]
     weight = np.divide(freqs - tf[lo], span, out=np.zeros(span.shape), where=span != 0)
-    amp = np.abs(g_lo) + weight * (np.abs(g_hi) - np.abs(g_lo))
-    step = np.angle(g_hi) - np.angle(g_lo)
+    amp_lo, phase_lo = np.abs(g_lo), np.angle(g_lo)
+    amp = amp_lo + weight * (np.abs(g_hi) - amp_lo)
+    step = np.angle(g_hi) - phase_lo
     step -= 2 * np.pi * np.round(step / (2 * np.pi))  # the unwrapped phase step between the two channels
-    result = amp * np.exp(1j * (np.angle(g_lo) + weight * step))
     flags = ~(left_ok | right_ok)  # no unflagged table channel at all
-    n_ant = window.gains.shape[0]
-    result = np.where(flags, 0, result)
+    result = np.where(flags, 0, amp * np.exp(1j * (phase_lo + weight * step)))
     return (np.moveaxis(result.reshape(n_ant, 2, -1), 1, -1), np.moveaxis(flags.reshape(n_ant, 2, -1), 1, -1))
 
 
