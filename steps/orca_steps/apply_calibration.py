@@ -281,7 +281,7 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
             if np.all(spws == spws[0]):
                 data, flags = correct_chunk(data, flags, a1, a2, sols[int(spws[0])])
             else:
-                for s in np.unique(spws):
+                for s in sorted(set(spws.tolist())):  # not np.unique: its first call imports numpy.ma
                     rows = spws == s
                     data[rows], flags[rows] = correct_chunk(data[rows], flags[rows], a1[rows], a2[rows], sols[int(s)])
             tab.putcol("CORRECTED_DATA", data, start, n)
