@@ -277,6 +277,7 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
             data, flags = data_buf[:n], flag_buf[:n]
             tab.getcolnp("DATA", data, start, n)
             tab.getcolnp("FLAG", flags, start, n)
+            flagged_before = int(np.count_nonzero(flags))
             a1, a2, spws = ant1[start:start + n], ant2[start:start + n], row_spw[start:start + n]
             if np.all(spws == spws[0]):
                 data, flags = correct_chunk(data, flags, a1, a2, sols[int(spws[0])])
@@ -285,8 +286,10 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
                     rows = spws == s
                     data[rows], flags[rows] = correct_chunk(data[rows], flags[rows], a1[rows], a2[rows], sols[int(s)])
             tab.putcol("CORRECTED_DATA", data, start, n)
-            tab.putcol("FLAG", flags, start, n)
-            n_flagged += int(np.count_nonzero(flags))
+            flagged = int(np.count_nonzero(flags))
+            if flagged != flagged_before:  # flags only grow: same count, same flags (e.g. after flag-antennas)
+                tab.putcol("FLAG", flags, start, n)
+            n_flagged += flagged
             n_total += flags.size
     fraction = n_flagged / n_total if n_total else 0.0
     log(_logger, "calibration applied", ms=str(ms), bp_table=str(bp_table), xy_table=str(xy_table),
