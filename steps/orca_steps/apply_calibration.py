@@ -272,7 +272,8 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
         data_buf = np.empty((max_rows, *cell), np.complex64)  # getcolnp into reused buffers: ~40% faster
         flag_buf = np.empty((max_rows, *cell), bool)
         ant1, ant2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")  # small: one read each, not one per chunk
-        row_spw = ddid_spw[tab.getcol("DATA_DESC_ID")]
+        # one data description (every MS orca calibrates): its window for every row, without reading the column
+        row_spw = np.full(nrows, ddid_spw[0]) if ddid_spw.size == 1 else ddid_spw[tab.getcol("DATA_DESC_ID")]
         for start, n in chunks:
             data, flags = data_buf[:n], flag_buf[:n]
             tab.getcolnp("DATA", data, start, n)
