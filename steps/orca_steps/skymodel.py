@@ -5,19 +5,24 @@ or a ``components`` list; a flux entry has ``ra``/``dec`` (sexagesimal strings),
 ``V``, ``freq`` (Hz) and ``index`` (log-polynomial coefficients); a Gaussian component adds
 ``major-fwhm``, ``minor-fwhm`` (arcsec) and ``position-angle`` (deg).
 RFI (``rfi_*.json``): ``name``, ``sys: "WGS84"``, ``long``, ``lat`` (deg), ``el`` (m) and tabulated
-``rfi-frequencies`` (Hz), ``rfi-I``, ``rfi-V`` (Jy).
+``rfi-frequencies`` (Hz), ``rfi-I``, ``rfi-V`` (Jy); as in TTCal, a frequency takes the nearest entry's
+values and the table is not sorted (a warning names an entry that is out of order).
 
 Spectra follow TTCal: log10 S = log10 S0 + sum_n a_n log10(nu/nu0)^n; Q, U, V scale with I.
 """
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .logs import get_logger, log
+
+_logger = get_logger("skymodel")
 
 ARCSEC = np.pi / 180 / 3600
 
@@ -73,11 +78,16 @@ class RFISource:
     flux_v: np.ndarray  # Jy
 
     def stokes_at(self, freqs: np.ndarray) -> np.ndarray:
-        """(nfreq, 4) Stokes interpolated linearly from the table (constant beyond its ends)."""
+        """(nfreq, 4) Stokes of the table entry nearest each frequency, the first on a tie.
+
+        As TTCal's RFISpectrum (``indmin(abs2(channel - nu))``): no interpolation, no sorting, so a
+        malformed frequency in the table only ever serves the frequencies nearest to it.
+        """
         freqs = np.atleast_1d(np.asarray(freqs, dtype=float))
+        nearest = np.argmin(np.abs(freqs[:, None] - self.freqs[None, :]), axis=1)
         out = np.zeros((freqs.size, 4))
-        out[:, 0] = np.interp(freqs, self.freqs, self.flux_i)
-        out[:, 3] = np.interp(freqs, self.freqs, self.flux_v)
+        out[:, 0] = self.flux_i[nearest]
+        out[:, 3] = self.flux_v[nearest]
         return out
 
     def itrf(self) -> np.ndarray:
@@ -193,9 +203,14 @@ def load_rfi_model(path: str | Path) -> list[RFISource]:
             raise InputError(f"{where}: rfi-frequencies must be positive frequencies in Hz")
         if not (freqs.size == flux_i.size == flux_v.size) or freqs.size == 0:
             raise InputError(f"{where}: rfi-frequencies, rfi-I and rfi-V must be non-empty and of equal length")
-        order = np.argsort(freqs)
+        backwards = np.flatnonzero(np.diff(freqs) <= 0)
+        if backwards.size:
+            k = int(backwards[0]) + 1
+            log(_logger, f"{where}: rfi-frequencies are not increasing: entry {k} ({freqs[k]:.0f} Hz) follows "
+                         f"{freqs[k - 1]:.0f} Hz; kept in place, as TTCal does (nearest entry, no sorting)",
+                logging.WARNING, entries_out_of_order=int(backwards.size))
         lon, lat, el = (_number(entry[key], key, where) for key in ("long", "lat", "el"))
-        sources.append(RFISource(str(entry["name"]), lon, lat, el, freqs[order], flux_i[order], flux_v[order]))
+        sources.append(RFISource(str(entry["name"]), lon, lat, el, freqs, flux_i, flux_v))
     return sources
 
 

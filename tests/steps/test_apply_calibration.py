@@ -41,11 +41,12 @@ def _fully_flagged_antennas(ms):
     return bad
 
 
-def test_noise_free_corrected_data_equals_the_uncorrupted_visibilities(clean, work_ms):
+def test_average_option_undoes_the_simulators_block_averaged_gains(clean, work_ms):
+    """The simulator corrupts each MS channel by the mean of its 4 native channels' gains: 'average' inverts it."""
     src, entry = clean
     before_src = tree_hash(src)
     data_before, weight_before = columns(work_ms, "DATA", "WEIGHT")
-    result = apply_calibration(work_ms, entry["bp_table"], entry["xy_table"])
+    result = apply_calibration(work_ms, entry["bp_table"], entry["xy_table"], freq_interp="average")
     assert result.spw_map == {0: {"B": 0, "Xf": 0}}
     err, n = _relative_error(work_ms)
     assert n == 22 * 21 // 2 * 48 * 4  # every cross-correlation of the 22 live antennas
@@ -55,15 +56,26 @@ def test_noise_free_corrected_data_equals_the_uncorrupted_visibilities(clean, wo
     data_after, weight_after = columns(work_ms, "DATA", "WEIGHT")
     assert np.array_equal(data_before, data_after) and np.array_equal(weight_before, weight_after)
     corrected, flag = columns(work_ms, "CORRECTED_DATA", "FLAG")
-    apply_calibration(work_ms, entry["bp_table"], entry["xy_table"])
+    apply_calibration(work_ms, entry["bp_table"], entry["xy_table"], freq_interp="average")
     again, flag_again = columns(work_ms, "CORRECTED_DATA", "FLAG")
     assert np.array_equal(corrected, again) and np.array_equal(flag, flag_again), "rerun gives the same result"
     assert tree_hash(src) == before_src
 
 
+def test_equal_grid_tables_give_the_uncorrupted_visibilities_by_default(tmp_path):
+    """Tables on the MS grid: CASA's 'linear' takes each channel's own solution, so C = MODEL exactly."""
+    src, entry = make_source(tmp_path, noise_jy=0.0, write_model=True, caltable_channels=48)
+    ms = copy_ms(src, tmp_path / "work").ms_path
+    apply_calibration(ms, entry["bp_table"], entry["xy_table"])
+    err, n = _relative_error(ms)
+    assert err < 1e-5 and n == 22 * 21 // 2 * 48 * 4
+    assert _fully_flagged_antennas(ms) == entry["dead_antennas"]
+
+
 def test_channels_above_85_mhz_are_flagged(tmp_path):
     src, entry = make_source(tmp_path, name="20250615_041823_82MHz_averaged.ms", subband="82MHz",
-                             noise_jy=0.0, write_model=True, dead_antennas=0, noisy_antennas=0)
+                             noise_jy=0.0, write_model=True, dead_antennas=0, noisy_antennas=0,
+                             caltable_channels=48)
     ms = copy_ms(src, tmp_path / "work").ms_path
     apply_calibration(ms, entry["bp_table"], entry["xy_table"])
     flag = columns(ms, "FLAG")[0]
@@ -82,26 +94,46 @@ def _corrupt_with(ms, jones):
         tab.putcol("DATA", data.astype(np.complex64))
 
 
-def test_coarser_table_grid_is_interpolated_and_channels_outside_it_flagged(clean, work_ms, tmp_path):
+def test_coarser_table_grid_is_interpolated_in_amplitude_and_phase_and_held_at_the_edges(clean, work_ms, tmp_path):
     names = clean[1]["antenna_names"]
     ms_freqs = config.subband_channel_freqs("73MHz", 48)
     table_freqs = config.subband_channel_freqs("73MHz", 16)  # coarser: MS edge channels fall outside
     rng = np.random.default_rng(5)
-    offset = rng.normal(size=(len(names), 1, 2)) + 1j * rng.normal(size=(len(names), 1, 2)) + 3
-    slope = (rng.normal(size=(len(names), 1, 2)) + 1j * rng.normal(size=(len(names), 1, 2))) / 4e6
+    amp0 = rng.uniform(0.5, 2, size=(len(names), 1, 2))
+    amp_slope = rng.uniform(-0.1, 0.1, size=(len(names), 1, 2)) / 1e6
+    phase0 = rng.uniform(-np.pi, np.pi, size=(len(names), 1, 2))
+    delay = rng.uniform(-1e-6, 1e-6, size=(len(names), 1, 2))  # up to 4.6 turns across the band: phases wrap
 
-    def gains(f):  # linear in frequency, so linear interpolation is exact
-        return offset + slope * (f - 75e6)[None, :, None]
+    def gains(f):  # amplitude and phase linear in frequency: CASA's interpolation is exact for these
+        x = (f - 75e6)[None, :, None]
+        return (amp0 + amp_slope * x) * np.exp(1j * (phase0 + 2 * np.pi * delay * x))
 
     bp = write_bandpass_table(tmp_path / "lin.B", gains(table_freqs), table_freqs, names)
     xy = write_xyphase_table(tmp_path / "zero.Xf", np.zeros(16), table_freqs, names)
     _corrupt_with(work_ms, gains(ms_freqs))
     apply_calibration(work_ms, bp, xy)
     outside = (ms_freqs < table_freqs[0]) | (ms_freqs > table_freqs[-1])
-    assert outside.sum() == 2  # the first and last MS channel
+    assert list(np.flatnonzero(outside)) == [0, 47]
+    corrected, model, flag, a1, a2 = columns(work_ms, "CORRECTED_DATA", "MODEL_DATA", "FLAG", "ANTENNA1", "ANTENNA2")
+    assert not flag.any(), "channels beyond the table's are not flagged (CASA holds the edge solution)"
+    cross = a1 != a2
+    inside = corrected[cross][:, ~outside]
+    np.testing.assert_allclose(inside, model[cross][:, ~outside], rtol=1e-5, atol=0)
+    held = gains(table_freqs[[0, -1]])  # the edge MS channels are divided by the edge table solutions
+    true = gains(ms_freqs[[0, -1]])
+    factor = (true[a1][:, :, P_POL] * np.conj(true[a2][:, :, Q_POL])
+              / (held[a1][:, :, P_POL] * np.conj(held[a2][:, :, Q_POL])))
+    np.testing.assert_allclose(corrected[cross][:, outside], (model[:, [0, -1]] * factor)[cross], rtol=1e-5)
+
+
+def test_average_option_flags_channels_outside_a_coarser_table(clean, work_ms, tmp_path):
+    names = clean[1]["antenna_names"]
+    table_freqs = config.subband_channel_freqs("73MHz", 16)
+    bp = write_bandpass_table(tmp_path / "one.B", np.ones((len(names), 16, 2)), table_freqs, names)
+    xy = write_xyphase_table(tmp_path / "zero.Xf", np.zeros(16), table_freqs, names)
+    apply_calibration(work_ms, bp, xy, freq_interp="average")
     flag = columns(work_ms, "FLAG")[0]
-    assert flag[:, outside].all() and not flag[:, ~outside].any()
-    assert _relative_error(work_ms)[0] < 1e-5
+    assert flag[:, [0, 47]].all() and not flag[:, 1:47].any()
 
 
 def test_cal_window_is_chosen_by_largest_overlap(clean, work_ms, tmp_path):
@@ -113,7 +145,7 @@ def test_cal_window_is_chosen_by_largest_overlap(clean, work_ms, tmp_path):
     far = config.subband_channel_freqs("50MHz", 192)
     table = write_bandpass_table(tmp_path / "three.B", [junk, junk, real.gains], [far, shifted, real.freqs],
                                  bp.antenna_names, flags=[None, None, real.flags])
-    result = apply_calibration(work_ms, table, entry["xy_table"])
+    result = apply_calibration(work_ms, table, entry["xy_table"], freq_interp="average")
     assert result.spw_map == {0: {"B": 2, "Xf": 0}}
     assert _relative_error(work_ms)[0] < 1e-5
 
@@ -133,7 +165,7 @@ def test_no_overlapping_window_is_a_calibration_error_naming_both_files(clean, w
     assert "no spectral window overlaps" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def test_a_flagged_solution_flags_only_the_correlations_it_touches(clean, work_ms, tmp_path):
+def test_average_option_a_flagged_solution_flags_only_the_correlations_it_touches(clean, work_ms, tmp_path):
     entry = clean[1]
     bp = read_caltable(entry["bp_table"])
     w = bp.windows[0]
@@ -141,7 +173,7 @@ def test_a_flagged_solution_flags_only_the_correlations_it_touches(clean, work_m
     ant = next(a for a in range(len(bp.antenna_names)) if a not in entry["dead_antennas"])
     flags[ant, 41, 1] = True  # native channel 41 (MS channel 10), Y polarisation
     table = write_bandpass_table(tmp_path / "oneflag.B", w.gains, w.freqs, bp.antenna_names, flags=flags)
-    apply_calibration(work_ms, table, entry["xy_table"])
+    apply_calibration(work_ms, table, entry["xy_table"], freq_interp="average")
     flag, a1, a2 = columns(work_ms, "FLAG", "ANTENNA1", "ANTENNA2")
     dead = np.isin(a1, entry["dead_antennas"]) | np.isin(a2, entry["dead_antennas"])
     live = ~dead
@@ -181,3 +213,51 @@ def test_a_neighbouring_subbands_table_is_refused(clean, work_ms, tmp_path):
         apply_calibration(work_ms, bp, xy)
     result = apply_calibration(work_ms, bp, xy, spw_tolerance_hz=1e6)  # explicitly allowed: nearest window
     assert result.spw_map == {0: {"B": 0, "Xf": 0}}
+
+
+def _live_antennas(entry):
+    return [a for a in range(len(entry["antenna_names"])) if a not in entry["dead_antennas"]]
+
+
+def test_a_flagged_channel_is_bridged_and_an_unsolved_polarisation_flags_its_correlations(clean, work_ms, tmp_path):
+    """CASA 'linear': flagged table channels are interpolated across; a polarisation with none left is flagged."""
+    entry = clean[1]
+    w = read_caltable(entry["bp_table"]).windows[0]
+    flags = w.flags.copy()
+    ant, other = _live_antennas(entry)[:2]
+    flags[ant, 40:44, 1] = True   # all of MS channel 10's native channels, Y: bridged
+    flags[other, :, 1] = True      # no Y solution at all for this antenna
+    table = write_bandpass_table(tmp_path / "flags.B", w.gains, w.freqs, entry["antenna_names"], flags=flags)
+    apply_calibration(work_ms, table, entry["xy_table"])
+    flag, a1, a2 = columns(work_ms, "FLAG", "ANTENNA1", "ANTENNA2")
+    live = ~(np.isin(a1, entry["dead_antennas"]) | np.isin(a2, entry["dead_antennas"]))
+    expected = np.zeros(flag.shape, bool)
+    expected[a1 == other, :, 2:] = True   # YX, YY: antenna 1's Y
+    expected[a2 == other, :, 1] = True    # XY: antenna 2's Y
+    expected[a2 == other, :, 3] = True    # YY
+    assert np.array_equal(flag[live], expected[live])
+
+
+@pytest.mark.parametrize("which", ["bp_table", "xy_table"])
+def test_an_entirely_flagged_table_is_refused(clean, work_ms, tmp_path, capsys, which):
+    entry = clean[1]
+    names, freqs = entry["antenna_names"], config.subband_channel_freqs("73MHz", 192)
+    tables_ = dict(bp_table=entry["bp_table"], xy_table=entry["xy_table"])
+    if which == "bp_table":
+        tables_[which] = write_bandpass_table(tmp_path / "all.B", np.ones((len(names), 192, 2)), freqs, names,
+                                              flags=np.ones((len(names), 192, 2), bool))
+    else:
+        tables_[which] = write_xyphase_table(tmp_path / "all.Xf", np.zeros(192), freqs, names,
+                                             flags=np.ones(192, bool))
+    before = tree_hash(work_ms)
+    with pytest.raises(CalibrationError, match=f"{tables_[which]}: every solution .* is flagged"):
+        apply_calibration(work_ms, **tables_)
+    assert tree_hash(work_ms) == before
+    code = main(["apply-calibration", "--ms", str(work_ms), "--bp_table", str(tables_["bp_table"]),
+                 "--xy_table", str(tables_["xy_table"])])
+    assert code == 2 and "every solution" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_unknown_freq_interp_is_an_input_error(clean, work_ms):
+    with pytest.raises(InputError, match="freq_interp must be 'linear' or 'average'"):
+        apply_calibration(work_ms, clean[1]["bp_table"], clean[1]["xy_table"], freq_interp="cubic")

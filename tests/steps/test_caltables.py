@@ -54,6 +54,23 @@ def test_bandpass_round_trip_two_windows_with_flags(tmp_path):
     assert cal.windows[1].lo == pytest.approx(55e6 - 23.9e3 / 2)
 
 
+def test_windows_whose_rows_interleave_are_read_the_same(tmp_path):
+    """Rows ordered by antenna, then window (not as CASA writes them) give the same solutions."""
+    rng = np.random.default_rng(4)
+    freqs = [50e6 + 23.9e3 * np.arange(8), 55e6 + 23.9e3 * np.arange(8)]
+    gains = [_gains(rng, 4, 8), _gains(rng, 4, 8)]
+    flags = [rng.random((4, 8, 2)) < 0.3, rng.random((4, 8, 2)) < 0.3]
+    path = write_bandpass_table(tmp_path / "two.B", gains, freqs, NAMES, flags=flags)
+    with tables.table(str(path), ack=False) as tab:
+        tab.sort("ANTENNA1, SPECTRAL_WINDOW_ID").copy(str(tmp_path / "mixed.B"), deep=True).close()
+    with tables.table(str(tmp_path / "mixed.B"), ack=False) as tab:
+        assert list(tab.getcol("SPECTRAL_WINDOW_ID")) == [0, 1] * 4
+    cal = read_caltable(tmp_path / "mixed.B")
+    for w, g, f in zip(cal.windows, gains, flags):
+        np.testing.assert_allclose(w.gains, g, rtol=1e-6)
+        assert np.array_equal(w.flags, f)
+
+
 def test_xyphase_round_trip_is_diag_exp_iphi_one(tmp_path):
     freqs = 73.3e6 + 95.7e3 * np.arange(8)
     phase = np.linspace(-2.5, 2.5, 8)

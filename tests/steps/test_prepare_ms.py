@@ -13,8 +13,11 @@ from phase1_data import columns, make_source, tar_copy, tree_hash
 
 @pytest.fixture(scope="module")
 def lustre(tmp_path_factory):
-    """A noise-free MS (with truth in MODEL_DATA), tarred as on Lustre, and its cal tables."""
-    ms, entry = make_source(tmp_path_factory.mktemp("prep"), noise_jy=0.0, write_model=True)
+    """A noise-free MS (with truth in MODEL_DATA), tarred as on Lustre, and its cal tables.
+
+    The tables are on the MS grid, where CASA's interpolation returns each channel's own solution.
+    """
+    ms, entry = make_source(tmp_path_factory.mktemp("prep"), noise_jy=0.0, write_model=True, caltable_channels=48)
     return tar_copy(ms), entry
 
 

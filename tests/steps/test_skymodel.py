@@ -4,6 +4,7 @@ Expected values are computed here independently: sexagesimal by hand, TTCal's sp
 (log10 S = log10 S0 + sum_n a_n log10(nu/nu0)^n, Q/U/V scaled with I) by its formula, WGS84 by astropy.
 """
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ SKY = [
     ]},
 ]
 RFI = [{"name": "tower NW", "sys": "WGS84", "long": -118.62, "lat": 37.52, "el": 1372.0,
-        "rfi-frequencies": [77.0e6, 73.0e6, 75.0e6], "rfi-I": [30.0, 10.0, 20.0], "rfi-V": [3.0, 1.0, 2.0]}]
+        "rfi-frequencies": [73.0e6, 75.0e6, 77.0e6], "rfi-I": [10.0, 20.0, 30.0], "rfi-V": [1.0, 2.0, 3.0]}]
 
 
 def hms(h, m, s):
@@ -84,14 +85,29 @@ def test_rfi_model_reads_every_field(tmp_path):
 
     (src,) = load_rfi_model(write(tmp_path, "rfi_ovro.json", RFI))
     assert (src.name, src.lon, src.lat, src.el) == ("tower NW", -118.62, 37.52, 1372.0)
-    np.testing.assert_array_equal(src.freqs, [73e6, 75e6, 77e6])  # the table is sorted
+    np.testing.assert_array_equal(src.freqs, [73e6, 75e6, 77e6])
     np.testing.assert_array_equal(src.flux_i, [10.0, 20.0, 30.0])
-    stokes = src.stokes_at(np.array([72e6, 73e6, 74e6, 76.5e6, 80e6]))
-    np.testing.assert_allclose(stokes[:, 0], [10.0, 10.0, 15.0, 27.5, 30.0])  # linear inside, constant beyond
+    stokes = src.stokes_at(np.array([72e6, 73e6, 73.9e6, 74e6, 76.5e6, 80e6]))
+    # TTCal: the nearest entry (the first of two equally near), no interpolation
+    np.testing.assert_allclose(stokes[:, 0], [10.0, 10.0, 10.0, 10.0, 30.0, 30.0])
     np.testing.assert_allclose(stokes[:, 3], stokes[:, 0] / 10)
     np.testing.assert_array_equal(stokes[:, 1:3], 0.0)
     site = EarthLocation.from_geodetic(-118.62, 37.52, 1372.0)
     np.testing.assert_allclose(src.itrf(), [site.x.value, site.y.value, site.z.value], atol=1e-3)
+
+
+def test_rfi_table_out_of_order_is_kept_in_place_with_a_warning(tmp_path, caplog):
+    """orca's rfi_43.2_ver20251101.json has 225862 (Hz) between 22490160 and 22681564: TTCal takes the
+    nearest entry and never sorts, so 22.586 MHz gets 22681564's flux, not the stray entry's."""
+    entry = {**RFI[0], "rfi-frequencies": [22298756.0, 22490160.0, 225862.0, 22681564.0, 22872968.0],
+             "rfi-I": [7100.0, 6900.0, 8889.0, 6591.0, 6400.0], "rfi-V": [0.0, 0.0, 0.0, 0.0, 0.0]}
+    path = write(tmp_path, "rfi_43.2.json", [entry])
+    with caplog.at_level(logging.WARNING, logger="orca"):
+        (src,) = load_rfi_model(path)
+    np.testing.assert_array_equal(src.freqs, entry["rfi-frequencies"])  # not sorted
+    np.testing.assert_allclose(src.stokes_at(np.array([22.586e6, 22.49e6, 0.2e6]))[:, 0], [6591.0, 6900.0, 8889.0])
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(path) in warning and "tower NW" in warning and "entry 2 (225862 Hz)" in warning
 
 
 def test_rfi_v_is_optional(tmp_path):
