@@ -12,6 +12,7 @@ stops the whole run with :class:`Unsupported`.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
 import threading
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from . import exprlang
-from .context import Ctx, NodeError, SlotToken
+from .context import MAX_DEPTH_MESSAGE, MAX_STACK_DEPTH, Ctx, NodeError, SlotToken
 from .errors import ExpressionError, LocalRunError, Unsupported
 from .flow import FlowMixin
 from .locks import Slots
@@ -149,7 +150,15 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         sync = self.spec.get("synchronization")
         if sync:
             sync = substitute_tree(sync, self.global_scope(), "spec.synchronization")
-            holds = self.runner.locks.acquire(sync, self.name, self.cancel.is_set)
+            try:
+                holds = self.runner.locks.acquire(sync, self.name, self.cancel.is_set, *self.lock_order())
+            except LocalRunError as exc:   # operator.go: "Failed to acquire the synchronization lock"
+                with self.runner.cond:
+                    self.phase, self.message = "Failed", f"Failed to acquire the synchronization lock. {exc}"
+                    self.started_at = self.finished_at = time.time()
+                    self.labels["workflows.argoproj.io/completed"] = "true"
+                    self.runner.changed()
+                return
         timer = None
         if self.spec.get("activeDeadlineSeconds") is not None:
             limit = duration_seconds(self.spec["activeDeadlineSeconds"], "spec.activeDeadlineSeconds")
@@ -165,7 +174,7 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             root = self.execute(self.name, self.name, {"template": self.spec["entrypoint"]}, entry_args, ctx, None, None)
         if timer:
             timer.cancel()
-        status, message = root.phase, root.message
+        status, message = {"Skipped": "Succeeded", "Omitted": "Succeeded"}.get(root.phase, root.phase), root.message
         if self.deadline_hit:
             status, message = "Failed", "Max duration limit exceeded"
         exit_ref = self.spec.get("onExit") or ((self.spec.get("hooks") or {}).get("exit") or {}).get("template")
@@ -181,7 +190,9 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", {"template": exit_ref}, params,
                                      exit_ctx, None, None)
             if exit_node.failed_or_error and status == "Succeeded":
-                status, message = "Failed", f"exit handler failed: {exit_node.message}"
+                # operator.go (after "exit handlers were executed"): a failed exit handler fails a succeeded
+                # workflow with its own message; an errored one makes it Error.
+                status, message = exit_node.phase, exit_node.message
         if holds:
             self.runner.locks.release(holds)
         with self.runner.cond:
@@ -193,6 +204,10 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             self.runner.changed()
 
     deadline_hit = False
+
+    def lock_order(self) -> tuple[int, float]:
+        """Where this workflow's lock requests queue: its spec.priority, then its creation time."""
+        return int_value(self.spec.get("priority", 0), "spec.priority"), self.created_at
 
     def _deadline_exceeded(self) -> None:
         self.deadline_hit = True
@@ -253,6 +268,10 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
                 parent: Node | None, token: SlotToken | None, loop_index: int | None = None) -> Node:
         """Run one template invocation to its end and return its node."""
         token = token or SlotToken(ctx.slots, name)
+        if ctx.depth + 1 >= MAX_STACK_DEPTH:
+            token.give_back()
+            return self.add_node(name, display, "Skipped", holder.get("template"), ctx, parent, "Error",
+                                 MAX_DEPTH_MESSAGE)
         try:
             tmpl, tscope = self.lookup(holder, ctx.tscope, name)
         except LocalRunError as exc:
@@ -278,14 +297,17 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         scope = {**self.global_scope(), **ctx.extra,
                  **{f"inputs.parameters.{k}": v for k, v in inputs.items()},
                  "inputs.parameters": exprlang.to_json(node.inputs["parameters"])}
-        inner_ctx = Ctx(tscope, ctx.boundary, ctx.cancel, ctx.extra, ctx.slots)
+        inner_ctx = Ctx(tscope, ctx.boundary, ctx.cancel, ctx.extra, ctx.slots, ctx.depth + 1)
         holds = []
         try:
             sync = tmpl.get("synchronization")
             if sync:
                 sync = substitute_tree(sync, scope, f"{tname}.synchronization")
                 self.set_phase(node, "Pending", "Waiting for lock")
-                holds = self.runner.locks.acquire(sync, node.id, ctx.cancel.is_set)
+                try:
+                    holds = self.runner.locks.acquire(sync, node.id, ctx.cancel.is_set, *self.lock_order())
+                except LocalRunError as exc:   # operator.go executeTemplate: the node errors, the run goes on
+                    raise NodeError(f"failed to acquire lock: {exc}") from None
                 if holds is None:
                     self.set_phase(node, "Failed", "Stopped while waiting for a lock")
                     return node
@@ -339,31 +361,44 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         max_total = duration_seconds(backoff["maxDuration"], f"{where}.backoff.maxDuration") if backoff.get("maxDuration") else None
         kind = "DAG" if "dag" in tmpl else "Steps" if "steps" in tmpl else "Pod"
         self.set_phase(node, "Running")
-        first_start = time.time()
-        attempt, last = 0, None
+        attempt, last, message, max_deadline = 0, None, None, None
         while True:
             child = self.add_node(f"{node.name}({attempt})", f"{node.display_name}({attempt})", kind,
                                   tmpl["name"], ctx, node)
             child.retried = True
-            self._run_once(child, tmpl, scope, ctx, token, attempt)
+            # operator.go processNodeRetries: from the second attempt on, maxDuration (counted from the
+            # first attempt's start) is the pod's deadline (workflowpod.go getDeadline).
+            attempt_ctx = dataclasses.replace(ctx, execution_deadline=max_deadline) if max_deadline else ctx
+            self._run_once(child, tmpl, scope, attempt_ctx, token, attempt)
+            if max_total is not None and max_deadline is None:
+                max_deadline = (child.started_at or time.time()) + max_total
             last = child
             token.give_back()
-            if child.phase == "Succeeded":
-                break
-            retryable = {"Always": child.phase in ("Failed", "Error"), "OnFailure": child.phase == "Failed",
-                         "OnError": child.phase == "Error", "OnTransientError": False}[policy]
-            if retryable and retry.get("expression"):
-                env = {"lastRetry": {"exitCode": (child.outputs or {}).get("exitCode", "-1"), "status": child.phase,
-                                     "duration": str(int((child.finished_at or 0) - (child.started_at or 0))),
-                                     "message": child.message}}
-                retryable = exprlang.evaluate_bool(retry["expression"], env)
-            if not retryable or (limit is not None and attempt >= limit) or ctx.cancel.is_set():
+            if child.phase == "Succeeded" or ctx.cancel.is_set():
                 break
             wait = base * factor ** attempt
             if cap is not None:
                 wait = min(wait, cap)
-            if max_total is not None and time.time() + wait - first_start > max_total:
+            if max_deadline is not None and time.time() > max_deadline:
+                message = "Max duration limit exceeded"
                 break
+            if max_deadline is not None and (child.finished_at or time.time()) + wait > max_deadline:
+                message = "Backoff would exceed max duration limit"
+                break
+            retryable = {"Always": child.phase in ("Failed", "Error"), "OnFailure": child.phase == "Failed",
+                         "OnError": child.phase == "Error", "OnTransientError": False}[policy]
+            if not retryable:
+                break
+            if limit is not None and attempt >= limit:
+                message = "No more retries left"
+                break
+            if retry.get("expression"):
+                env = {"lastRetry": {"exitCode": (child.outputs or {}).get("exitCode", "-1"), "status": child.phase,
+                                     "duration": str(int((child.finished_at or 0) - (child.started_at or 0))),
+                                     "message": child.message}}
+                if not exprlang.evaluate_bool(retry["expression"], env):
+                    message = "retryStrategy.expression evaluated to false"
+                    break
             self.set_phase(node, "Running", f"Backoff for {wait:g} seconds")
             if ctx.cancel.wait(wait):
                 break
@@ -371,7 +406,7 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         node.outputs = last.outputs
         node.host, node.node_selector, node.pod_name = last.host, last.node_selector, last.pod_name
         node.labels, node.logs, node.mounts, node.child_workflow = last.labels, last.logs, last.mounts, last.child_workflow
-        self.set_phase(node, last.phase, last.message)
+        self.set_phase(node, last.phase, last.message if message is None else message)
 
 
     def as_object(self) -> dict:

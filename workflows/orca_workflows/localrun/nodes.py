@@ -112,6 +112,8 @@ def loop_variables(prefix: str, children: list[Node], phase: str) -> dict[str, s
     ordered = sorted(children, key=lambda n: n.loop_index if n.loop_index is not None else 0)
     param_list, results, by_name = [], [], {}
     for child in ordered:
+        if child.phase != "Succeeded":  # Argo: operator.go processAggregateNodeOutputs
+            continue
         outputs = child.outputs or {}
         params = outputs.get("parameters") or []
         if params:
@@ -133,8 +135,15 @@ def loop_variables(prefix: str, children: list[Node], phase: str) -> dict[str, s
 
 
 def failures(nodes: list[Node]) -> str:
-    """``{{workflow.failures}}``: every failed or errored node, as Argo lists them."""
+    """``{{workflow.failures}}`` as Argo gives it: the failed and errored nodes as Go's json.Marshal writes
+    them (``null`` when none), then quoted once more with strconv.Quote (operator.go, "This strconv.Quote
+    is necessary ...")."""
     items = [{"displayName": n.display_name, "message": n.message, "templateName": n.template or "",
               "phase": n.phase, "podName": n.pod_name or n.id, "finishedAt": iso(n.finished_at)}
              for n in nodes if n.failed_or_error]
-    return to_json(items)
+    text = json.dumps(items or None, separators=(",", ":"), ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):  # Go's json HTML-escapes these
+        text = text.replace(ch, esc)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+

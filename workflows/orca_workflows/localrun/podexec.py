@@ -130,6 +130,9 @@ class PodMixin:
         cwd.mkdir(parents=True, exist_ok=True)
         deadline = (duration_seconds(substitute(str(tmpl["activeDeadlineSeconds"]), scope, where), f"{where}.activeDeadlineSeconds")
                     if tmpl.get("activeDeadlineSeconds") is not None else None)
+        exec_left = None if ctx.execution_deadline is None else max(0.0, ctx.execution_deadline - time.time())
+        if exec_left is not None and (deadline is None or exec_left < deadline):
+            deadline = exec_left   # a retry under backoff.maxDuration: ARGO_DEADLINE
         if not token.take(ctx.cancel.is_set) or not self.slots.acquire(node.id, ctx.cancel.is_set):
             token.give_back()
             self.set_phase(node, "Failed", "Stopped before the pod started")
@@ -144,8 +147,8 @@ class PodMixin:
                 node.finished_at = time.time()   # before the slot is free for the next pod
             self.slots.release(node.id)
             token.give_back()
-        if result.reason == "start-error":
-            self.set_phase(node, "Error", result.message)
+        if result.reason == "start-error":   # the container cannot start: Argo fails the pod
+            self.set_phase(node, "Failed", result.message)
             return
         outputs = {"exitCode": str(result.exit_code)}
         if result.reason == "deadline":
