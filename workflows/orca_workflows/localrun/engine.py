@@ -47,7 +47,8 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
                  created_by: str | None = None):
         self.runner = runner
         self.spec, meta, self.template_source = resolve_workflow(runner.store, manifest)
-        self.name = meta.get("name") or f"{meta['generateName']}{_suffix()}"
+        # the API server cuts generateName to 58 characters before its 5-character suffix
+        self.name = meta.get("name") or f"{meta['generateName'][:58]}{_suffix()}"
         if len(self.name) > 63:
             raise LocalRunError(f"workflow name {self.name!r} is longer than 63 characters")
         self.namespace = meta.get("namespace") or runner.namespace
@@ -80,10 +81,11 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             if "value" in p:
                 value = param_string(p["value"], where)
             elif (p.get("valueFrom") or {}).get("configMapKeyRef"):
-                ref = p["valueFrom"]["configMapKeyRef"]
-                value = self.runner.store.config_map_value(ref["name"], ref["key"], bool(ref.get("optional")))
-                if value is None:
-                    value = param_string(p.get("default", ""), where)
+                ref, fallback = p["valueFrom"]["configMapKeyRef"], p["valueFrom"].get("default")
+                value = self.runner.store.config_map_value(ref["name"], ref["key"],
+                                                           bool(ref.get("optional")) or fallback is not None)
+                if value is None:   # operator.go: a missing ConfigMap or key falls back to valueFrom.default
+                    value = param_string(fallback if fallback is not None else "", where)
             elif "default" in p:
                 value = param_string(p["default"], where)
             else:

@@ -12,7 +12,7 @@ from .errors import ExpressionError, Unsupported
 from .locks import Slots
 from .nodes import Node, loop_variables, node_variables
 from .spec import int_value, param_string
-from .templating import expression_env, substitute, substitute_tree
+from .templating import expression_env, refuse_absent_optional, substitute, substitute_tree
 
 
 class FlowMixin:
@@ -272,6 +272,7 @@ class FlowMixin:
                 if "parameter" in vf:
                     value = substitute(vf["parameter"], scope, where)
                 elif "expression" in vf:
+                    refuse_absent_optional(vf["expression"], scope, where)
                     value = exprlang.format_value(exprlang.evaluate(vf["expression"], expression_env(scope)))
                 elif "value" in p:
                     value = substitute(param_string(p["value"], where), scope, where)

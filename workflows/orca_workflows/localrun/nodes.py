@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from .exprlang import to_json
+from .templating import SKIPPED_OUTPUTS
 
 DONE_PHASES = ("Succeeded", "Failed", "Error", "Skipped", "Omitted")
 
@@ -78,6 +79,8 @@ class Node:
 def node_variables(prefix: str, node: Node) -> dict[str, str]:
     """``tasks.NAME.*`` / ``steps.NAME.*`` variables of one finished node (not a loop group)."""
     scope = {f"{prefix}.id": node.id, f"{prefix}.status": node.phase}
+    if node.phase in ("Skipped", "Omitted"):
+        scope[f"{prefix}.outputs"] = SKIPPED_OUTPUTS
     if node.started_at:
         scope[f"{prefix}.startedAt"] = iso(node.started_at)
     if node.finished_at:
