@@ -171,3 +171,30 @@ def test_failed_exit_handler_sets_the_phase_and_message(tmp_path):
             {SH}, args: ["exit 3"]}}
         """)
     assert wf.phase == "Failed" and wf.message == "Error (exit code 3)"
+
+
+def test_looped_step_runs_every_item_then_fails(tmp_path):
+    # What subband-hours' chain relies on: without continueOn, an item that fails does not stop the later
+    # items of its loop (failFast is off for steps; operator.go checkParallelism), the step group fails
+    # once all have run (steps.go executeStepGroup).
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: chain
+          templates:
+          - name: chain
+            parallelism: 1
+            steps:
+            - - {{name: hour, template: hour, withItems: ["0", "1", "0"],
+                  arguments: {{parameters: [{{name: code, value: "{{{{item}}}}"}}]}}}}
+            - - {{name: after, template: hour, arguments: {{parameters: [{{name: code, value: "0"}}]}}}}
+          - name: hour
+            inputs: {{parameters: [{{name: code}}]}}
+            {SH}, args: ["exit {{{{inputs.parameters.code}}}}"]}}
+        """)
+    hours = sorted((n for n in wf.nodes.values() if n.display_name.startswith("hour(")), key=lambda n: n.loop_index)
+    assert [n.phase for n in hours] == ["Succeeded", "Failed", "Succeeded"]
+    assert all(a.finished_at <= b.started_at for a, b in zip(hours, hours[1:]))   # one at a time, in order
+    assert "after" not in by_display(wf) and wf.phase == "Failed"

@@ -61,7 +61,7 @@ VALUES_HEADER = """\
 
 
 def node_lock_keys(site: config.SiteConfig) -> list[str]:
-    return sorted(set(site.node_map.values()) | set(site.dynamic_pool))
+    return common.site_nodes(site)
 
 
 def site_configmaps(site: config.SiteConfig, node_lock_limit: int = 1) -> list[dict]:
