@@ -129,6 +129,9 @@ def test_run_report_reads_argo_failures_and_the_queue(tmp_path):
     for text in (json.dumps(failed), json.dumps(json.dumps(failed))):  # Argo may quote it once more
         assert run_report.parse_failures(text) == failed
     assert run_report.parse_failures("null") == [] and run_report.parse_failures("") == []
+    offloaded = tmp_path / "argo_arg_7.txt"   # Argo's executor passes an argument over 128 KiB as @file
+    offloaded.write_text(json.dumps(json.dumps(failed)))
+    assert run_report.parse_failures(f"@{offloaded}") == failed
     q = work_queue.create_or_resume(work_queue.queue_path(site, "night1"), "night1", units(2))
     work_queue.finish(q, work_queue.claim(q, "node-a", "wf")["id"], "Succeeded", "wf")
     result = run_report.run_report(run_report.Options(workflow="wf", run_label="r", status="Failed",

@@ -198,3 +198,25 @@ def test_looped_step_runs_every_item_then_fails(tmp_path):
     assert [n.phase for n in hours] == ["Succeeded", "Failed", "Succeeded"]
     assert all(a.finished_at <= b.started_at for a, b in zip(hours, hours[1:]))   # one at a time, in order
     assert "after" not in by_display(wf) and wf.phase == "Failed"
+
+
+def test_an_argument_over_128_kib_arrives_as_a_file(tmp_path):
+    # cmd/argoexec/commands/emissary.go: above MaxEnvVarLen an argument becomes @/tmp/argo_arg_<i>.txt
+    big = "x" * (128 * 1024 + 1)
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          arguments: {{parameters: [{{name: big, value: "{big}"}}]}}
+          templates:
+          - name: main
+            outputs: {{parameters: [{{name: seen, valueFrom: {{path: /tmp/seen}}}}]}}
+            container:
+              image: alpine
+              command: [sh, -c, 'case "$1" in @*) wc -c < "${{1#@}}" > /tmp/seen;; *) echo inline > /tmp/seen;; esac', sh]
+              args: ["{{{{workflow.parameters.big}}}}", small]
+        """)
+    (node,) = [n for n in wf.nodes.values() if n.type == "Pod"]
+    assert node.phase == "Succeeded" and node.output_parameter("seen").strip() == str(len(big))
