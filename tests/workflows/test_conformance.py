@@ -28,7 +28,6 @@ REFUSED: dict[str, str] = {   # manifest id -> what the refusal names
     "expectedfailures-exit-handler-fail-missing-output": "failed to resolve",
     "hooks-workflow-level-fail": "spec.hooks.running",
     "functional-template-level-timeout": "timeout",
-    "configmap-name-substitution": "is not loaded",
 }
 
 pytestmark = pytest.mark.skipif(not ENTRIES, reason=f"no conformance corpus at {CORPUS_DIR}")

@@ -253,7 +253,8 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             elif "value" in p:
                 value = substitute(param_string(p["value"], where), self.global_scope(), f"{where}.inputs.{name}")
             elif (p.get("valueFrom") or {}).get("configMapKeyRef"):
-                ref = p["valueFrom"]["configMapKeyRef"]
+                # the ConfigMap's name and key may use workflow variables (Argo substitutes them first)
+                ref = substitute_tree(p["valueFrom"]["configMapKeyRef"], self.global_scope(), f"{where}.inputs.{name}")
                 value = self.runner.store.config_map_value(ref["name"], ref["key"], bool(ref.get("optional")))
             else:
                 value = None
