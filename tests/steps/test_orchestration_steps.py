@@ -140,3 +140,15 @@ def test_run_report_reads_argo_failures_and_the_queue(tmp_path):
     report = json.loads(open(result.report_file).read())
     assert report["failed_nodes"] == failed and report["queue"]["counts"] == {
         "pending": 1, "running": 0, "succeeded": 1, "failed": 0}
+
+
+def test_chain_hours_refuses_a_file_that_is_not_a_list_of_hours(tmp_path):
+    from orca_steps import chain_hours
+    from orca_steps.errors import InputError
+
+    bad = tmp_path / "chain.json"
+    bad.write_text('{"lst_label": "14h"}')
+    with pytest.raises(InputError, match="chain.json"):
+        chain_hours.run(chain_hours.Options(hours_file=str(bad)))
+    with pytest.raises(InputError, match="missing.json"):
+        chain_hours.run(chain_hours.Options(hours_file=str(tmp_path / "missing.json")))

@@ -201,8 +201,14 @@ def test_hours_run_in_order_per_subband_and_a_failed_hour_fails_the_night_after_
     t = templates(DOCS["subband-hours"])
     chain = t["chain"]
     assert chain["parallelism"] == 1  # one hour at a time ...
-    (step,) = [s for group in chain["steps"] for s in group]
-    assert step["withParam"] == "{{inputs.parameters.hours}}"  # ... in the order discover listed them
+    (read,), (step,) = chain["steps"]
+    # ... in the order discover listed them, read from its file: a chains item holding the hours made
+    # every node name of the chain about 3 KB (Argo names loop nodes after every field of the item)
+    assert read["template"] == "chain-hours"
+    assert step["withParam"] == "{{steps.hours.outputs.parameters.hours}}"
+    main = {x["name"]: x for x in t["main"]["dag"]["tasks"]}
+    chain_args = {p["name"]: p["value"] for p in main["chains"]["arguments"]["parameters"]}
+    assert chain_args == {"subband": "{{item.subband}}", "node": "{{item.node}}", "hours_file": "{{item.hours_file}}"}
     # Every item of a looped step runs whatever the others did (failFast is off for steps); the step
     # group, the chain and the night then fail (steps.go executeStepGroup). continueOn would hide it.
     assert "continueOn" not in step and "failFast" not in chain

@@ -95,9 +95,13 @@ def subband_hours() -> WorkflowTemplate:
             arguments=night_arguments(NIGHT_PARAMS), **workflow_settings()) as wt:
         discover = discover_template({})
         hour = run_child("run-hour")
+        read_hours = orca_step("chain-hours", "chain-hours", from_inputs("hours_file"), inputs=["hours_file"],
+                               outputs=["hours"], retry=retry(2, backoff="10s"), labels=False)
         with Steps(name="chain", parallelism=1,
-                   inputs=[input_parameter(n) for n in ("subband", "node", "hours")]) as chain:
-            Step(name="hour", template=hour, with_param="{{inputs.parameters.hours}}",  # no continueOn: see above
+                   inputs=[input_parameter(n) for n in ("subband", "node", "hours_file")]) as chain:
+            # The hours come from a file, not the chains item: Argo names loop nodes after their item.
+            Step(name="hours", template=read_hours, arguments=from_inputs("hours_file"))
+            Step(name="hour", template=hour, with_param="{{steps.hours.outputs.parameters.hours}}",  # no continueOn
                  arguments={"subband": "{{inputs.parameters.subband}}", "lst_label": "{{item.lst_label}}",
                             "obs_date": "{{item.obs_date}}", "ms_list_file": "{{item.ms_list_file}}",
                             "node": "{{inputs.parameters.node}}"})
@@ -105,7 +109,8 @@ def subband_hours() -> WorkflowTemplate:
             Task(name="discover", template=discover)
             Task(name="chains", template=chain, dependencies=["discover"],
                  with_param="{{tasks.discover.outputs.parameters.chains}}",
-                 arguments={"subband": "{{item.subband}}", "node": "{{item.node}}", "hours": "{{item.hours}}"})
+                 arguments={"subband": "{{item.subband}}", "node": "{{item.node}}",
+                            "hours_file": "{{item.hours_file}}"})
         exit_handler({})
     return wt
 
