@@ -332,8 +332,8 @@ class Options(BaseModel):
 class Result(BaseModel):
     obs_date: str
     units: list[WorkUnit]
-    chains: list[dict] = Field(description="per subband: {subband, node, hours: [{lst_label, obs_date, "
-                                           "ms_list_file}]}")
+    chains: list[dict] = Field(description="per subband: {subband, node, hours_file}; hours_file holds "
+                                           "[{lst_label, obs_date, ms_list_file}] (read by chain-hours)")
     pool: list[str] = Field(description="the site's dynamic pool (dispatch workers)")
     skipped: list[dict] = Field(description="(subband, hour) without any night-time MS, and why")
     unrecognised: list[str] = Field(default_factory=list, description=(
@@ -381,8 +381,10 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
     for sb in subbands:
         hours = [{"lst_label": u.lst_label, "obs_date": u.obs_date, "ms_list_file": u.ms_list_file}
                  for u in units if u.subband == sb]
-        if hours:
-            chains.append({"subband": sb, "node": resolve_node(site, sb, options.queue_override), "hours": hours})
+        if hours:   # in a file: Argo names loop nodes after every field of their item (see chain_hours)
+            hours_file = write_json_atomic(list_dir / f"{sb}_{obs_date}_chain.json", hours)
+            chains.append({"subband": sb, "node": resolve_node(site, sb, options.queue_override),
+                           "hours_file": str(hours_file)})
     log(_logger, "night discovered", obs_date=obs_date, units=len(units), ms=sum(u.n_ms for u in units),
         skipped=len(skipped))
     if unrecognised:

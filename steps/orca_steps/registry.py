@@ -11,6 +11,7 @@ STEPS: dict[str, tuple[str, str]] = {
     # Work discovery
     "discover": ("discover", "List (subband, LST hour) work units and their MS for a night."),
     "plan-unit": ("plan_unit", "Resolve one (subband, LST hour): node, NVMe work dir, MS list."),
+    "chain-hours": ("chain_hours", "Static mode: the hours of one subband's chain, from discover's file."),
     # Orchestration bookkeeping (the Argo templates call these)
     "collect-ms": ("collect_ms", "Fan-in after Phase 1: list the MS that survived; enforce min_ms_fraction."),
     "unit-report": ("unit_report", "Exit hook of one hour: report what failed; clean NVMe if asked."),

@@ -36,7 +36,11 @@ class Result(BaseModel):
 
 
 def parse_failures(text: str) -> list[dict]:
-    """Argo's failures list; it may arrive JSON-quoted once more, or as 'null' when nothing failed."""
+    """Argo's failures list; it may arrive JSON-quoted once more, or as 'null' when nothing failed.
+
+    Above 128 KiB Argo's executor passes it as ``@/tmp/argo_arg_N.txt`` (emissary.go): read that file."""
+    if text.startswith("@/") and Path(text[1:]).is_file():
+        text = Path(text[1:]).read_text()
     value = text.strip()
     for _ in range(2):
         if not value:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from orca_steps import config
+from orca_steps import chain_hours, config
 from orca_steps import discover as d
 from orca_steps.coords import _measures_at, local_sidereal_hours
 from orca_steps.errors import InputError
@@ -200,8 +200,15 @@ def test_discover_matches_the_simulated_night(tmp_path):
         assert json.loads(open(unit.ms_list_file).read()) == expected
         assert unit.node == site.node_map[unit.subband]
         assert unit.work_dir == config.work_dir(site.nvme_root, unit.lst_label, "2025-06-15", "sim1", unit.subband)
-    assert [(c["subband"], c["node"], [h["lst_label"] for h in c["hours"]]) for c in out.chains] == [
+    hours = {c["subband"]: json.loads(open(c["hours_file"]).read()) for c in out.chains}
+    assert [(c["subband"], c["node"], [h["lst_label"] for h in hours[c["subband"]]]) for c in out.chains] == [
         ("73MHz", "node-a", ["15h", "16h"]), ("78MHz", "node-b", ["15h", "16h"])]
+    by_id = {u.id: u for u in out.units}
+    assert all(h["ms_list_file"] == by_id[d.unit_id(sb, h["lst_label"], h["obs_date"])].ms_list_file
+               for sb, hs in hours.items() for h in hs)
+    # the loop item that names a chain's node stays short (Argo puts every item field into node names)
+    assert all(len(json.dumps(c)) < 200 for c in out.chains)
+    assert chain_hours.run(chain_hours.Options(hours_file=out.chains[0]["hours_file"])).hours == hours["73MHz"]
     assert out.pool == ["node-a", "node-b"]
     queue = json.loads(open(out.queue_file).read())
     assert [u["state"] for u in queue["units"]] == ["pending"] * 4
@@ -277,7 +284,7 @@ def test_cli_writes_one_output_file_per_field(tmp_path):
                           capture_output=True, text=True, env={"ORCA_CONFIG": str(site), "PATH": "/usr/bin"})
     assert proc.returncode == 0, proc.stderr
     chains = json.loads((out / "chains").read_text())
-    assert chains[0]["subband"] == "73MHz" and chains[0]["hours"][0]["lst_label"] == "15h"
+    assert chains[0]["subband"] == "73MHz" and json.loads(open(chains[0]["hours_file"]).read())[0]["lst_label"] == "15h"
     assert (out / "obs_date").read_text() == "2025-06-15"  # strings are written as they are
     assert json.loads((out / "pool").read_text()) == ["node-a"]
     bad = subprocess.run([sys.executable, "-m", "orca_steps.cli", "discover", "--obs_date", "2025-06-15",

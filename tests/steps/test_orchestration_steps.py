@@ -147,6 +147,9 @@ def test_run_report_reads_argo_failures_and_the_queue(tmp_path):
     for text in (json.dumps(failed), json.dumps(json.dumps(failed))):  # Argo may quote it once more
         assert run_report.parse_failures(text) == failed
     assert run_report.parse_failures("null") == [] and run_report.parse_failures("") == []
+    offloaded = tmp_path / "argo_arg_7.txt"   # Argo's executor passes an argument over 128 KiB as @file
+    offloaded.write_text(json.dumps(json.dumps(failed)))
+    assert run_report.parse_failures(f"@{offloaded}") == failed
     q = work_queue.create_or_resume(work_queue.queue_path(site, "night1"), "night1", units(2))
     work_queue.finish(q, work_queue.claim(q, "node-a", "wf")["id"], "Succeeded", "wf")
     result = run_report.run_report(run_report.Options(workflow="wf", run_label="r", status="Failed",
@@ -155,3 +158,15 @@ def test_run_report_reads_argo_failures_and_the_queue(tmp_path):
     report = json.loads(open(result.report_file).read())
     assert report["failed_nodes"] == failed and report["queue"]["counts"] == {
         "pending": 1, "running": 0, "succeeded": 1, "failed": 0}
+
+
+def test_chain_hours_refuses_a_file_that_is_not_a_list_of_hours(tmp_path):
+    from orca_steps import chain_hours
+    from orca_steps.errors import InputError
+
+    bad = tmp_path / "chain.json"
+    bad.write_text('{"lst_label": "14h"}')
+    with pytest.raises(InputError, match="chain.json"):
+        chain_hours.run(chain_hours.Options(hours_file=str(bad)))
+    with pytest.raises(InputError, match="missing.json"):
+        chain_hours.run(chain_hours.Options(hours_file=str(tmp_path / "missing.json")))

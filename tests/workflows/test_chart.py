@@ -51,6 +51,7 @@ def test_argo_files_reach_the_cluster_unchanged_but_for_site_values(objects):
         for tmpl in out["spec"].get("templates", []):
             if "container" in tmpl:
                 assert tmpl["container"].pop("imagePullPolicy") == "IfNotPresent"
+                tmpl.pop("affinity", None)   # the site's nodes (test_unpinned_lustre_pods_stay_on_site_nodes)
         assert out == doc, path.name
 
 
@@ -67,7 +68,7 @@ def test_least_privilege_rbac_for_the_pods(objects):
     role = objects[("Role", common.SERVICE_ACCOUNT)]
     assert role["rules"] == [
         {"apiGroups": ["argoproj.io"], "resources": ["workflows"],
-         "verbs": ["create", "get", "list", "watch", "delete", "patch"]},
+         "verbs": ["create", "get", "list", "watch", "delete"]},   # no patch: nothing patches workflows
         {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
     binding = objects[("RoleBinding", common.SERVICE_ACCOUNT)]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": common.SERVICE_ACCOUNT, "namespace": "orca"}]
@@ -82,7 +83,8 @@ def test_site_values_reach_the_templates():
         "--set", "image.tag=9.9.9", "--set", "site.archive_root=/lustre/other/images",
         "--set", "site.phase1_parallelism=7", "--set", "site.node_map.73MHz=lwacalim10",
         "--set-string", "resources.prepare-ms.requests.cpu=2", "--set", "cron.suspend=false",
-        "--set", "cron.parameters.bp_table=/lustre/cal/73MHz.B").stdout))
+        "--set", "cron.parameters.bp_table=/lustre/cal/73MHz.B",
+        "--set", "cron.parameters.xy_table=/lustre/cal/73MHz.Xf").stdout))
     assert v.validate_documents(list(out.values())) == []
     for (kind, name), doc in out.items():
         if kind != "WorkflowTemplate":
@@ -91,7 +93,7 @@ def test_site_values_reach_the_templates():
             if "container" in tmpl:
                 c = tmpl["container"]
                 assert c["image"] == f"{common.IMAGE_REPOSITORY}:9.9.9"
-                archive = [m for m in c["volumeMounts"] if m.get("subPath", "").endswith("images")]
+                archive = [m for m in c.get("volumeMounts", []) if m.get("subPath", "").endswith("images")]
                 assert all(m["mountPath"] == "/lustre/other/images" and m["subPath"] == "other/images"
                            for m in archive)
     assert templates(out[("WorkflowTemplate", "subband-pipeline")])["hour"]["parallelism"] == 7
@@ -99,7 +101,7 @@ def test_site_values_reach_the_templates():
     assert prepare["container"]["resources"]["requests"]["cpu"] == "2"
     assert "lwacalim10" in out[("ConfigMap", common.NODE_LOCKS_CONFIGMAP)]["data"]
     site = json.loads(out[("ConfigMap", common.SITE_CONFIGMAP)]["data"][common.SITE_CONFIG_KEY])
-    assert site["node_map"]["73MHz"] == "lwacalim10" and site["node_map"]["78MHz"] == "lwacalim09"
+    assert site["node_map"] == {"73MHz": "lwacalim10"}   # a site's node map replaces the default whole
     cron = out[("CronWorkflow", "orca-nightly")]["spec"]
     assert cron["suspend"] is False
     assert {p["name"]: p["value"] for p in cron["workflowSpec"]["arguments"]["parameters"]}["bp_table"] == \
@@ -111,3 +113,63 @@ def test_site_values_reach_the_templates():
 def test_roots_off_the_node_mounts_are_refused(setting, message):
     proc = helm_template("--set", setting, check=False)
     assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_a_site_node_map_replaces_the_default_whole(tmp_path):
+    # Helm merges maps key by key: with the 15 defaults in values.yaml, a 3-subband site kept all 15
+    # subbands on lwacalim* nodes it does not have, and subband "all" pinned pods there.
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text("site:\n  node_map: {73MHz: nodeA, 78MHz: nodeB, 82MHz: nodeA}\n"
+                         "  dynamic_pool: [nodeA, nodeB]\n")
+    text = helm_template("-f", str(site_file)).stdout
+    out = by_kind_name(documents(text))
+    site = json.loads(out[("ConfigMap", common.SITE_CONFIGMAP)]["data"][common.SITE_CONFIG_KEY])
+    assert site["node_map"] == {"73MHz": "nodeA", "78MHz": "nodeB", "82MHz": "nodeA"}
+    assert out[("ConfigMap", common.NODE_LOCKS_CONFIGMAP)]["data"] == {"nodeA": "1", "nodeB": "1"}
+    assert "lwacalim" not in text
+    assert config.SiteConfig(**site).node_for("78MHz") == "nodeB"   # what the pods read is a valid site
+
+
+def _unpinned_lustre_pods(out):
+    for (kind, _), doc in out.items():
+        if kind == "WorkflowTemplate":
+            for tmpl in doc["spec"]["templates"]:
+                if "container" in tmpl and not tmpl.get("nodeSelector") and tmpl.get("volumes"):
+                    yield tmpl
+
+
+def test_unpinned_lustre_pods_stay_on_site_nodes(objects, tmp_path):
+    # hostPath /lustre (type Directory) fails on a node without Lustre: discover, plan-unit, the queue
+    # steps and run-report would wait out their deadlines and retries there.
+    pods = list(_unpinned_lustre_pods(objects))
+    assert {t["name"] for t in pods} >= {"discover", "plan-unit", "queue-claim", "queue-finish", "run-report"}
+    nodes = sorted(set(config.site().node_map.values()) | set(config.site().dynamic_pool))
+    for tmpl in pods:
+        (term,) = tmpl["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert term == {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}]}
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text("site:\n  node_map: {73MHz: nodeA}\n  dynamic_pool: [nodeB]\n")
+    for tmpl in _unpinned_lustre_pods(by_kind_name(documents(helm_template("-f", str(site_file)).stdout))):
+        term = tmpl["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["nodeA", "nodeB"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["cron.suspend=false"], "bp_table"),                                  # a nightly run without cal tables
+    (["cron.suspend=false", "cron.parameters.bp_table=/lustre/b"], "xy_table"),
+    (["cron.workflowTemplate=subband-dispatch"], "dynamic_run_label"),     # Argo would reject every run
+    (["cron.workflowTemplate=subband-other"], "workflowTemplate"),
+    (["site.node_map.99MHz=nodeA"], "99MHz"),                              # not a processed subband
+    (["site.nvme_rot=/fast/x"], "nvme_rot"),                                # a misspelt key
+    (["cron.parameters.run_label=a/b"], "run_label"),
+])
+def test_values_schema_refuses_values_that_would_fail_on_the_cluster(settings, message):
+    args = [a for kv in settings for a in ("--set", kv)]
+    proc = helm_template(*args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_values_schema_accepts_an_enabled_cron_with_its_tables_and_a_dispatch_label():
+    helm_template("--set", "cron.suspend=false", "--set", "cron.parameters.bp_table=/lustre/b",
+                  "--set", "cron.parameters.xy_table=/lustre/x", "--set", "cron.workflowTemplate=subband-dispatch",
+                  "--set", "cron.parameters.dynamic_run_label=nightly")

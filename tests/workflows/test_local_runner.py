@@ -268,7 +268,10 @@ def test_exit_handler_sees_status_and_failures(tmp_path):
     assert n["never"].phase == "Skipped"
     status, failures = n["report"].output_parameter("seen").split(" ", 1)
     assert status == "Failed"
-    assert any(f["displayName"] == "boom" and f["message"] == "Error (exit code 4)" for f in json.loads(failures))
+    # Argo quotes the JSON once more (operator.go: strconv.Quote), so it survives substitution
+    assert failures.startswith('"[{\\"displayName\\":')
+    assert any(f["displayName"] == "boom" and f["message"] == "Error (exit code 4)"
+               for f in json.loads(json.loads(failures)))
 
 
 def _times(wf, prefix: str) -> list[tuple[float, float]]:

@@ -6,7 +6,7 @@ from chart_tools import read
 from orca_steps import config
 from orca_workflows import cli
 from orca_workflows import templates_common as common
-from orca_workflows.render import CHART_DIR, FILES_DIR, render_files, site_configmaps, values
+from orca_workflows.render import CHART_DIR, DEFAULT_NODE_MAP, FILES_DIR, render_files, site_configmaps, values
 
 
 def test_committed_chart_files_are_not_stale(tmp_path):
@@ -23,7 +23,10 @@ def test_committed_chart_files_are_not_stale(tmp_path):
 def test_values_come_from_the_site_config():
     site = config.site()
     v = values(site)
-    assert v["site"] == json.loads(site.model_dump_json())
+    # node_map stays empty in values.yaml (Helm would merge a site's map into it); the chart falls back
+    # to the default node map file, written from the same SiteConfig
+    assert v["site"] == {**json.loads(site.model_dump_json()), "node_map": {}}
+    assert json.loads(render_files(site)[f"files/{DEFAULT_NODE_MAP}"]) == site.node_map
     assert f"{v['image']['repository']}:{v['image']['tag']}" == common.image()
     assert v["resources"]["process-subband"]["requests"]["cpu"] == str(site.wsclean_threads)
     assert v["cron"]["suspend"] is True

@@ -44,9 +44,10 @@ BOOLEAN = {"peel_sky", "peel_rfi", "hot_baselines", "skip_cleanup", "cleanup_nvm
 
 
 def containers():
+    """Every orca-step pod (the dispatch's failed-units marker only prints and fails)."""
     for doc_name, doc in WORKFLOW_TEMPLATES.items():
         for name, tmpl in templates(doc).items():
-            if "container" in tmpl:
+            if "container" in tmpl and tmpl["container"]["command"] == ["orca-step"]:
                 yield doc_name, name, tmpl
 
 
@@ -101,7 +102,7 @@ def test_deadlines_and_retries():
     assert process["activeDeadlineSeconds"] == 8 * 3600
     assert prepare["retryStrategy"]["limit"] == 2 and prepare["retryStrategy"]["retryPolicy"] == "Always"
     assert prepare["retryStrategy"]["backoff"]["duration"] and prepare["retryStrategy"]["backoff"]["factor"] == 2
-    assert process["retryStrategy"]["retryPolicy"] == "OnError"  # only lost pods; Phase 2 resumes
+    assert process["retryStrategy"]["retryPolicy"] == "Always"  # evictions are Failed in Argo; Phase 2 resumes
     assert prepare["retryStrategy"]["expression"] == common.NO_RETRY_EXPRESSION  # a corrupt MS is not retried
     for _, _, tmpl in containers():  # pinned pods must never retry with anti-affinity: they would hang
         assert "affinity" not in tmpl.get("retryStrategy", {})
@@ -151,7 +152,7 @@ def test_pipeline_fans_out_per_ms_and_a_failed_ms_does_not_sink_the_hour():
     hour = t["hour"]
     tasks = {x["name"]: x for x in hour["dag"]["tasks"]}
     assert tasks["prepare"]["withParam"] == "{{inputs.parameters.ms_files}}"
-    assert tasks["prepare"]["continueOn"] == {"failed": True}
+    assert tasks["prepare"]["continueOn"] == {"failed": True, "error": True}  # Argo judges Error apart
     assert tasks["prepare"]["templateRef"] == {"name": "subband-prepare-ms", "template": "prepare-ms"}
     assert tasks["collect"]["dependencies"] == ["prepare"] and "depends" not in tasks["collect"]
     collect_args = {p["name"]: p["value"] for p in tasks["collect"]["arguments"]["parameters"]}
@@ -179,11 +180,14 @@ def child(tmpl):
 def test_children_are_subband_pipelines_that_cannot_hang_the_parent(doc_name, template_name):
     tmpl = templates(DOCS[doc_name])[template_name]
     res = tmpl["resource"]
-    assert res["action"] == "create" and res["setOwnerReference"] is True
+    # No owner reference: the night's TTL would delete failed children, and blockOwnerDeletion needs
+    # update on workflows/finalizers (OwnerReferencesPermissionEnforcement); the exit handler stops them.
+    assert res["action"] == "create" and "setOwnerReference" not in res
     assert res["successCondition"] == "status.phase == Succeeded"
     assert res["failureCondition"] == "status.phase in (Failed, Error)"
     wf = child(tmpl)
     assert wf["kind"] == "Workflow" and wf["spec"]["workflowTemplateRef"] == {"name": "subband-pipeline"}
+    assert "ownerReferences" not in wf["metadata"]
     assert wf["metadata"]["labels"]["orca/parent"] == "{{workflow.name}}"
     assert LABELS <= set(wf["metadata"]["labels"])
     given = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
@@ -193,13 +197,21 @@ def test_children_are_subband_pipelines_that_cannot_hang_the_parent(doc_name, te
     assert given["ms_files"] == "@{{inputs.parameters.ms_list_file}}"
 
 
-def test_hours_run_in_order_per_subband_and_a_failed_hour_does_not_stop_the_chain():
+def test_hours_run_in_order_per_subband_and_a_failed_hour_fails_the_night_after_the_others():
     t = templates(DOCS["subband-hours"])
     chain = t["chain"]
     assert chain["parallelism"] == 1  # one hour at a time ...
-    (step,) = [s for group in chain["steps"] for s in group]
-    assert step["withParam"] == "{{inputs.parameters.hours}}"  # ... in the order discover listed them
-    assert step["continueOn"] == {"failed": True}
+    (read,), (step,) = chain["steps"]
+    # ... in the order discover listed them, read from its file: a chains item holding the hours made
+    # every node name of the chain about 3 KB (Argo names loop nodes after every field of the item)
+    assert read["template"] == "chain-hours"
+    assert step["withParam"] == "{{steps.hours.outputs.parameters.hours}}"
+    main = {x["name"]: x for x in t["main"]["dag"]["tasks"]}
+    chain_args = {p["name"]: p["value"] for p in main["chains"]["arguments"]["parameters"]}
+    assert chain_args == {"subband": "{{item.subband}}", "node": "{{item.node}}", "hours_file": "{{item.hours_file}}"}
+    # Every item of a looped step runs whatever the others did (failFast is off for steps); the step
+    # group, the chain and the night then fail (steps.go executeStepGroup). continueOn would hide it.
+    assert "continueOn" not in step and "failFast" not in chain
     main = {x["name"]: x for x in t["main"]["dag"]["tasks"]}
     assert main["chains"]["withParam"] == "{{tasks.discover.outputs.parameters.chains}}"  # subbands in parallel
     assert "parallelism" not in t["main"]
@@ -212,15 +224,35 @@ def test_dispatch_locks_the_queue_and_each_worker_runs_one_unit_at_a_time():
         {"name": "orca-dispatch-{{workflow.parameters.dynamic_run_label}}"}]}
     queue_mutex = {"mutexes": [{"name": "orca-queue-{{workflow.parameters.dynamic_run_label}}"}]}
     assert t["queue-claim"]["synchronization"] == queue_mutex == t["queue-finish"]["synchronization"]
-    groups = t["worker"]["steps"]
-    assert [[s["name"] for s in g] for g in groups] == [["claim"], ["run"], ["finish"], ["next"]]  # sequential
-    run, finish, again = groups[1][0], groups[2][0], groups[3][0]
+    groups = t["slot"]["steps"]
+    assert [[s["name"] for s in g] for g in groups] == [["claim"], ["run"], ["finish"]]  # sequential
+    run, finish = groups[1][0], groups[2][0]
     claimed = "{{steps.claim.outputs.parameters.has_unit}} == true"
-    assert run["when"] == finish["when"] == again["when"] == claimed
-    assert run["continueOn"] == {"failed": True} and again["template"] == "worker"
+    assert run["when"] == finish["when"] == claimed
+    assert run["continueOn"] == {"failed": True, "error": True}
     assert {p["name"]: p["value"] for p in finish["arguments"]["parameters"]}["status"] == "{{steps.run.status}}"
     workers = {x["name"]: x for x in t["main"]["dag"]["tasks"]}["workers"]
     assert workers["withParam"] == "{{tasks.discover.outputs.parameters.pool}}"
+
+
+def test_dispatch_worker_nests_one_call_per_round_not_per_unit():
+    # Argo stops at 100 nested template calls (controller.go maxAllowedStackDepth): a worker that called
+    # itself once per unit failed at about its 98th unit. Now one round of slots runs one after another
+    # (parallelism 1) and the worker calls itself once per round.
+    from orca_workflows.templates_night import DISPATCH_SLOTS_PER_ROUND
+
+    t = templates(DOCS["subband-dispatch"])
+    worker = t["worker"]
+    assert worker["parallelism"] == 1
+    (rnd,), (again,), (failed,) = worker["steps"]
+    assert rnd["template"] == "slot" and rnd["withSequence"] == {"count": str(DISPATCH_SLOTS_PER_ROUND)}
+    assert again["template"] == "worker" and "false" in again["when"]  # no slot found the queue empty
+    assert "continueOn" not in rnd and "continueOn" not in again
+    night = 15 * 24   # every processed subband, every LST hour: on a single-node pool
+    assert night / DISPATCH_SLOTS_PER_ROUND + 5 < 100
+    # A worker whose units failed fails at its end, naming them; so does the night.
+    assert failed["template"] == "failed-units" and "Failed|Error" in failed["when"]
+    assert {o["name"] for o in t["slot"]["outputs"]["parameters"]} == {"has_unit", "unit_status"}
 
 
 @pytest.mark.parametrize("doc_name", ["subband-hours", "subband-dispatch"])
@@ -229,7 +261,7 @@ def test_a_stopped_night_reports_and_stops_its_children(doc_name):
     t = templates(doc)
     assert doc["spec"]["onExit"] == "exit-handler"
     report, stop = (g[0] for g in t["exit-handler"]["steps"])
-    assert report["template"] == "run-report" and report["continueOn"] == {"failed": True}
+    assert report["template"] == "run-report" and report["continueOn"] == {"failed": True, "error": True}
     assert flags(t["run-report"]["container"])["failures"] == "{{workflow.failures}}"
     assert stop["when"] == "{{workflow.status}} != Succeeded"
     assert t["stop-children"]["resource"] == {"action": "delete", "flags": [
@@ -258,7 +290,9 @@ def test_only_v4_forms_and_hera_round_trips():
     assert '"mutex":' not in text and '"semaphore":' not in text
     for doc in DOCS.values():
         cls = CronWorkflow if doc["kind"] == "CronWorkflow" else WorkflowTemplate
-        assert cls.from_dict(doc).to_dict() == doc  # Hera's models accept every field we set
+        # Hera's models accept every field we set; pendingTimeout (Argo v4.1) is added after Hera
+        bare = json.loads(json.dumps(doc).replace(f', "pendingTimeout": "{common.PENDING_TIMEOUT}"', ""))
+        assert cls.from_dict(bare).to_dict() == bare
 
 
 def test_the_demo_peels_with_parameters_the_night_templates_take():
@@ -268,3 +302,42 @@ def test_the_demo_peels_with_parameters_the_night_templates_take():
         declared = {p["name"] for p in DOCS[name]["spec"]["arguments"]["parameters"]}
         assert set(peeling()) <= declared, name
     assert peeling()["peel_sky"] == peeling()["peel_rfi"] == "true"
+
+
+def _all_templates():
+    for doc in DOCS.values():
+        spec = doc["spec"].get("workflowSpec", doc["spec"])
+        yield from spec.get("templates") or []
+
+
+def test_retries_have_no_max_duration_and_retry_evictions():
+    # backoff.maxDuration counts from the first attempt and is the retry pod's deadline (operator.go "Max
+    # duration limit exceeded", workflowpod.go getDeadline): 15m would lose an 8-hour Phase 2 retry.
+    # Argo marks an evicted pod or a lost node Failed: OnError would not retry them.
+    retried = [t for t in _all_templates() if "retryStrategy" in t]
+    assert len(retried) >= 8
+    for t in retried:
+        assert "maxDuration" not in t["retryStrategy"].get("backoff", {}), t["name"]
+        assert t["retryStrategy"]["retryPolicy"] == "Always", t["name"]
+
+
+def test_pinned_pods_give_up_when_pending_too_long():
+    # activeDeadlineSeconds starts only when the pod runs; pendingTimeout (operator.go
+    # checkTemplateTimeouts) ends a pod that cannot be scheduled, so its hour lets go of the node lock.
+    pinned = [t for t in _all_templates() if "nodeSelector" in t]
+    assert {t["name"] for t in pinned} == {n for _, n in UNIT_PODS}
+    for t in pinned:
+        assert t["pendingTimeout"] == common.PENDING_TIMEOUT
+    assert not [t["name"] for t in _all_templates() if "pendingTimeout" in t and "nodeSelector" not in t]
+
+
+def test_every_continue_on_covers_failed_and_error():
+    # Argo judges a child's Failed and Error apart (WorkflowStep.ContinuesOn): {failed: true} alone lets an
+    # Error (deleted pod, failed wait container) stop the chain or the hour.
+    found = []
+    for t in _all_templates():
+        for task in (t.get("dag") or {}).get("tasks", []) + [s for g in t.get("steps") or [] for s in g]:
+            if "continueOn" in task:
+                found.append((t["name"], task["name"], task["continueOn"]))
+    assert len(found) >= 4
+    assert all(c == {"failed": True, "error": True} for _, _, c in found), found

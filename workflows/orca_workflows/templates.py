@@ -5,6 +5,7 @@ The shapes live in ``templates_units`` (per MS / per hour) and ``templates_night
 """
 from __future__ import annotations
 
+from .templates_common import with_pending_timeout
 from .templates_night import nightly, subband_dispatch, subband_hours
 from .templates_units import subband_pipeline, subband_prepare_ms, subband_process
 
@@ -20,4 +21,4 @@ BUILDERS = {
 
 def manifests() -> dict[str, dict]:
     """file stem -> Argo object (a plain dict, as Hera renders it)."""
-    return {name: build().to_dict() for name, build in BUILDERS.items()}
+    return {name: with_pending_timeout(build().to_dict()) for name, build in BUILDERS.items()}

@@ -29,6 +29,12 @@ BOOL = ["true", "false"]
 PHASE1_DEADLINE_S = 3600
 PHASE2_DEADLINE_S = 8 * 3600
 SMALL_DEADLINE_S = 1800
+# activeDeadlineSeconds counts only once a pod runs: a pod that cannot be scheduled (pinned to a missing,
+# cordoned or full node) fails after this long Pending instead of holding its hour's node lock forever.
+PENDING_TIMEOUT = "30m"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+# A failed unit never stops the others; Argo judges Failed and Error apart (WorkflowStep.ContinuesOn).
+CONTINUE = m.ContinueOn(failed=True, error=True)
 
 
 def resource_table() -> dict[str, dict]:
@@ -152,6 +158,11 @@ def _lustre_subpath(path: str) -> str:
     return str(p.relative_to(LUSTRE_MOUNT))
 
 
+def site_nodes(site: config.SiteConfig) -> list[str]:
+    """Every node of the site (node map and dynamic pool): they mount Lustre and NVMe."""
+    return sorted(set(site.node_map.values()) | set(site.dynamic_pool))
+
+
 def volumes() -> list[m.Volume]:
     """hostPath NVMe and Lustre (type Directory: a missing mount fails the pod, never writes root disk)."""
     return [
@@ -247,7 +258,7 @@ def orca_step(name: str, step: str, flags: dict[str, str], inputs: list[str], ou
         inputs=[input_parameter(n) for n in inputs], outputs=output_parameters(*outputs) if outputs else None,
         env=env(), volume_mounts=volume_mounts(on_node), volumes=pod_volumes(on_node),
         security_context=container_security(), resources=resources(kind), active_deadline_seconds=deadline,
-        node_selector={"kubernetes.io/hostname": "{{inputs.parameters.node}}"} if on_node else None,
+        node_selector={HOSTNAME_LABEL: "{{inputs.parameters.node}}"} if on_node else None,
         labels=unit_labels() if labels else None, retry_strategy=retry, **extra)
 
 
@@ -256,13 +267,26 @@ def orca_step(name: str, step: str, flags: dict[str, str], inputs: list[str], ou
 NO_RETRY_EXPRESSION = " && ".join(f"asInt(lastRetry.exitCode) != {code}" for code in NOT_RETRIED_EXIT_CODES)
 
 
-def retry(limit: int, policy: str = "Always", backoff: str = "30s") -> m.RetryStrategy:
+def retry(limit: int, backoff: str = "30s") -> m.RetryStrategy:
     """Retries with exponential backoff, except after a refused input or a missing tool.
 
-    Never with node anti-affinity: pinned pods would stay Pending.
+    Policy Always: Argo marks an evicted pod or a lost node Failed, not Error. No backoff.maxDuration:
+    Argo counts it from the first attempt and makes it the retry pod's deadline (operator.go "Max duration
+    limit exceeded"), which would cut a long retry short. Never with node anti-affinity: pinned pods would
+    stay Pending.
     """
-    return m.RetryStrategy(limit=m.IntOrString(limit), retry_policy=policy, expression=NO_RETRY_EXPRESSION,
-                           backoff=m.Backoff(duration=backoff, factor=m.IntOrString(2), max_duration="15m"))
+    return m.RetryStrategy(limit=m.IntOrString(limit), retry_policy="Always", expression=NO_RETRY_EXPRESSION,
+                           backoff=m.Backoff(duration=backoff, factor=m.IntOrString(2)))
+
+
+def with_pending_timeout(doc: dict) -> dict:
+    """Add ``pendingTimeout`` to every pod template pinned to a node (Argo v4.1's Template.PendingTimeout,
+    operator.go checkTemplateTimeouts); Hera 7.1's models come from Argo v4.0.5, which lacks it."""
+    spec = doc["spec"].get("workflowSpec", doc["spec"])
+    for template in spec.get("templates") or []:
+        if "container" in template and HOSTNAME_LABEL in (template.get("nodeSelector") or {}):
+            template["pendingTimeout"] = PENDING_TIMEOUT
+    return doc
 
 
 def node_lock() -> m.Synchronization:

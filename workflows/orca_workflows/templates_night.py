@@ -3,16 +3,23 @@
 Each (subband, hour) runs as its own child Workflow of ``subband-pipeline`` (a resource template that
 creates it and waits for it), so every workflow object stays small. Children carry the label
 ``orca/parent=<workflow name>``; when a night does not succeed (e.g. it is stopped), its exit handler
-deletes the children still running, because stopping a parent does not stop them.
+deletes the children still running, because stopping a parent does not stop them. Children have no owner
+reference: the night's TTL (3 days after success) must not delete failed children kept 14 days, and
+blockOwnerDeletion would need ``update`` on ``workflows/finalizers`` where the OwnerReferencesPermission-
+Enforcement admission plugin runs.
+
+A failed hour never stops the others, and a night in which any hour failed ends Failed once every hour
+has run: in Argo a looped step runs all its items whatever their phase (failFast is off for steps) and
+its step group then fails (steps.go executeStepGroup).
 """
 from __future__ import annotations
 
 import yaml
-from hera.workflows import DAG, Container, CronWorkflow, Resource, Step, Steps, Task, WorkflowTemplate
+from hera.workflows import DAG, Container, CronWorkflow, Parameter, Resource, Step, Steps, Task, WorkflowTemplate
 from hera.workflows import models as m
 
-from .templates_common import (from_inputs, from_workflow, input_parameter, orca_step, retry, workflow_parameter,
-                               workflow_settings)
+from .templates_common import (CONTINUE, container_security, from_inputs, from_workflow, image, input_parameter,
+                               orca_step, resources, retry, workflow_parameter, workflow_settings)
 from .templates_units import PHASE2_OPTIONS, PIPELINE
 
 HOURS = "subband-hours"
@@ -50,7 +57,7 @@ def child_manifest() -> str:
 
 def run_child(name: str) -> Resource:
     """Create one child subband-pipeline and wait for it: both conditions, or a failed child hangs the parent."""
-    return Resource(name=name, action="create", set_owner_reference=True, manifest=child_manifest(),
+    return Resource(name=name, action="create", manifest=child_manifest(),
                     success_condition="status.phase == Succeeded", failure_condition="status.phase in (Failed, Error)",
                     inputs=[input_parameter(n) for n in ("subband", "lst_label", "obs_date", "ms_list_file", "node")])
 
@@ -73,7 +80,7 @@ def exit_handler(extra: dict[str, str]) -> list:
     stop = Resource(name="stop-children", action="delete", flags=[
         "workflows", "--selector", f"{PARENT_LABEL}={{{{workflow.name}}}},workflows.argoproj.io/completed!=true"])
     with Steps(name="exit-handler") as handler:
-        Step(name="report", template=report, continue_on=m.ContinueOn(failed=True))
+        Step(name="report", template=report, continue_on=CONTINUE)
         Step(name="stop-children", template=stop, when="{{workflow.status}} != Succeeded")
     return [handler, report, stop]
 
@@ -88,10 +95,13 @@ def subband_hours() -> WorkflowTemplate:
             arguments=night_arguments(NIGHT_PARAMS), **workflow_settings()) as wt:
         discover = discover_template({})
         hour = run_child("run-hour")
+        read_hours = orca_step("chain-hours", "chain-hours", from_inputs("hours_file"), inputs=["hours_file"],
+                               outputs=["hours"], retry=retry(2, backoff="10s"), labels=False)
         with Steps(name="chain", parallelism=1,
-                   inputs=[input_parameter(n) for n in ("subband", "node", "hours")]) as chain:
-            Step(name="hour", template=hour, with_param="{{inputs.parameters.hours}}",
-                 continue_on=m.ContinueOn(failed=True),
+                   inputs=[input_parameter(n) for n in ("subband", "node", "hours_file")]) as chain:
+            # The hours come from a file, not the chains item: Argo names loop nodes after their item.
+            Step(name="hours", template=read_hours, arguments=from_inputs("hours_file"))
+            Step(name="hour", template=hour, with_param="{{steps.hours.outputs.parameters.hours}}",  # no continueOn
                  arguments={"subband": "{{inputs.parameters.subband}}", "lst_label": "{{item.lst_label}}",
                             "obs_date": "{{item.obs_date}}", "ms_list_file": "{{item.ms_list_file}}",
                             "node": "{{inputs.parameters.node}}"})
@@ -99,18 +109,38 @@ def subband_hours() -> WorkflowTemplate:
             Task(name="discover", template=discover)
             Task(name="chains", template=chain, dependencies=["discover"],
                  with_param="{{tasks.discover.outputs.parameters.chains}}",
-                 arguments={"subband": "{{item.subband}}", "node": "{{item.node}}", "hours": "{{item.hours}}"})
+                 arguments={"subband": "{{item.subband}}", "node": "{{item.node}}",
+                            "hours_file": "{{item.hours_file}}"})
         exit_handler({})
     return wt
+
+
+# Units a dispatch worker claims one after another before it calls itself for the next round. Argo stops
+# at 100 nested template calls (controller.go maxAllowedStackDepth): a round adds one, so a worker can take
+# about 95 rounds of units, far more than a night holds (15 subbands x 24 hours).
+DISPATCH_SLOTS_PER_ROUND = 10
+
+
+def failed_units_template() -> Container:
+    """Fails, naming the units that failed (``unit_id=phase``), so the worker and the night end Failed.
+
+    The one pod that is not an ``orca-step``: it only prints and fails, and mounts nothing."""
+    return Container(
+        name="failed-units", image=image(), command=["sh", "-c", 'echo "failed units: $0"; exit 1'],
+        args=["{{inputs.parameters.unit_status}}"], inputs=[input_parameter("unit_status")],
+        termination_message_policy="FallbackToLogsOnError", security_context=container_security(),
+        resources=resources("small"), active_deadline_seconds=60)
 
 
 def subband_dispatch() -> WorkflowTemplate:
     """Dynamic mode: one worker per pool node takes (subband, hour) units from one queue until it is empty.
 
     The queue is a file on Lustre; every claim and finish runs under one Argo mutex, so each unit goes to
-    exactly one worker. A worker runs its unit's child workflow, records how it ended, and loops (a
-    recursive steps template), so each node runs one unit at a time. One dispatch run per queue at a time
-    (a workflow-level mutex); a rerun with the same dynamic_run_label resumes the queue.
+    exactly one worker, and a free node takes the next unit. A worker runs rounds of claim slots, one slot
+    after another (claim, run the unit's child workflow, record how it ended); while no slot of a round found
+    the queue empty it calls itself for the next round. At the end it fails if any of its units failed.
+    One dispatch run per queue at a time (a workflow-level mutex); a rerun with the same
+    dynamic_run_label resumes the queue.
     """
     queue_lock = m.Synchronization(mutexes=[m.Mutex(name="orca-queue-{{workflow.parameters.dynamic_run_label}}")])
     with WorkflowTemplate(
@@ -134,19 +164,30 @@ def subband_dispatch() -> WorkflowTemplate:
                            inputs=["queue_file", "unit_id", "status"], retry=retry(2, backoff="10s"), labels=False,
                            synchronization=queue_lock)
         unit = run_child("run-unit")
+        failed_units = failed_units_template()
         claimed = "{{steps.claim.outputs.parameters.has_unit}} == true"
         out = {n: f"{{{{steps.claim.outputs.parameters.{n}}}}}" for n in
                ("unit_id", "subband", "lst_label", "obs_date", "ms_list_file")}
         worker_inputs = {"node": "{{inputs.parameters.node}}", "queue_file": "{{inputs.parameters.queue_file}}"}
-        with Steps(name="worker", inputs=[input_parameter(n) for n in ("node", "queue_file")]) as worker:
+        with Steps(name="slot", inputs=[input_parameter(n) for n in ("node", "queue_file")], outputs=[
+                Parameter(name="has_unit", value_from=m.ValueFrom(parameter="{{steps.claim.outputs.parameters.has_unit}}")),
+                Parameter(name="unit_status", value_from=m.ValueFrom(
+                    parameter=f"{out['unit_id']}={{{{steps.run.status}}}}"))]) as slot:
             Step(name="claim", template=claim, arguments=worker_inputs)
-            Step(name="run", template=unit, when=claimed, continue_on=m.ContinueOn(failed=True),
+            Step(name="run", template=unit, when=claimed, continue_on=CONTINUE,
                  arguments={k: out[k] for k in ("subband", "lst_label", "obs_date", "ms_list_file")}
                  | {"node": "{{inputs.parameters.node}}"})
             Step(name="finish", template=finish, when=claimed,
                  arguments={"queue_file": "{{inputs.parameters.queue_file}}", "unit_id": out["unit_id"],
                             "status": "{{steps.run.status}}"})
-            Step(name="next", template="worker", when=claimed, arguments=worker_inputs)
+        with Steps(name="worker", parallelism=1, inputs=[input_parameter(n) for n in ("node", "queue_file")]) as worker:
+            Step(name="round", template=slot, arguments=worker_inputs,
+                 with_sequence=m.Sequence(count=str(DISPATCH_SLOTS_PER_ROUND)))
+            Step(name="next", template="worker", arguments=worker_inputs,
+                 when="'{{steps.round.outputs.parameters.has_unit}}' !~ 'false'")
+            Step(name="failed-units", template=failed_units,
+                 arguments={"unit_status": "{{steps.round.outputs.parameters.unit_status}}"},
+                 when="'{{steps.round.outputs.parameters.unit_status}}' =~ '=(Failed|Error)'")
         with DAG(name="main"):
             Task(name="discover", template=discover)
             Task(name="workers", template=worker, dependencies=["discover"],

@@ -12,7 +12,7 @@ from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows import models as m
 from orca_steps import config
 
-from .templates_common import (PHASE1_DEADLINE_S, PHASE2_DEADLINE_S, from_inputs, from_workflow, input_parameter,
+from .templates_common import (CONTINUE, PHASE1_DEADLINE_S, PHASE2_DEADLINE_S, from_inputs, from_workflow, input_parameter,
                                node_lock, orca_step, retry, unit_labels, workflow_parameter, workflow_settings)
 
 PREPARE = "subband-prepare-ms"
@@ -42,11 +42,11 @@ def prepare_ms_template():
 
 
 def process_subband_template():
-    """Phase 2 for one subband-hour in one pod; resumable, so a retry (after a lost pod) continues."""
+    """Phase 2 for one subband-hour in one pod; resumable, so a retry (after a lost or evicted pod) continues."""
     return orca_step(
         "process-subband", "process-subband", from_inputs(*PROCESS_FLAGS),
         inputs=[*PROCESS_FLAGS, "node"], outputs=["archive_path"], on_node=True, kind="process-subband",
-        deadline=PHASE2_DEADLINE_S, retry=retry(1, policy="OnError", backoff="1m"))
+        deadline=PHASE2_DEADLINE_S, retry=retry(1, backoff="1m"))
 
 
 def standalone(name: str, template, params: list[str], description: str) -> WorkflowTemplate:
@@ -108,7 +108,7 @@ def subband_pipeline() -> WorkflowTemplate:
                  outputs=[Parameter(name="archive_path", global_name="archive_path", value_from=m.ValueFrom(
                      parameter="{{tasks.process.outputs.parameters.archive_path}}"))]) as hour:
             Task(name="prepare", template_ref=m.TemplateRef(name=PREPARE, template="prepare-ms"),
-                 with_param="{{inputs.parameters.ms_files}}", continue_on=m.ContinueOn(failed=True),
+                 with_param="{{inputs.parameters.ms_files}}", continue_on=CONTINUE,
                  arguments={"src_ms": "{{item}}", "nvme_work_dir": hour_args["work_dir"],
                             **from_workflow("bp_table", "xy_table", "peel_sky", "peel_rfi", "sky_model", "rfi_model"),
                             "node": hour_args["node"], **unit_label_args})

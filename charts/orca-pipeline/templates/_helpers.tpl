@@ -15,6 +15,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{- end }}
 
+{{/*
+The site in force: .Values.site, with the default node map when the site gives none. values.yaml leaves
+site.node_map empty because Helm merges maps key by key: a site's own map must replace the default
+whole, never add to it (a 3-subband site would otherwise get 15 subbands on nodes it does not have).
+*/}}
+{{- define "orca.site" -}}
+{{- $site := deepCopy .Values.site -}}
+{{- if not $site.node_map }}
+{{- $_ := set $site "node_map" (.Files.Get "files/default-node-map.json" | fromJson) }}
+{{- end }}
+{{- toJson $site }}
+{{- end }}
+
+{{/* Every node of the site (node map and dynamic pool), as a JSON list. */}}
+{{- define "orca.nodes" -}}
+{{- $site := include "orca.site" . | fromJson -}}
+{{- concat (values $site.node_map) $site.dynamic_pool | uniq | sortAlpha | toJson }}
+{{- end }}
+
 {{/* Roots must stay on the node mounts: Lustre (input, archive, runs) and NVMe. */}}
 {{- define "orca.checkRoots" -}}
 {{- $site := .Values.site -}}
@@ -43,6 +62,10 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 {{- range $t := $spec.templates }}
 {{- if and (eq $t.name "hour") (hasKey $t "dag") }}
 {{- $_ := set $t "parallelism" $site.phase1_parallelism }}
+{{- end }}
+{{- if and $t.container (not $t.nodeSelector) $t.volumes }}
+{{- /* an unpinned pod that mounts Lustre (hostPath, type Directory) must land on a site node */}}
+{{- $_ := set $t "affinity" (dict "nodeAffinity" (dict "requiredDuringSchedulingIgnoredDuringExecution" (dict "nodeSelectorTerms" (list (dict "matchExpressions" (list (dict "key" "kubernetes.io/hostname" "operator" "In" "values" (include "orca.nodes" $root | fromJsonArray)))))))) }}
 {{- end }}
 {{- with $t.container }}
 {{- $_ := set . "image" (include "orca.image" $root) }}

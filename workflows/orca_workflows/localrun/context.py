@@ -21,6 +21,14 @@ class Ctx:
     cancel: threading.Event
     extra: dict = field(default_factory=dict)
     slots: Slots | None = None
+    depth: int = 0   # nested template calls so far (Argo stops at MAX_STACK_DEPTH)
+    execution_deadline: float | None = None   # epoch seconds: pods of a retry attempt end by then
+
+
+# workflow/controller/controller.go maxAllowedStackDepth; operator.go executeTemplate counts every nested
+# call and marks the node that reaches it Error.
+MAX_STACK_DEPTH = 100
+MAX_DEPTH_MESSAGE = "Maximum recursion depth exceeded"
 
 
 class SlotToken:

@@ -12,6 +12,7 @@ stops the whole run with :class:`Unsupported`.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
 import threading
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from . import exprlang
-from .context import Ctx, NodeError, SlotToken
+from .context import MAX_DEPTH_MESSAGE, MAX_STACK_DEPTH, Ctx, NodeError, SlotToken
 from .errors import ExpressionError, LocalRunError, Unsupported
 from .flow import FlowMixin
 from .locks import Slots
@@ -46,7 +47,8 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
                  created_by: str | None = None):
         self.runner = runner
         self.spec, meta, self.template_source = resolve_workflow(runner.store, manifest)
-        self.name = meta.get("name") or f"{meta['generateName']}{_suffix()}"
+        # the API server cuts generateName to 58 characters before its 5-character suffix
+        self.name = meta.get("name") or f"{meta['generateName'][:58]}{_suffix()}"
         if len(self.name) > 63:
             raise LocalRunError(f"workflow name {self.name!r} is longer than 63 characters")
         self.namespace = meta.get("namespace") or runner.namespace
@@ -79,10 +81,11 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             if "value" in p:
                 value = param_string(p["value"], where)
             elif (p.get("valueFrom") or {}).get("configMapKeyRef"):
-                ref = p["valueFrom"]["configMapKeyRef"]
-                value = self.runner.store.config_map_value(ref["name"], ref["key"], bool(ref.get("optional")))
-                if value is None:
-                    value = param_string(p.get("default", ""), where)
+                ref, fallback = p["valueFrom"]["configMapKeyRef"], p["valueFrom"].get("default")
+                value = self.runner.store.config_map_value(ref["name"], ref["key"],
+                                                           bool(ref.get("optional")) or fallback is not None)
+                if value is None:   # operator.go: a missing ConfigMap or key falls back to valueFrom.default
+                    value = param_string(fallback if fallback is not None else "", where)
             elif "default" in p:
                 value = param_string(p["default"], where)
             else:
@@ -149,7 +152,15 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         sync = self.spec.get("synchronization")
         if sync:
             sync = substitute_tree(sync, self.global_scope(), "spec.synchronization")
-            holds = self.runner.locks.acquire(sync, self.name, self.cancel.is_set)
+            try:
+                holds = self.runner.locks.acquire(sync, self.name, self.cancel.is_set, *self.lock_order())
+            except LocalRunError as exc:   # operator.go: "Failed to acquire the synchronization lock"
+                with self.runner.cond:
+                    self.phase, self.message = "Failed", f"Failed to acquire the synchronization lock. {exc}"
+                    self.started_at = self.finished_at = time.time()
+                    self.labels["workflows.argoproj.io/completed"] = "true"
+                    self.runner.changed()
+                return
         timer = None
         if self.spec.get("activeDeadlineSeconds") is not None:
             limit = duration_seconds(self.spec["activeDeadlineSeconds"], "spec.activeDeadlineSeconds")
@@ -165,7 +176,7 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             root = self.execute(self.name, self.name, {"template": self.spec["entrypoint"]}, entry_args, ctx, None, None)
         if timer:
             timer.cancel()
-        status, message = root.phase, root.message
+        status, message = {"Skipped": "Succeeded", "Omitted": "Succeeded"}.get(root.phase, root.phase), root.message
         if self.deadline_hit:
             status, message = "Failed", "Max duration limit exceeded"
         exit_ref = self.spec.get("onExit") or ((self.spec.get("hooks") or {}).get("exit") or {}).get("template")
@@ -181,7 +192,9 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             exit_node = self.execute(f"{self.name}.onExit", f"{self.name}.onExit", {"template": exit_ref}, params,
                                      exit_ctx, None, None)
             if exit_node.failed_or_error and status == "Succeeded":
-                status, message = "Failed", f"exit handler failed: {exit_node.message}"
+                # operator.go (after "exit handlers were executed"): a failed exit handler fails a succeeded
+                # workflow with its own message; an errored one makes it Error.
+                status, message = exit_node.phase, exit_node.message
         if holds:
             self.runner.locks.release(holds)
         with self.runner.cond:
@@ -193,6 +206,10 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             self.runner.changed()
 
     deadline_hit = False
+
+    def lock_order(self) -> tuple[int, float]:
+        """Where this workflow's lock requests queue: its spec.priority, then its creation time."""
+        return int_value(self.spec.get("priority", 0), "spec.priority"), self.created_at
 
     def _deadline_exceeded(self) -> None:
         self.deadline_hit = True
@@ -236,7 +253,8 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
             elif "value" in p:
                 value = substitute(param_string(p["value"], where), self.global_scope(), f"{where}.inputs.{name}")
             elif (p.get("valueFrom") or {}).get("configMapKeyRef"):
-                ref = p["valueFrom"]["configMapKeyRef"]
+                # the ConfigMap's name and key may use workflow variables (Argo substitutes them first)
+                ref = substitute_tree(p["valueFrom"]["configMapKeyRef"], self.global_scope(), f"{where}.inputs.{name}")
                 value = self.runner.store.config_map_value(ref["name"], ref["key"], bool(ref.get("optional")))
             else:
                 value = None
@@ -253,6 +271,10 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
                 parent: Node | None, token: SlotToken | None, loop_index: int | None = None) -> Node:
         """Run one template invocation to its end and return its node."""
         token = token or SlotToken(ctx.slots, name)
+        if ctx.depth + 1 >= MAX_STACK_DEPTH:
+            token.give_back()
+            return self.add_node(name, display, "Skipped", holder.get("template"), ctx, parent, "Error",
+                                 MAX_DEPTH_MESSAGE)
         try:
             tmpl, tscope = self.lookup(holder, ctx.tscope, name)
         except LocalRunError as exc:
@@ -278,14 +300,17 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         scope = {**self.global_scope(), **ctx.extra,
                  **{f"inputs.parameters.{k}": v for k, v in inputs.items()},
                  "inputs.parameters": exprlang.to_json(node.inputs["parameters"])}
-        inner_ctx = Ctx(tscope, ctx.boundary, ctx.cancel, ctx.extra, ctx.slots)
+        inner_ctx = Ctx(tscope, ctx.boundary, ctx.cancel, ctx.extra, ctx.slots, ctx.depth + 1)
         holds = []
         try:
             sync = tmpl.get("synchronization")
             if sync:
                 sync = substitute_tree(sync, scope, f"{tname}.synchronization")
                 self.set_phase(node, "Pending", "Waiting for lock")
-                holds = self.runner.locks.acquire(sync, node.id, ctx.cancel.is_set)
+                try:
+                    holds = self.runner.locks.acquire(sync, node.id, ctx.cancel.is_set, *self.lock_order())
+                except LocalRunError as exc:   # operator.go executeTemplate: the node errors, the run goes on
+                    raise NodeError(f"failed to acquire lock: {exc}") from None
                 if holds is None:
                     self.set_phase(node, "Failed", "Stopped while waiting for a lock")
                     return node
@@ -339,31 +364,44 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         max_total = duration_seconds(backoff["maxDuration"], f"{where}.backoff.maxDuration") if backoff.get("maxDuration") else None
         kind = "DAG" if "dag" in tmpl else "Steps" if "steps" in tmpl else "Pod"
         self.set_phase(node, "Running")
-        first_start = time.time()
-        attempt, last = 0, None
+        attempt, last, message, max_deadline = 0, None, None, None
         while True:
             child = self.add_node(f"{node.name}({attempt})", f"{node.display_name}({attempt})", kind,
                                   tmpl["name"], ctx, node)
             child.retried = True
-            self._run_once(child, tmpl, scope, ctx, token, attempt)
+            # operator.go processNodeRetries: from the second attempt on, maxDuration (counted from the
+            # first attempt's start) is the pod's deadline (workflowpod.go getDeadline).
+            attempt_ctx = dataclasses.replace(ctx, execution_deadline=max_deadline) if max_deadline else ctx
+            self._run_once(child, tmpl, scope, attempt_ctx, token, attempt)
+            if max_total is not None and max_deadline is None:
+                max_deadline = (child.started_at or time.time()) + max_total
             last = child
             token.give_back()
-            if child.phase == "Succeeded":
-                break
-            retryable = {"Always": child.phase in ("Failed", "Error"), "OnFailure": child.phase == "Failed",
-                         "OnError": child.phase == "Error", "OnTransientError": False}[policy]
-            if retryable and retry.get("expression"):
-                env = {"lastRetry": {"exitCode": (child.outputs or {}).get("exitCode", "-1"), "status": child.phase,
-                                     "duration": str(int((child.finished_at or 0) - (child.started_at or 0))),
-                                     "message": child.message}}
-                retryable = exprlang.evaluate_bool(retry["expression"], env)
-            if not retryable or (limit is not None and attempt >= limit) or ctx.cancel.is_set():
+            if child.phase == "Succeeded" or ctx.cancel.is_set():
                 break
             wait = base * factor ** attempt
             if cap is not None:
                 wait = min(wait, cap)
-            if max_total is not None and time.time() + wait - first_start > max_total:
+            if max_deadline is not None and time.time() > max_deadline:
+                message = "Max duration limit exceeded"
                 break
+            if max_deadline is not None and (child.finished_at or time.time()) + wait > max_deadline:
+                message = "Backoff would exceed max duration limit"
+                break
+            retryable = {"Always": child.phase in ("Failed", "Error"), "OnFailure": child.phase == "Failed",
+                         "OnError": child.phase == "Error", "OnTransientError": False}[policy]
+            if not retryable:
+                break
+            if limit is not None and attempt >= limit:
+                message = "No more retries left"
+                break
+            if retry.get("expression"):
+                env = {"lastRetry": {"exitCode": (child.outputs or {}).get("exitCode", "-1"), "status": child.phase,
+                                     "duration": str(int((child.finished_at or 0) - (child.started_at or 0))),
+                                     "message": child.message}}
+                if not exprlang.evaluate_bool(retry["expression"], env):
+                    message = "retryStrategy.expression evaluated to false"
+                    break
             self.set_phase(node, "Running", f"Backoff for {wait:g} seconds")
             if ctx.cancel.wait(wait):
                 break
@@ -371,7 +409,7 @@ class WorkflowRun(FlowMixin, PodMixin, ResourceMixin):
         node.outputs = last.outputs
         node.host, node.node_selector, node.pod_name = last.host, last.node_selector, last.pod_name
         node.labels, node.logs, node.mounts, node.child_workflow = last.labels, last.logs, last.mounts, last.child_workflow
-        self.set_phase(node, last.phase, last.message)
+        self.set_phase(node, last.phase, last.message if message is None else message)
 
 
     def as_object(self) -> dict:

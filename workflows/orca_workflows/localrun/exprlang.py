@@ -465,8 +465,17 @@ def _is_num(v) -> bool:
 
 
 def evaluate(text: str, env: dict) -> Any:
-    """Evaluate one expr-lang expression against ``env`` (nested dicts of strings, lists, numbers)."""
-    return Evaluator(env, text).eval(Parser(text).parse())
+    """Evaluate one expr-lang expression against ``env`` (nested dicts of strings, lists, numbers).
+
+    Text this small parser cannot read is refused, never reported as an Argo error: expr-lang may well
+    accept it (closures, pipes, sprig, ...)."""
+    try:
+        tree = Parser(text).parse()
+    except Unsupported:
+        raise
+    except ExpressionError as exc:
+        raise Unsupported("expression syntax", str(exc)) from None
+    return Evaluator(env, text).eval(tree)
 
 
 def evaluate_bool(text: str, env: dict) -> bool:

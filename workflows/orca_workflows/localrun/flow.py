@@ -12,7 +12,7 @@ from .errors import ExpressionError, Unsupported
 from .locks import Slots
 from .nodes import Node, loop_variables, node_variables
 from .spec import int_value, param_string
-from .templating import expression_env, substitute, substitute_tree
+from .templating import expression_env, refuse_absent_optional, substitute, substitute_tree
 
 
 class FlowMixin:
@@ -29,7 +29,7 @@ class FlowMixin:
         targets = spec["target"].split() if spec.get("target") else dagrules.leaf_tasks(tasks, deps)
         slots = Slots(int_value(tmpl["parallelism"], f"{tmpl['name']}.parallelism")
                       if tmpl.get("parallelism") else None, self.runner.locks.cond)
-        child_ctx = Ctx(ctx.tscope, node.id, ctx.cancel, ctx.extra, slots)
+        child_ctx = Ctx(ctx.tscope, node.id, ctx.cancel, ctx.extra, slots, ctx.depth)
         finished: dict[str, Node] = {}
         groups: dict[str, list[Node]] = {}
         started: set[str] = set()
@@ -222,7 +222,7 @@ class FlowMixin:
         self.set_phase(node, "Running")
         slots = Slots(int_value(tmpl["parallelism"], f"{tmpl['name']}.parallelism")
                       if tmpl.get("parallelism") else None, self.runner.locks.cond)
-        child_ctx = Ctx(ctx.tscope, node.id, ctx.cancel, ctx.extra, slots)
+        child_ctx = Ctx(ctx.tscope, node.id, ctx.cancel, ctx.extra, slots, ctx.depth)
         step_scope = dict(scope)
         phase, message = "Succeeded", ""
         for gi, group_steps in enumerate(tmpl["steps"]):
@@ -246,8 +246,10 @@ class FlowMixin:
                 th.start()
             for th in threads:
                 th.join()
-            failed = [(s, done[s["name"]]) for s in group_steps
-                      if done[s["name"]].failed_or_error and not _continues(s, done[s["name"]].phase)]
+            # steps.go executeStepGroup judges every expanded child on its own phase: continueOn.failed
+            # does not cover an Error child.
+            failed = [(s, n) for s in group_steps for n in (groups.get(s["name"]) or [done[s["name"]]])
+                      if n.failed_or_error and not _continues(s, n.phase)]
             for s in group_steps:
                 step_scope.update(self._task_variables(f"steps.{s['name']}", done[s["name"]], groups.get(s["name"])))
             if failed:
@@ -270,6 +272,7 @@ class FlowMixin:
                 if "parameter" in vf:
                     value = substitute(vf["parameter"], scope, where)
                 elif "expression" in vf:
+                    refuse_absent_optional(vf["expression"], scope, where)
                     value = exprlang.format_value(exprlang.evaluate(vf["expression"], expression_env(scope)))
                 elif "value" in p:
                     value = substitute(param_string(p["value"], where), scope, where)

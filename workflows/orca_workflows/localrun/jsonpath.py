@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ExpressionError
+from .errors import ExpressionError, Unsupported
 
 _STEP_RE = re.compile(r"""\.(?P<key>[A-Za-z0-9_-]+)
                         | \[(?P<index>-?\d+)\]
@@ -22,7 +22,7 @@ def jsonpath_get(data, path: str):
     while pos < len(text):
         m = _STEP_RE.match(text, pos)
         if not m:
-            raise ExpressionError(f"JSONPath {path!r}: unsupported syntax at {text[pos:]!r}")
+            raise Unsupported(f"JSONPath {path!r}", f"syntax at {text[pos:]!r}")
         pos = m.end()
         if m.group("key") is not None:
             key = m.group("key")

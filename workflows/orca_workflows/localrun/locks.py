@@ -1,7 +1,7 @@
 """Argo synchronization (mutexes, ConfigMap semaphores) and parallelism slots, in one process.
 
 One :class:`LockManager` serves every workflow of a runner, children included, as one Argo controller
-serves its namespace. Waiters are served first come, first served. Every hold is recorded with its
+serves its namespace. Waiters are ordered as Argo orders them (see :class:`LockManager`). Every hold is recorded with its
 start and end time so tests can check that a limit was never exceeded.
 """
 from __future__ import annotations
@@ -51,16 +51,32 @@ class Hold:
 
 
 @dataclass
+class Waiter:
+    holder: str
+    priority: int       # the workflow's spec.priority: higher first
+    created: float      # the workflow's creation time: earlier first
+    seq: int            # arrival, to break ties
+
+
+@dataclass
 class LockManager:
-    """Named locks shared by all workflows: ``Mutex/<name>`` and ``ConfigMap/<cm>/<key>``."""
+    """Named locks shared by all workflows: ``Mutex/<name>`` and ``ConfigMap/<cm>/<key>``.
+
+    As Argo's sync manager (workflow/sync/sync_manager.go tryAcquireImpl, semaphore.go checkAcquire,
+    multi_throttler.go priorityQueue.Less): a holder waits in the queue of every lock it asks for, ordered
+    by its workflow's priority (higher first) then creation time; it takes its locks all at once, only when
+    it is at the front of every queue and every lock has room, never some of them.
+    """
     limit_for: Callable[[str, str], int]
     namespace: str = "default"
     cond: threading.Condition = field(default_factory=lambda: threading.Condition(threading.RLock()))
-    locks: dict[str, FifoSemaphore] = field(default_factory=dict)
+    holders: dict[str, list[str]] = field(default_factory=dict)
+    queues: dict[str, list[Waiter]] = field(default_factory=dict)
     holds: list[Hold] = field(default_factory=list)
+    _seq: int = 0
 
     def keys(self, sync: dict) -> list[tuple[str, int]]:
-        """(lock key, limit) for a ``synchronization`` block, in a fixed order to avoid deadlocks."""
+        """(lock key, limit) for a ``synchronization`` block; a missing semaphore key raises LocalRunError."""
         out = []
         for m in sync.get("mutexes") or []:
             out.append((f"{m.get('namespace') or self.namespace}/Mutex/{m['name']}", 1))
@@ -68,32 +84,50 @@ class LockManager:
             ref = s["configMapKeyRef"]
             limit = self.limit_for(ref["name"], ref["key"])
             out.append((f"{s.get('namespace') or self.namespace}/ConfigMap/{ref['name']}/{ref['key']}", limit))
-        return sorted(out)
+        return out
 
-    def acquire(self, sync: dict, holder: str, cancelled: Callable[[], bool]) -> list[Hold] | None:
+    def _front_and_free(self, keys: list[tuple[str, int]], waiter: Waiter) -> bool:
+        return all(self.queues[k][0] is waiter and len(self.holders.setdefault(k, [])) < limit
+                   for k, limit in keys)
+
+    def acquire(self, sync: dict, holder: str, cancelled: Callable[[], bool], priority: int = 0,
+                created: float = 0.0) -> list[Hold] | None:
         """Take every lock of ``sync`` for ``holder``; None (holding nothing) if cancelled meanwhile."""
-        taken: list[Hold] = []
-        for key, limit in self.keys(sync):
-            with self.cond:
-                sem = self.locks.setdefault(key, FifoSemaphore(limit, self.cond))
-            if not sem.acquire(holder, cancelled):
-                self.release(taken)
-                return None
-            hold = Hold(key, holder, time.time())
-            with self.cond:
-                self.holds.append(hold)
-            taken.append(hold)
-        return taken
+        keys = self.keys(sync)
+        with self.cond:
+            self._seq += 1
+            waiter = Waiter(holder, priority, created, self._seq)
+            for key, _ in keys:
+                queue = self.queues.setdefault(key, [])
+                queue.append(waiter)
+                queue.sort(key=lambda w: (-w.priority, w.created, w.seq))
+            try:
+                while not self._front_and_free(keys, waiter):
+                    if cancelled():
+                        return None
+                    self.cond.wait(0.2)
+                now = time.time()
+                taken = []
+                for key, _ in keys:
+                    self.holders[key].append(holder)
+                    taken.append(Hold(key, holder, now))
+                self.holds.extend(taken)
+                return taken
+            finally:
+                for key, _ in keys:
+                    self.queues[key].remove(waiter)
+                self.cond.notify_all()
 
     def release(self, holds: list[Hold]) -> None:
-        for hold in reversed(holds):
-            hold.released = time.time()
-            self.locks[hold.lock].release(hold.holder)
+        with self.cond:
+            for hold in holds:
+                hold.released = time.time()
+                self.holders[hold.lock].remove(hold.holder)
+            self.cond.notify_all()
 
     def waiting_on(self, key: str) -> int:
         with self.cond:
-            sem = self.locks.get(key)
-            return len(sem.queue) if sem else 0
+            return len(self.queues.get(key, []))
 
 
 class Slots:

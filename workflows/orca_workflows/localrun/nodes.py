@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from .exprlang import to_json
+from .templating import SKIPPED_OUTPUTS
 
 DONE_PHASES = ("Succeeded", "Failed", "Error", "Skipped", "Omitted")
 
@@ -78,6 +79,8 @@ class Node:
 def node_variables(prefix: str, node: Node) -> dict[str, str]:
     """``tasks.NAME.*`` / ``steps.NAME.*`` variables of one finished node (not a loop group)."""
     scope = {f"{prefix}.id": node.id, f"{prefix}.status": node.phase}
+    if node.phase in ("Skipped", "Omitted"):
+        scope[f"{prefix}.outputs"] = SKIPPED_OUTPUTS
     if node.started_at:
         scope[f"{prefix}.startedAt"] = iso(node.started_at)
     if node.finished_at:
@@ -112,6 +115,8 @@ def loop_variables(prefix: str, children: list[Node], phase: str) -> dict[str, s
     ordered = sorted(children, key=lambda n: n.loop_index if n.loop_index is not None else 0)
     param_list, results, by_name = [], [], {}
     for child in ordered:
+        if child.phase != "Succeeded":  # Argo: operator.go processAggregateNodeOutputs
+            continue
         outputs = child.outputs or {}
         params = outputs.get("parameters") or []
         if params:
@@ -133,8 +138,15 @@ def loop_variables(prefix: str, children: list[Node], phase: str) -> dict[str, s
 
 
 def failures(nodes: list[Node]) -> str:
-    """``{{workflow.failures}}``: every failed or errored node, as Argo lists them."""
+    """``{{workflow.failures}}`` as Argo gives it: the failed and errored nodes as Go's json.Marshal writes
+    them (``null`` when none), then quoted once more with strconv.Quote (operator.go, "This strconv.Quote
+    is necessary ...")."""
     items = [{"displayName": n.display_name, "message": n.message, "templateName": n.template or "",
               "phase": n.phase, "podName": n.pod_name or n.id, "finishedAt": iso(n.finished_at)}
              for n in nodes if n.failed_or_error]
-    return to_json(items)
+    text = json.dumps(items or None, separators=(",", ":"), ensure_ascii=False)
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                    ("\u2029", "\\u2029")):  # Go's json HTML-escapes these
+        text = text.replace(ch, esc)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+

@@ -17,6 +17,23 @@ from .templating import substitute, substitute_tree
 STEP_EXCEEDED = "Pod was active on the node longer than the specified deadline"
 
 
+# cmd/argoexec/commands/emissary.go: an argument longer than this (MaxEnvVarLen) is written to
+# /tmp/argo_arg_<index>.txt and replaced by "@" and that path; the program must read it.
+MAX_ARG_LEN = 131072
+
+
+def _offload_large_args(argv: list[str], paths) -> list[str]:
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if len(arg) > MAX_ARG_LEN:
+            container_path = f"/tmp/argo_arg_{i}.txt"
+            local = Path(paths.to_local(container_path))
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text(arg)
+            out[i] = "@" + str(local)
+    return out
+
+
 class PodMixin:
     def _pod_name(self, node: Node, tmpl: dict) -> str:
         return f"{self.name}-{tmpl['name']}-{fnv32(node.name)}"
@@ -108,6 +125,7 @@ class PodMixin:
         if not body.get("command"):
             raise Unsupported(f"{where}.container.command", "the image's entrypoint is unknown locally: give a command")
         argv = [paths.to_local(str(a)) for a in list(body["command"]) + list(body.get("args") or [])]
+        argv = _offload_large_args(argv, paths)
         if "source" in body:
             src = pod_dir / "script-source"
             src.write_text(paths.to_local(body["source"]))
@@ -130,6 +148,9 @@ class PodMixin:
         cwd.mkdir(parents=True, exist_ok=True)
         deadline = (duration_seconds(substitute(str(tmpl["activeDeadlineSeconds"]), scope, where), f"{where}.activeDeadlineSeconds")
                     if tmpl.get("activeDeadlineSeconds") is not None else None)
+        exec_left = None if ctx.execution_deadline is None else max(0.0, ctx.execution_deadline - time.time())
+        if exec_left is not None and (deadline is None or exec_left < deadline):
+            deadline = exec_left   # a retry under backoff.maxDuration: ARGO_DEADLINE
         if not token.take(ctx.cancel.is_set) or not self.slots.acquire(node.id, ctx.cancel.is_set):
             token.give_back()
             self.set_phase(node, "Failed", "Stopped before the pod started")
@@ -144,8 +165,8 @@ class PodMixin:
                 node.finished_at = time.time()   # before the slot is free for the next pod
             self.slots.release(node.id)
             token.give_back()
-        if result.reason == "start-error":
-            self.set_phase(node, "Error", result.message)
+        if result.reason == "start-error":   # the container cannot start: Argo fails the pod
+            self.set_phase(node, "Failed", result.message)
             return
         outputs = {"exitCode": str(result.exit_code)}
         if result.reason == "deadline":

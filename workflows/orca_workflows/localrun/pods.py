@@ -94,7 +94,7 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, stdout: Path, s
     """Run one pod's main process to the end, its deadline, or cancellation (then kill its process group)."""
     prefix = [_SETPRIV, "--pdeathsig", "TERM", "--", *_GUARD] if _SETPRIV else []
     if shutil.which(argv[0], path=env.get("PATH")) is None and not Path(argv[0]).is_file():
-        return ProcessResult(None, "start-error", f"executable {argv[0]!r} not found on PATH")
+        return ProcessResult(None, "start-error", f"exec: {argv[0]!r}: executable file not found in $PATH")
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         try:
             proc = subprocess.Popen(prefix + argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,

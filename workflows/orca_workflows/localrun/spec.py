@@ -64,6 +64,8 @@ TEMPLATE = {
     "serviceAccountName": NO_LOCAL_EFFECT, "automountServiceAccountToken": NO_LOCAL_EFFECT,
     "priorityClassName": NO_LOCAL_EFFECT, "schedulerName": NO_LOCAL_EFFECT, "metrics": NO_LOCAL_EFFECT,
     "archiveLocation": NO_LOCAL_EFFECT,
+    # Scheduling: a local pod starts at once, never waits Pending for a node.
+    "pendingTimeout": NO_LOCAL_EFFECT,
 }
 WORKFLOW_SPEC = {
     "templates": _list(TEMPLATE), "entrypoint": V, "arguments": ARGUMENTS, "volumes": _list(VOLUME),

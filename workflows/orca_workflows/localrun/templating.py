@@ -11,9 +11,21 @@ import re
 from typing import Any
 
 from . import exprlang
-from .errors import ExpressionError, ResolveError
+from .errors import ExpressionError, ResolveError, Unsupported
 
 _TAG_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+# Scope value of ``tasks.X.outputs`` / ``steps.X.outputs`` when X was Skipped or Omitted.
+SKIPPED_OUTPUTS = "__skipped-node-outputs__"
+
+
+def refuse_absent_optional(text: str, scope: dict[str, Any], where: str) -> None:
+    """Argo v4 gives a skipped or omitted node's outputs as "absent optionals" (the producer's
+    valueFrom.default, else the consumer's input default, else ``nil`` in expressions, else an error;
+    util/template/simple_template.go). The runner does not implement that, so it refuses such a reference."""
+    for key, value in scope.items():
+        if value is SKIPPED_OUTPUTS and key in text:
+            raise Unsupported(f"{where}: {key}", "a reference to the outputs of a skipped or omitted node "
+                              "(Argo v4's absent-optional fallbacks)")
 
 
 def expression_env(scope: dict[str, Any]) -> dict:
@@ -21,6 +33,8 @@ def expression_env(scope: dict[str, Any]) -> dict:
     env: dict = {}
     for key in sorted(scope, key=lambda k: k.count(".")):
         value = scope[key]
+        if value is SKIPPED_OUTPUTS:
+            continue
         parts = key.split(".")
         node = env
         for part in parts[:-1]:
@@ -49,6 +63,7 @@ def substitute(text: str, scope: dict[str, Any], where: str = "") -> str:
         nonlocal env
         tag = m.group(1).strip()
         if tag.startswith("="):
+            refuse_absent_optional(tag, scope, where)
             if env is None:
                 env = expression_env(scope)
             try:
@@ -59,6 +74,7 @@ def substitute(text: str, scope: dict[str, Any], where: str = "") -> str:
                 raise ResolveError(f"{where}: {{{{{tag}}}}} evaluated to nil (a missing name?)")
             return exprlang.format_value(value)
         if tag not in scope:
+            refuse_absent_optional(tag, scope, where)
             raise ResolveError(f"{where + ': ' if where else ''}failed to resolve {{{{{tag}}}}}")
         value = scope[tag]
         return value if isinstance(value, str) else exprlang.format_value(value)
