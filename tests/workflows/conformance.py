@@ -13,7 +13,9 @@ from pathlib import Path
 
 from orca_workflows.localrun import LocalRunError, LocalRunner
 
-CORPUS_DIR = Path(os.environ.get("ORCA_ARGO_CONFORMANCE", "/work/shared/argo-conformance"))
+# ../shared beside the repository, as the developers and CI have it.
+CORPUS_DIR = Path(os.environ.get("ORCA_ARGO_CONFORMANCE",
+                                 Path(__file__).resolve().parents[3] / "shared" / "argo-conformance"))
 
 
 def corpus_entries() -> list[dict]:
