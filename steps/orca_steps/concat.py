@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from . import config, msstate
 from .config import check_subband
-from .discover import file_start_time
+from .discover import file_start_time, file_subband
 from .errors import InputError
 from .labels import Subband
 from .logs import get_logger, log, step_timer
@@ -157,7 +157,7 @@ def name_disagreement(item: _Input) -> str | None:
         named_time = file_start_time(item.path)
     except InputError:
         return None
-    named_subband = Path(item.path).name.split("_")[2]
+    named_subband = file_subband(item.path)
     subband = data_subband(item.signature["channels"])
     if subband != named_subband:
         return f"name says {named_subband}, but its data are {subband or 'in no subband'}"

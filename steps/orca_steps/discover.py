@@ -152,6 +152,14 @@ def file_start_time(path: str | Path) -> datetime:
     return _stamp_time(m.group(1))
 
 
+def file_subband(path: str | Path) -> str:
+    """The subband label in ``YYYYMMDD_HHMMSS_<sb>...`` (``73MHz`` in ``..._73MHz.ms`` and ``..._73MHz_averaged.ms``)."""
+    m = _NAME_RE.match(Path(path).name)
+    if not m:
+        raise InputError(f"{path}: name is not YYYYMMDD_HHMMSS_<sb>[_averaged].ms[.tar]")
+    return m.group(2)
+
+
 def _stamp_time(stamp: str) -> datetime:
     """``YYYYMMDD_HHMMSS`` as a UTC datetime (strptime is slow for tens of thousands of names)."""
     return datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]), int(stamp[11:13]),

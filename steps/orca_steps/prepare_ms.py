@@ -87,6 +87,8 @@ class Result(BaseModel):
     flag_antennas: flag_step.Result
     apply_calibration: apply_step.Result
     peel: dict[str, Any] | None = Field(None, description="what peeling did, if it ran")
+    resumed: bool = Field(False, description="True when an earlier run had finished this MS: its recorded "
+                                             "result is returned and nothing is redone")
 
 
 def _flag_options(options: dict) -> dict:
@@ -130,7 +132,7 @@ def _finished_before(nvme_work_dir: str, ms_name: str, options: dict) -> Result 
     if not (Path(nvme_work_dir) / ms_name).is_dir() and not unit_archived(nvme_work_dir):
         return None
     log(_logger, "phase 1 of this MS finished before: skipped", ms=ms_name, record=str(marker))
-    return Result.model_validate(record)
+    return Result.model_validate(record).model_copy(update={"resumed": True})
 
 
 def _prepare(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, peel_sky: bool, peel_rfi: bool,

@@ -195,3 +195,14 @@ def test_a_name_that_agrees_within_the_integration_is_kept(hour, tmp_path):
 
     _, paths, _ = hour
     assert all(name_disagreement(_inspect(str(p))) is None for p in paths)
+
+
+def test_a_name_without_the_averaged_suffix_is_read_alike(hour, tmp_path):
+    """``YYYYMMDD_HHMMSS_73MHz.ms`` (other writers drop ``_averaged``) names the same subband."""
+    from orca_steps.concat import _inspect, name_disagreement
+
+    _, paths, _ = hour
+    plain = _renamed(paths[0], tmp_path, paths[0].name.replace("_averaged", ""))
+    assert name_disagreement(_inspect(str(plain))) is None
+    other = _renamed(paths[0], tmp_path, paths[0].name.replace("73MHz_averaged", "78MHz"))
+    assert name_disagreement(_inspect(str(other))) == "name says 78MHz, but its data are 73MHz"

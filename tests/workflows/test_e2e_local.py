@@ -172,8 +172,8 @@ def test_rerun_after_a_killed_run_resumes(tmp_path, chart):
     rerun = subprocess.run(_run_local_cmd(demo, chart, params, second), capture_output=True, text=True, timeout=1800)
     record = json.loads((second / "run.json").read_text())
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    reused = {n["display_name"]: json.loads(n["outputs"]["result"])["copy_ms"]["reused"]
-              for n in pod_nodes(record, "prepare-ms") if n["phase"] == "Succeeded"}
+    resumed = {n["display_name"]: json.loads(n["outputs"]["result"])["resumed"]
+               for n in pod_nodes(record, "prepare-ms") if n["phase"] == "Succeeded"}
     for name in done_before_kill:
-        assert reused[name] is True, f"{name} was copied again instead of resumed"
+        assert resumed[name] is True, f"{name} was prepared again instead of resumed"
     assert_archived(demo, record, {("73MHz", "14h"), ("73MHz", "15h")})
