@@ -7,8 +7,8 @@ mid-archive leaves no partial destination (the next run removes the stale siblin
 run's products counts as done (a resumed run that died after the rename). orca replaced any existing
 destination.
 
-Products are everything in the work dir except Measurement Sets, ``refs/`` and hidden entries
-(done-markers, WSClean's temporary files). Clean-up afterwards: by default the concat MS and the Phase 1
+Products are everything in the work dir except Measurement Sets (but the concat MS with
+``archive_concat_ms``), ``refs/`` and hidden entries (done-markers, WSClean's temporary files). Clean-up afterwards: by default the concat MS and the Phase 1
 MS copies inside the work dir are deleted (orca deleted the latter right after concat; we keep them
 until the archive is safe); ``skip_cleanup`` keeps them; ``cleanup_nvme`` deletes the whole work dir.
 Nothing outside the work dir is ever deleted, and sources are only read.
@@ -44,6 +44,7 @@ class Options(BaseModel):
     ms_paths: list[str] = Field(default_factory=list, description="Phase 1 MS copies; deleted with the concat if inside the work dir")
     skip_cleanup: bool = Field(False, description="keep the MS on NVMe")
     cleanup_nvme: bool = Field(False, description="delete the whole work dir after archiving")
+    archive_concat_ms: bool = Field(False, description="archive the concat MS (inside the work dir) as well")
 
     @field_validator("archive_root", "ms", mode="before")
     @classmethod
@@ -59,12 +60,14 @@ class Result(BaseModel):
     deleted: list[str] = Field(description="what clean-up removed from NVMe")
 
 
-def product_files(work_dir: Path) -> list[Path]:
-    """Relative paths of the unit's products (see module docstring for what is left out)."""
+def product_files(work_dir: Path, keep_ms: tuple[Path, ...] = ()) -> list[Path]:
+    """Relative paths of the unit's products (see module docstring for what is left out); Measurement
+    Sets named in ``keep_ms`` (relative to the work dir: orca's ``archive_concat_ms``) are products too."""
     files = []
     for root, dirs, names in os.walk(work_dir):
         rel_root = Path(root).relative_to(work_dir)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".ms")
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (not d.endswith(".ms") or rel_root / d in keep_ms)
                          and not (rel_root == Path(".") and d in EXCLUDED_DIRS))
         files += [rel_root / n for n in sorted(names) if not n.startswith(".") and not n.endswith(".ms.tar")]
     return files
@@ -108,14 +111,15 @@ def _remove_stale_partials(dest: Path) -> None:
         log(_logger, "removed a partial archive left by an interrupted run", path=str(stale))
 
 
-def archive_products(work_dir: str | Path, dest: str | Path, overwrite: bool = False) -> tuple[Path, int, int, bool]:
+def archive_products(work_dir: str | Path, dest: str | Path, overwrite: bool = False,
+                     keep_ms: tuple[Path, ...] = ()) -> tuple[Path, int, int, bool]:
     """Copy the products of ``work_dir`` to ``dest`` atomically. Returns (dest, files, bytes, reused)."""
     work_dir, dest = Path(work_dir).resolve(), Path(dest)
     if not work_dir.is_dir():
         raise InputError(f"{work_dir}: work dir does not exist")
     if dest.resolve().is_relative_to(work_dir) or work_dir.is_relative_to(dest.resolve()):
         raise InputError(f"archive {dest} and work dir {work_dir} overlap")
-    files = product_files(work_dir)
+    files = product_files(work_dir, keep_ms)
     if not files:
         raise InputError(f"{work_dir}: no products to archive")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +187,12 @@ def run(options: Options) -> Result:
     ms = options.ms or str(Path(options.work_dir) / f"{options.subband}_concat.ms")
     # Timed in the log only: a line appended to the work dir's timings.jsonl would make it differ from
     # the copy just archived, and a resumed run could no longer recognise its own archive.
+    keep_ms = ()
+    if options.archive_concat_ms:
+        if not Path(ms).is_dir() or not _inside(Path(ms), Path(options.work_dir)):
+            raise InputError(f"{ms}: archive_concat_ms needs the concat MS inside the work dir")
+        keep_ms = (Path(ms).resolve().relative_to(Path(options.work_dir).resolve()),)
     with step_timer("archive", None, archive=dest):
-        path, files, total, reused = archive_products(options.work_dir, dest, options.overwrite)
+        path, files, total, reused = archive_products(options.work_dir, dest, options.overwrite, keep_ms)
     deleted = clean_up(options.work_dir, ms, options.ms_paths, options.skip_cleanup, options.cleanup_nvme)
     return Result(archive_path=str(path), files=files, bytes=total, reused=reused, deleted=deleted)

@@ -101,6 +101,10 @@ def preflight(params: UnitParameters) -> None:
         for path, what in science:
             if not Path(path).is_file():
                 raise InputError(f"{path}: {what} does not exist (or set skip_science)")
+    if params.cube and params.cube_dewarp:
+        catalogue = params.vlssr_catalog or config.site().vlssr_catalog
+        if not Path(catalogue).is_file():
+            raise InputError(f"{catalogue}: VLSSr catalogue for cube_dewarp does not exist")
     tools = ["aoflagger", "wsclean"] + (["fpack"] if params.compress_snapshots or params.clean_snapshots else [])
     for tool in tools:
         require_tool(tool)

@@ -33,6 +33,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "snapshot-qa": ("snapshot_qa", "Per-snapshot rms/peak QA; flag bad integrations by TIME."),
     "hot-baselines": ("hot_baselines", "Find and flag hot baselines and antennas."),
     "science-images": ("science_images", "The 7 WSClean science recipes."),
+    "cube": ("cube", "Spectral cube of the deep Stokes I recipe, PB-corrected (and dewarped) per channel."),
     "clean-snapshots": ("clean_snapshots", "CLEANed Stokes-I snapshots, fpacked."),
     "pb-correct": ("pb_correct", "Primary-beam correct images from an H5 beam model."),
     "dewarp": ("dewarp", "Ionospheric dewarping against a reference catalogue."),
