@@ -5,7 +5,8 @@ written and read back to check; only a complete, verified copy is renamed into p
 mid-archive leaves no partial destination (the next run removes the stale sibling). The archive holds
 ``MANIFEST.sha256``. An existing archive is never replaced unless ``overwrite``; one identical to this
 run's products counts as done (a resumed run that died after the rename). orca replaced any existing
-destination.
+destination. A partial archive (``partial_archive``, after a failed Phase 2) holds ``PARTIAL.json`` and
+says so in its manifest; it never replaces a complete archive, and a complete archive replaces it.
 
 Products are everything in the work dir except Measurement Sets (but the concat MS with
 ``archive_concat_ms``), ``refs/`` and hidden entries (done-markers, WSClean's temporary files). Clean-up afterwards: by default the concat MS and the Phase 1
@@ -25,6 +26,7 @@ from pydantic import BaseModel, Field, field_validator
 from . import config
 from .errors import ArchiveExistsError, InputError, OrcaError
 from .logs import get_logger, log, step_timer
+from .products import PARTIAL_MARKER
 
 _logger = get_logger("archive")
 MANIFEST = "MANIFEST.sha256"
@@ -100,6 +102,8 @@ def _read_manifest(path: Path) -> dict[str, str]:
         return {}
     entries = {}
     for line in path.read_text().splitlines():
+        if line.startswith("#"):  # a note, e.g. the partial-archive header
+            continue
         digest, _, name = line.partition("  ")
         entries[name] = digest
     return entries
@@ -111,9 +115,18 @@ def _remove_stale_partials(dest: Path) -> None:
         log(_logger, "removed a partial archive left by an interrupted run", path=str(stale))
 
 
+def is_partial(archive: Path) -> bool:
+    """An archive made after a failure (orca's best-effort partial archive) holds the partial marker."""
+    return (Path(archive) / PARTIAL_MARKER).is_file()
+
+
 def archive_products(work_dir: str | Path, dest: str | Path, overwrite: bool = False,
-                     keep_ms: tuple[Path, ...] = ()) -> tuple[Path, int, int, bool]:
-    """Copy the products of ``work_dir`` to ``dest`` atomically. Returns (dest, files, bytes, reused)."""
+                     keep_ms: tuple[Path, ...] = (), partial: str | None = None) -> tuple[Path, int, int, bool]:
+    """Copy the products of ``work_dir`` to ``dest`` atomically. Returns (dest, files, bytes, reused).
+
+    ``partial`` (why the unit failed) makes a partial archive: the manifest's first line says so, and it
+    never replaces a complete archive; a complete archive always replaces a partial one.
+    """
     work_dir, dest = Path(work_dir).resolve(), Path(dest)
     if not work_dir.is_dir():
         raise InputError(f"{work_dir}: work dir does not exist")
@@ -134,13 +147,16 @@ def archive_products(work_dir: str | Path, dest: str | Path, overwrite: bool = F
             if out.stat().st_size != size or _sha256(out) != manifest[str(rel)]:
                 raise OrcaError(f"{out}: copy does not match {src}")
             total += size
-        (tmp / MANIFEST).write_text("".join(f"{d}  {n}\n" for n, d in sorted(manifest.items())))
+        note = f"# PARTIAL archive: {' '.join(partial.split())}\n" if partial else ""
+        (tmp / MANIFEST).write_text(note + "".join(f"{d}  {n}\n" for n, d in sorted(manifest.items())))
         if dest.exists():
+            if partial and not is_partial(dest):
+                raise ArchiveExistsError(f"{dest}: a complete archive of this unit exists; no partial one replaces it")
             if _read_manifest(dest / MANIFEST) == manifest:
                 shutil.rmtree(tmp)
                 log(_logger, "identical archive already in place", archive=str(dest))
                 return dest, len(files), total, True
-            if not overwrite:
+            if not overwrite and not is_partial(dest):
                 raise ArchiveExistsError(f"{dest}: an archive of this unit already exists and differs; "
                                          "pass overwrite=true to replace it")
             old = dest.parent / f".{dest.name}.replaced-{os.getpid()}"
@@ -196,3 +212,17 @@ def run(options: Options) -> Result:
         path, files, total, reused = archive_products(options.work_dir, dest, options.overwrite, keep_ms)
     deleted = clean_up(options.work_dir, ms, options.ms_paths, options.skip_cleanup, options.cleanup_nvme)
     return Result(archive_path=str(path), files=files, bytes=total, reused=reused, deleted=deleted)
+
+
+def partial_archive(work_dir: str | Path, dest: str | Path, reason: str) -> Path | None:
+    """orca's best-effort archive after a failure: what exists, marked partial; None if not possible.
+
+    The work dir is left as it is (a resumed run continues from it); nothing is deleted.
+    """
+    try:
+        path, files, _, _ = archive_products(work_dir, dest, overwrite=False, partial=reason)
+    except (OrcaError, OSError) as exc:
+        log(_logger, "no partial archive", archive=str(dest), reason=str(exc))
+        return None
+    log(_logger, "partial archive written", archive=str(path), files=files)
+    return path

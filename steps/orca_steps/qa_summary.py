@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .logs import step_timer
 from .pipeline import PHASE2
+from .products import PARTIAL_MARKER
 
 # worst first: the page's status is the worst of its steps
 STATES = ("failed", "attention", "not run", "ok", "skipped")
@@ -418,6 +419,19 @@ def step_states(u: Unit, sections: list[Section]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def partial_banner(work: Path) -> str:
+    """A partial archive's page says so at the top, with the failure (``products.PARTIAL_MARKER``)."""
+    path = work / PARTIAL_MARKER
+    if not path.is_file():
+        return ""
+    try:
+        reason = json.loads(path.read_text()).get("error", "")
+    except (OSError, json.JSONDecodeError) as exc:
+        reason = f"(marker unreadable: {exc})"
+    return (f"<div class='banner' id='partial' style='background:{COLOURS['failed']}'>PARTIAL ARCHIVE: "
+            f"Phase 2 stopped early; this archive holds only what existed. {esc(reason)}</div>")
+
+
 def render(u: Unit, sections: list[Section], states: dict[str, tuple[str, str]]) -> tuple[str, str]:
     """The page and its overall status (the worst step state; skipped steps do not count)."""
     counted = [s for s, _ in states.values() if s != "skipped"] or ["not run"]
@@ -434,6 +448,7 @@ def render(u: Unit, sections: list[Section], states: dict[str, tuple[str, str]])
              f"<p class='note'>{esc(u.work)} &middot; written {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC</p>",
              f"<div class='banner' id='status' style='background:{COLOURS[overall]}'>"
              f"Overall: {esc(overall.upper())} &mdash; {esc(tally)}</div>",
+             partial_banner(u.work),
              f"<h2>Steps</h2><table><tr><th>step</th><th>state</th><th>summary</th></tr>{rows}</table>"]
     seen = set()
     for s in sections:

@@ -10,7 +10,9 @@ import pytest
 
 from orca_steps import pb_correct
 from orca_steps.errors import InputError, MissingToolError
+from orca_steps.archive import is_partial
 from orca_steps.pipeline import PHASE2
+from orca_steps.products import PARTIAL_MARKER
 from orca_steps.process_subband import process_subband
 from phase1_data import tree_hash
 from phase2_unit import phase1, processed_unit, unit_options
@@ -61,7 +63,8 @@ def test_a_crashed_run_resumes_where_it_stopped(small_unit, monkeypatch, tmp_pat
     done = sorted(p.stem for p in (work / ".done").glob("*.json"))
     before_crash = ["concat", "fix-field", "rephase", "aoflagger", "pilot-snapshots", "snapshot-qa", "science-images"]
     assert done == sorted(before_crash)  # hot-baselines is switched off
-    assert not Path(options.archive_root).exists()
+    partial = next(Path(options.archive_root).rglob(PARTIAL_MARKER)).parent  # orca's best-effort archive
+    assert json.loads((partial / PARTIAL_MARKER).read_text())["failed_step"] == "pb-correct"
     monkeypatch.undo()
 
     # The retry is a new process, through the CLI, as Argo runs it.
@@ -77,10 +80,11 @@ def test_a_crashed_run_resumes_where_it_stopped(small_unit, monkeypatch, tmp_pat
     result = json.loads(proc.stdout)
     status = {r["step"]: r["status"] for r in result["steps"]}
     assert [s for s in ORDER if status[s] == "skipped"] == before_crash
-    assert [s for s in ORDER if status[s] == "disabled"] == ["hot-baselines", "clean-snapshots", "compress"]
+    assert [s for s in ORDER if status[s] == "disabled"] == ["hot-baselines", "cube", "clean-snapshots", "compress"]
     assert [s for s in ORDER if status[s] == "ran"] == ["pb-correct", "dewarp", "photometry", "transient-search",
                                                         "flux-check", "provenance", "qa-summary", "archive"]
     assert Path(result["archive_path"], "I", "deep").is_dir()
+    assert Path(result["archive_path"]) == partial and not is_partial(partial)  # the complete one replaced it
     assert json.loads((tmp_path / "result.json").read_text())["archive_path"] == result["archive_path"]
     assert tree_hash(input_root) == before
 
