@@ -122,6 +122,7 @@ PHASE2: tuple[Phase2Step, ...] = (
         "deep_image": "dewarp.deep_image", "noise_images": "dewarp.deep_images"}),
     Phase2Step("cube", switch="cube", inputs={"ms": CONCAT_MS, "catalogue": "vlssr_catalog"}),
     Phase2Step("clean-snapshots", switch="clean_snapshots", inputs={"ms": CONCAT_MS}),
+    Phase2Step("movies"),  # from whatever snapshots exist; none from fewer than 10
     Phase2Step("compress", switch="compress_snapshots"),
     Phase2Step("provenance"),
     Phase2Step("qa-summary"),  # always: the page says what ran, failed or was switched off

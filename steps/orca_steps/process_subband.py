@@ -20,6 +20,7 @@ from . import config
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .pipeline import PHASE2, Phase2Step, UnitParameters
+from .movies import MIN_FRAMES
 from .products import PARTIAL_MARKER
 from .provenance import DONE_DIR
 from .registry import STEPS
@@ -107,6 +108,8 @@ def preflight(params: UnitParameters) -> None:
         if not Path(catalogue).is_file():
             raise InputError(f"{catalogue}: VLSSr catalogue for cube_dewarp does not exist")
     tools = ["aoflagger", "wsclean"] + (["fpack"] if params.compress_snapshots or params.clean_snapshots else [])
+    if len(params.ms_paths) >= MIN_FRAMES:  # one snapshot per MS: enough for movies
+        tools.append("ffmpeg")
     for tool in tools:
         require_tool(tool)
 

@@ -41,6 +41,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "transient-search": ("transient_search", "Stokes I difference and Stokes V blind transient search."),
     "flux-check": ("flux_check", "Flux-scale check on calibrator sources."),
     "qa-summary": ("qa_summary", "One self-contained HTML QA page per unit: every step's plots, tables and status."),
+    "movies": ("movies", "Snapshot movies (I raw, I median-filtered, V) with ffmpeg."),
     "compress": ("compress", "fpack-compress snapshot FITS."),
     "provenance": ("provenance", "Write provenance.json: versions, parameters, inputs, node, timings."),
     "archive": ("archive", "Copy products atomically to the Lustre archive, then clean up NVMe."),
