@@ -268,3 +268,24 @@ def test_the_demo_peels_with_parameters_the_night_templates_take():
         declared = {p["name"] for p in DOCS[name]["spec"]["arguments"]["parameters"]}
         assert set(peeling()) <= declared, name
     assert peeling()["peel_sky"] == peeling()["peel_rfi"] == "true"
+
+
+NEWER_ORCA = ["snapshot_only", "archive_concat_ms", "cube", "cube_only", "cube_dewarp"]
+
+
+def test_every_template_taking_phase2_options_takes_the_newer_orca_modes():
+    """Where a template takes orca's Phase 2 switches it also takes the newer modes, as booleans, and the
+    Phase 2 container receives them."""
+    taking = [name for name, doc in WORKFLOW_TEMPLATES.items() if "skip_science" in args_of(doc)]
+    assert {"subband-process", "subband-pipeline", "subband-hours", "subband-dispatch"} <= set(taking)
+    for name in taking:
+        args = args_of(WORKFLOW_TEMPLATES[name])
+        for flag in NEWER_ORCA:
+            assert flag in args, f"{name} lacks {flag}"
+            assert args[flag]["enum"] == ["true", "false"] and args[flag]["value"] == "false"
+            assert len(args[flag].get("description", "")) > 10
+    process = flags(templates(DOCS["subband-process"])["process-subband"]["container"])
+    assert {k: process[k] for k in NEWER_ORCA} == {k: f"{{{{inputs.parameters.{k}}}}}" for k in NEWER_ORCA}
+    rendered = json.dumps(DOCS["subband-pipeline"])
+    for flag in NEWER_ORCA:  # the hour hands each one on to its Phase 2
+        assert f'"value": "{{{{workflow.parameters.{flag}}}}}"' in rendered, flag

@@ -91,6 +91,13 @@ PARAMS: dict[str, Spec] = {
     "reduced_pixels": Spec("Scale image pixels by subband frequency (pixel tiers).", tuple(BOOL), "false"),
     "skip_science": Spec("Skip the science phases after primary-beam correction.", tuple(BOOL), "false"),
     "compress_snapshots": Spec("fpack-compress snapshot FITS.", tuple(BOOL), "false"),
+    "snapshot_only": Spec("Only snapshots: clean_snapshots on, skip_science on, no cube.", tuple(BOOL), "false"),
+    "archive_concat_ms": Spec("Archive the concatenated MS as well.", tuple(BOOL), "false"),
+    "cube": Spec("Also make the spectral cube of I-Deep-Taper-Robust-0 (-channels-out nchan).", tuple(BOOL),
+                 "false"),
+    "cube_only": Spec("Only the cube: clean_snapshots off, skip_science on, archive_concat_ms on.", tuple(BOOL),
+                      "false"),
+    "cube_dewarp": Spec("Dewarp each cube channel with the MFS screen x (nu_MFS/nu)^2.", tuple(BOOL), "false"),
     # submit_subband_pipeline / _chained
     "ms_files": Spec("Source MS of the hour: @file with a JSON list, a JSON list or comma list; "
                      "empty: discover them from obs_date and lst_label.", default=""),

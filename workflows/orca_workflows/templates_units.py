@@ -24,9 +24,11 @@ PREPARE_PARAMS = ["src_ms", "nvme_work_dir", "bp_table", "xy_table", "peel_sky",
                   "rfi_model"]
 PROCESS_FLAGS = ["ms_paths", "work_dir", "subband", "lst_label", "obs_date", "run_label", "hot_baselines",
                  "skip_cleanup", "cleanup_nvme", "targets", "catalog", "clean_snapshots", "clean_reduced_pixels",
-                 "reduced_pixels", "skip_science", "compress_snapshots", "bp_table", "xy_table"]
+                 "reduced_pixels", "skip_science", "compress_snapshots", "bp_table", "xy_table", "snapshot_only",
+                 "archive_concat_ms", "cube", "cube_only", "cube_dewarp"]
 PHASE2_OPTIONS = ["hot_baselines", "skip_cleanup", "cleanup_nvme", "targets", "catalog", "clean_snapshots",
-                  "clean_reduced_pixels", "reduced_pixels", "skip_science", "compress_snapshots"]
+                  "clean_reduced_pixels", "reduced_pixels", "skip_science", "compress_snapshots", "snapshot_only",
+                  "archive_concat_ms", "cube", "cube_only", "cube_dewarp"]
 PIPELINE_PARAMS = ["ms_files", "subband", "bp_table", "xy_table", "lst_label", "obs_date", "run_label", "peel_sky",
                    "peel_rfi", "sky_model", "rfi_model", *PHASE2_OPTIONS, "nvme_work_dir", "queue_override",
                    "min_ms_fraction", "sun_max_elevation_deg"]
