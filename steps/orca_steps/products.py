@@ -10,6 +10,8 @@ CUBE_FOLDER = "I/cube"
 CUBE_PRODUCTS = ("image", "residual", "psf", "model", "dirty")
 MOVIE_FOLDER = "Movies"
 MOVIE_KINDS = ("I_Raw", "I_Filtered", "V_Raw")
+QA_STATUS = "qa_status.json"  # QA/<this>: the page's verdict per step, read by the night dashboard
+QA_PAGE = "QA/index.html"
 PARTIAL_MARKER = "PARTIAL.json"  # in a partial archive: why it is partial, which step failed
 
 

@@ -23,7 +23,8 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .logs import step_timer
 from .pipeline import PHASE2
-from .products import PARTIAL_MARKER
+from . import qa_pictures
+from .products import CUBE_FOLDER, MOVIE_FOLDER, PARTIAL_MARKER, QA_PAGE, QA_STATUS
 
 # worst first: the page's status is the worst of its steps
 STATES = ("failed", "attention", "not run", "ok", "skipped")
@@ -385,7 +386,43 @@ def provenance_section(u: Unit) -> Section:
     return Section(step, title, u.judged(step, "ok"), f"{len(prov)} entries", body)
 
 
-SECTIONS = (snapshot_section, hot_baselines_section, dewarp_section, photometry_section, transient_section,
+def sky_section(u: Unit) -> Section:
+    """The images themselves: deep I and V, one 10-minute image, one snapshot, measured sources circled."""
+    step, title = "science-images", "Sky pictures"
+    try:
+        shown = qa_pictures.pictures(u.work)
+    except UNREADABLE + (InputError,) as exc:
+        return u.unreadable(step, title, u.work, exc)
+    drawn = [(t, i, p, n) for t, i, p, n in shown if p is not None]
+    if not drawn:
+        return u.absent(step, title)
+    body = "".join(f"<figure>{image(png, t)}<figcaption>{esc(t)}: {esc(img.name)}; {n} measured sources marked"
+                   "</figcaption></figure>" for t, img, png, n in drawn)
+    missing = [t for t, _, p, _ in shown if p is None]
+    body += f"<p class='note'>Not available: {esc(', '.join(missing))}</p>" if missing else ""
+    return Section(step, title, u.judged(step, "ok"), f"{len(drawn)} pictures", body)
+
+
+def products_section(step: str, title: str, u: Unit, kind: str) -> Section:
+    """Links (relative, so they hold in the archive too) to the unit's movies or cubes."""
+    links = [p for p in qa_pictures.product_links(u.work) if p.parts[0] == kind.split("/")[0]]
+    if not links:
+        if u.timer_state(step) == "ok":
+            return Section(step, title, "ok", f"no {kind} (too few snapshots)", "<p>None made.</p>")
+        return u.absent(step, title)
+    items = "".join(f"<li><a href='../{esc(p.as_posix())}'>{esc(p.as_posix())}</a></li>" for p in links)
+    return Section(step, title, u.judged(step, "ok"), f"{len(links)} files", f"<ul>{items}</ul>")
+
+
+def movies_section(u: Unit) -> Section:
+    return products_section("movies", "Snapshot movies", u, MOVIE_FOLDER)
+
+
+def cube_section(u: Unit) -> Section:
+    return products_section("cube", "Spectral cube", u, CUBE_FOLDER)
+
+
+SECTIONS = (sky_section, snapshot_section, movies_section, cube_section, hot_baselines_section, dewarp_section, photometry_section, transient_section,
             flux_section, noise_section, provenance_section, timings_section)
 
 CSS = """
@@ -468,11 +505,13 @@ def qa_summary(options: Options) -> Result:
     states = step_states(u, sections)
     page, overall = render(u, sections, states)
     u.qa.mkdir(parents=True, exist_ok=True)
-    out = u.qa / "index.html"
+    out = u.work / QA_PAGE
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page)
     tmp.replace(out)
-    return Result(html=str(out), status=overall, steps={k: v[0] for k, v in states.items()})
+    result = Result(html=str(out), status=overall, steps={k: v[0] for k, v in states.items()})
+    (u.qa / QA_STATUS).write_text(result.model_dump_json(indent=1) + "\n")  # for the night dashboard
+    return result
 
 
 def run(options: Options) -> Result:
