@@ -116,3 +116,27 @@ def test_mode_implications_live_in_the_unit_parameters():
     assert plain.science_imaging and not plain.cube and not plain.archive_concat_ms
     with pytest.raises(ValueError, match="snapshot_only.*cube_only"):
         UnitParameters(**base, snapshot_only=True, cube_only=True)
+
+
+def test_cube_dewarp_scales_the_mfs_screen_by_frequency_squared(tmp_path):
+    """A uniform 3-pixel MFS screen moves a source by 3 (nu_MFS/nu)^2 pixels in each channel."""
+    from orca_steps.cube import dewarp_channels
+    from orca_steps.sim.images import write_sky_image
+    from orca_steps.skyimage import load_image
+
+    centre, time_s, f_mfs = (200.0, 37.0), 5256679327.9, 70e6
+    source = [{"ra_deg": 200.0, "dec_deg": 37.0, "flux_jy": 10.0}]
+    freqs = [60e6, 70e6, 84e6]
+    paths = [write_sky_image(tmp_path / f"ch{k}.fits", source, centre, time_s, f, size=128, scale_deg=0.25,
+                             beam_fwhm_deg=1.5) for k, f in enumerate(freqs)]
+    dx, dy = np.full((128, 128), 3.0), np.zeros((128, 128))
+    out = dewarp_channels(paths, dx, dy, f_mfs)
+
+    def centroid_x(path):
+        data = np.nan_to_num(load_image(path).data)
+        data = np.where(data > 0.5 * data.max(), data, 0)
+        return float((data.sum(axis=0) * np.arange(128)).sum() / data.sum())
+
+    for before, after, f in zip(paths, out, freqs):
+        shift = centroid_x(before) - centroid_x(after)
+        assert shift == pytest.approx(3.0 * (f_mfs / f) ** 2, abs=0.05), f
