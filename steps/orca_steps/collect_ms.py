@@ -34,6 +34,7 @@ class Result(BaseModel):
     n_expected: int
     n_prepared: int
     failed_ms: list[str] = Field(description="source MS whose Phase 1 failed")
+    n_dropped: int = Field(description="n_expected - n_prepared (the hour's Prometheus metric)")
 
 
 def nvme_name(src_ms: str) -> str:
@@ -61,7 +62,8 @@ def collect_ms(ms_list_file: str, min_ms_fraction: float, work_dir: str) -> Resu
         raise InputError(f"{work_dir}: only {len(prepared)} of {len(expected)} MS survived Phase 1 "
                          f"(min_ms_fraction {min_ms_fraction}); failed: {', '.join(map(nvme_name, failed[:5]))}"
                          + (" ..." if len(failed) > 5 else ""))
-    return Result(ms_list_file=str(out), n_expected=len(expected), n_prepared=len(prepared), failed_ms=failed)
+    return Result(ms_list_file=str(out), n_expected=len(expected), n_prepared=len(prepared), failed_ms=failed,
+                  n_dropped=len(expected) - len(prepared))
 
 
 def run(options: Options) -> Result:

@@ -13,7 +13,8 @@ from hera.workflows import models as m
 from orca_steps import config
 
 from .templates_common import (PHASE1_DEADLINE_S, PHASE2_DEADLINE_S, from_inputs, from_workflow, input_parameter,
-                               node_lock, orca_step, retry, unit_labels, workflow_parameter, workflow_settings)
+                               ms_dropped_metric, node_lock, orca_step, retry, unit_labels, unit_outcome_metric,
+                               workflow_parameter, workflow_settings)
 
 PREPARE = "subband-prepare-ms"
 PROCESS = "subband-process"
@@ -92,8 +93,8 @@ def subband_pipeline() -> WorkflowTemplate:
             {"ms_list_file": "{{inputs.parameters.ms_list_file}}",
              "min_ms_fraction": "{{workflow.parameters.min_ms_fraction}}",
              "work_dir": "{{inputs.parameters.work_dir}}"},
-            inputs=["ms_list_file", "work_dir", "node", *LABEL_PARAMS], outputs=["ms_list_file"],
-            on_node=True)
+            inputs=["ms_list_file", "work_dir", "node", *LABEL_PARAMS], outputs=["ms_list_file", "n_dropped"],
+            on_node=True, metrics=[ms_dropped_metric()])
         orca_step(  # the hour's exit hook (below) calls it by name
             "unit-report", "unit-report",
             {"work_dir": "{{inputs.parameters.work_dir}}", "status": "{{inputs.parameters.status}}",
@@ -101,7 +102,7 @@ def subband_pipeline() -> WorkflowTemplate:
              "ms_list_file": "{{inputs.parameters.ms_list_file}}",
              "cleanup_nvme": "{{workflow.parameters.cleanup_nvme}}"},
             inputs=["status", "work_dir", "ms_list_file", "node", *LABEL_PARAMS], on_node=True,
-            retry=retry(2, backoff="10s"))
+            retry=retry(2, backoff="10s"), metrics=[unit_outcome_metric()])
 
         hour_args = {n: f"{{{{inputs.parameters.{n}}}}}" for n in unit_inputs}
         unit_label_args = {**labels, "obs_date": "{{inputs.parameters.obs_date}}"}
