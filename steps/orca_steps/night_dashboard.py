@@ -18,6 +18,7 @@ from pathlib import Path
 from . import config
 from .products import PARTIAL_MARKER, QA_PAGE, QA_STATUS
 
+DASHBOARD_INDEX = "dashboards"  # <runs_root>/dashboards/<workflow>.html: the Argo UI's link target
 COLOURS = {"ok": "#2e7d32", "attention": "#ef6c00", "not run": "#757575", "partial": "#8e24aa",
            "failed": "#c62828", "pending": "#bdbdbd", "running": "#1565c0"}
 
@@ -137,12 +138,27 @@ def dashboard_path(site: config.SiteConfig, run_label: str, workflow: str) -> Pa
     return Path(site.runs_root) / run_label / f"dashboard-{workflow}.html"
 
 
+def index_path(site: config.SiteConfig, workflow: str) -> Path:
+    """``<runs_root>/dashboards/<workflow>.html``: found from the workflow's name alone, which is all an
+    Argo UI link (``${metadata.name}``) knows; it redirects to the dashboard in the run root."""
+    return Path(site.runs_root) / DASHBOARD_INDEX / f"{workflow}.html"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def write_dashboard(site: config.SiteConfig, run_label: str, workflow: str, failed_nodes: list[dict],
                     queue_units: list[dict] = ()) -> Path:
     out = dashboard_path(site, run_label, workflow)
     units = collect(site.archive_root, run_label, queue_units)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render(units, out, f"{run_label} ({workflow})", failed_nodes))
-    tmp.replace(out)
+    _write(out, render(units, out, f"{run_label} ({workflow})", failed_nodes))
+    index = index_path(site, workflow)
+    target = _esc(Path(os.path.relpath(out, index.parent)).as_posix())
+    _write(index, f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='0; url={target}'>"
+                  f"<title>{_esc(workflow)}</title></head><body><a href='{target}'>night dashboard of {_esc(workflow)}"
+                  "</a></body></html>")
     return out

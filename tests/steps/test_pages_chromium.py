@@ -47,19 +47,23 @@ window.addEventListener('load', async () => {
 </script>"""
 
 
-def chromium_check(page: Path, tmp: Path) -> tuple[dict, str]:
-    """Load ``page`` in headless Chromium; (the in-page check's verdict, the rendered DOM)."""
+def chromium_dom(page: Path, profile: Path) -> str:
+    """The DOM of ``page`` after it loaded (and its scripts ran) in headless Chromium, a fresh profile."""
     exe = shutil.which("chromium")
     assert exe, "chromium (Debian package chromium) is needed: setup installs it (system_tools.tsv, group dev)"
+    return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--disable-sync", "--no-first-run",
+                           f"--user-data-dir={profile}", "--allow-file-access-from-files",
+                           "--virtual-time-budget=15000", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=120).stdout
+
+
+def chromium_check(page: Path, tmp: Path) -> tuple[dict, str]:
+    """Load ``page`` in headless Chromium; (the in-page check's verdict, the rendered DOM)."""
     probe = page.with_name(f"_check_{page.name}")
     probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
-    profile = tmp / f"profile-{page.stem}"
     try:
-        dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                              "--disable-component-update", "--disable-sync", "--no-first-run",
-                              f"--user-data-dir={profile}", "--allow-file-access-from-files",
-                              "--virtual-time-budget=15000", "--dump-dom", probe.as_uri()],
-                             capture_output=True, text=True, timeout=120).stdout
+        dom = chromium_dom(probe, tmp / f"profile-{page.stem}")
     finally:
         probe.unlink()
     found = re.search(r'data-check="([^"]*)"', dom)
@@ -135,6 +139,9 @@ def test_the_night_dashboard_grid_links_every_unit_page(night, tmp_path):
     assert "step aoflagger failed: boom" in dom and "child failed" in dom  # failure reasons, Argo nodes
     report = json.loads((Path(site.runs_root) / "night" / "reports" / "night-abc.json").read_text())
     assert report["dashboard"] == str(dashboard)
+    index = Path(site.runs_root) / "dashboards" / "night-abc.html"  # what the Argo UI link opens
+    landed = chromium_dom(index, tmp_path / "profile-index")
+    assert "<title>Night night (night-abc)</title>" in landed and "id=\"grid\"" in landed
 
 
 def test_the_browser_check_catches_a_broken_link_and_image(night, tmp_path):

@@ -1,11 +1,15 @@
 """The Helm chart with a real helm (v4): lint, template, strict validation, golden file, values, RBAC."""
 import json
 import subprocess
+from pathlib import Path
+
+import yaml
 
 import pytest
 from chart_tools import by_kind_name, documents, helm, helm_template, templates
 
 from orca_steps import config
+from orca_steps.night_dashboard import index_path
 from orca_workflows import templates_common as common
 from orca_workflows import validate as v
 from orca_workflows.render import CHART_DIR, FILES_DIR, REPO_ROOT, site_configmaps
@@ -111,3 +115,13 @@ def test_site_values_reach_the_templates():
 def test_roots_off_the_node_mounts_are_refused(setting, message):
     proc = helm_template("--set", setting, check=False)
     assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_argo_ui_links_to_the_night_dashboard_when_the_runs_are_served():
+    assert ("ConfigMap", "orca-argo-ui-links") not in by_kind_name(documents(helm_template().stdout))
+    out = by_kind_name(documents(helm_template("--set", "argoUi.runsUrl=https://lwa.example.org/runs/").stdout))
+    links = yaml.safe_load(out[("ConfigMap", "orca-argo-ui-links")]["data"]["links"])
+    assert links == [{"name": "Night dashboard", "scope": "workflow",
+                      "url": "https://lwa.example.org/runs/dashboards/${metadata.name}.html"}]
+    site = config.SiteConfig(runs_root="/lustre/x/runs")  # the page the link opens is where run-report puts it
+    assert index_path(site, "night-abc") == Path("/lustre/x/runs/dashboards/night-abc.html")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 from orca_steps import config
+from orca_steps.night_dashboard import DASHBOARD_INDEX
 
 from . import templates_common as common
 from .templates import manifests
@@ -39,6 +40,7 @@ def values(site: config.SiteConfig) -> dict:
         "site": site.model_dump(mode="json"),
         "resources": common.resource_table(),
         "nodeLockLimit": 1,
+        "argoUi": {"runsUrl": "", "dashboardPath": f"{DASHBOARD_INDEX}/${{metadata.name}}.html"},
         "cron": {"suspend": True, "schedules": ["0 16 * * *"], "timezone": "UTC",
                  "workflowTemplate": "subband-hours", "parameters": {**NIGHTLY_DEFAULTS, "bp_table": "",
                                                                      "xy_table": ""}},
@@ -56,6 +58,9 @@ VALUES_HEADER = """\
 #                node of node_map and dynamic_pool, limit nodeLockLimit). Roots must stay under /lustre
 #                (input, archive, runs) and /fast (nvme); the volume mounts follow them.
 # resources      pod requests/limits: prepare-ms (Phase 1, per MS), process-subband (Phase 2), small (the rest)
+# argoUi         runsUrl: the web address serving site.runs_root; when set, ConfigMap orca-argo-ui-links holds
+#                the Argo UI link to each workflow's night dashboard (<runsUrl>/<dashboardPath>); Argo reads
+#                links only from its own workflow-controller-configmap: merge its `links` there
 # cron           the nightly CronWorkflow (suspended until a site sets suspend: false and the cal tables)
 """
 
