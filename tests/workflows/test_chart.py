@@ -3,9 +3,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import yaml
-
 import pytest
+import yaml
 from chart_tools import by_kind_name, documents, helm, helm_template, templates
 
 from orca_steps import config
