@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from .errors import ToolFailedError
 from .logs import get_logger, log, step_timer
 from .products import MOVIE_FOLDER, movie_name
+from .skyimage import block_mean
 from .tools import require_tool, tool_env
 from .wsclean import CLEAN_SNAPSHOT, PILOT_SNAPSHOT
 
@@ -55,11 +56,7 @@ def load_frame(path: Path) -> np.ndarray:
         hdu = next(h for h in hdul if h.data is not None and getattr(h.data, "ndim", 0) >= 2)
         data = np.asarray(hdu.data, dtype=np.float32)
     data = data.reshape(data.shape[-2:]) if data.size == np.prod(data.shape[-2:]) else data[(0,) * (data.ndim - 2)]
-    data = np.where(data == 0, np.nan, data)
-    factor = int(np.ceil(max(data.shape) / MAX_SIDE))
-    if factor > 1:
-        ny, nx = (s // factor * factor for s in data.shape)
-        data = np.nanmean(data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor), axis=(1, 3))
+    data, _ = block_mean(np.where(data == 0, np.nan, data), MAX_SIDE)
     return data[::-1]  # FITS rows go up, video rows go down
 
 

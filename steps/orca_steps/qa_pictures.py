@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .products import cube_files, movie_files
-from .skyimage import load_image
+from .skyimage import block_mean, load_image
 from .wsclean import PILOT_SNAPSHOT
 
 MAX_SIDE = 800
@@ -54,11 +54,7 @@ def render_picture(image: Path, out: Path, title: str, sources: list[tuple[str, 
     import matplotlib.pyplot as plt
 
     img = load_image(image, "QA picture")
-    data = np.where(img.data == 0, np.nan, img.data)
-    factor = int(np.ceil(max(data.shape) / MAX_SIDE))
-    if factor > 1:
-        ny, nx = (s // factor * factor for s in data.shape)
-        data = np.nanmean(data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor), axis=(1, 3))
+    data, factor = block_mean(np.where(img.data == 0, np.nan, img.data), MAX_SIDE)
     finite = data[np.isfinite(data)]
     lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0, 1)
     fig, ax = plt.subplots(figsize=(6, 6))

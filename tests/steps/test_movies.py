@@ -85,3 +85,14 @@ def test_missing_ffmpeg_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(Exception, match="ffmpeg"):
         run(Options(work_dir=str(tmp_path), subband="73MHz"))
+
+
+def test_large_frames_are_block_averaged_to_at_most_the_movie_side():
+    from orca_steps.skyimage import block_mean
+
+    data = np.arange(2050 * 2050, dtype=float).reshape(2050, 2050)
+    data[:3, :3] = np.nan  # an all-blank block stays blank
+    data[3, 3] = np.nan  # a partly blank block: the mean of the rest
+    small, factor = block_mean(data, 1024)
+    assert factor == 3 and small.shape == (683, 683)
+    assert np.isnan(small[0, 0]) and small[1, 1] == np.nanmean(data[3:6, 3:6]) and small[2, 2] == data[6:9, 6:9].mean()
