@@ -39,6 +39,7 @@ class Result(BaseModel):
     n_prepared: int
     failed_ms: list[str] = Field(description="source MS whose Phase 1 failed")
     failures: list[dict] = Field(description="per failed MS: ms, step (the sub-step that refused it), reason")
+    n_dropped: int = Field(description="n_expected - n_prepared (the hour's Prometheus metric)")
 
 
 def collect_ms(ms_list_file: str, min_ms_fraction: float, work_dir: str) -> Result:
@@ -65,7 +66,7 @@ def collect_ms(ms_list_file: str, min_ms_fraction: float, work_dir: str) -> Resu
                          + "; ".join(f"{nvme_name(f['ms'])} ({f['step']}: {f['reason']})" for f in failures[:3])
                          + (" ..." if len(failed) > 3 else ""))
     return Result(ms_list_file=str(out), n_expected=len(expected), n_prepared=len(prepared), failed_ms=failed,
-                  failures=failures)
+                  failures=failures, n_dropped=len(expected) - len(prepared))
 
 
 def phase1_failure(work_dir: str | Path, src_ms: str) -> dict:

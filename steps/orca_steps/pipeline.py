@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .labels import LstLabel, ObsDate, RunLabel, Subband, WriteRoot
 
@@ -35,6 +35,12 @@ class UnitParameters(BaseModel):
     compress_snapshots: bool = Field(False, description="fpack the pilot snapshots")
     bp_table: str | None = Field(None, description="bandpass table used in Phase 1 (recorded in provenance)")
     xy_table: str | None = Field(None, description="XY-phase table used in Phase 1 (recorded in provenance)")
+    # newer orca
+    snapshot_only: bool = Field(False, description="only snapshots: clean_snapshots on, no science, no cube")
+    archive_concat_ms: bool = Field(False, description="archive the concatenated MS as well")
+    cube: bool = Field(False, description="also make a spectral cube of the deep I-Deep-Taper-Robust-0 image")
+    cube_only: bool = Field(False, description="only the cube: no clean snapshots, no science; archives the concat MS")
+    cube_dewarp: bool = Field(False, description="dewarp each cube channel with the MFS screen x (nu_MFS/nu)^2")
     # ours
     archive_root: WriteRoot | None = Field(None, description="archive root (default: the site's archive_root)")
     overwrite: bool = Field(False, description="replace an existing, different archive of this unit")
@@ -45,12 +51,39 @@ class UnitParameters(BaseModel):
     image_scale_deg: float | None = Field(None, description="override every image's pixel size in degrees (tests)")
     wsclean_threads: int | None = Field(None, description="WSClean -j (default: site wsclean_threads)")
 
+    @model_validator(mode="after")
+    def _modes(self):
+        """The modes' implications, here and nowhere else (orca's process_subband_task and its CLI)."""
+        if self.snapshot_only and self.cube_only:
+            raise ValueError("snapshot_only and cube_only exclude each other")
+        if self.snapshot_only:
+            self.clean_snapshots, self.skip_science, self.cube = True, True, False
+        if self.cube_only:
+            self.cube, self.clean_snapshots, self.skip_science, self.archive_concat_ms = True, False, True, True
+        return self
+
+    @property
+    def science_imaging(self) -> bool:
+        return science_imaging(self)
+
     @field_validator("catalog", "bp_table", "xy_table", "archive_root", "strategy", "beam", "vlssr_catalog",
                      mode="before")
     @classmethod
     def _empty_is_none(cls, value):
         """Argo passes an unset optional path as an empty string."""
         return None if value == "" else value
+
+
+def science_imaging(params) -> bool:
+    """The 7 science recipes and their PB correction run unless a mode asks for snapshots or a cube only."""
+    return not (getattr(params, "snapshot_only", False) or getattr(params, "cube_only", False))
+
+
+DERIVED_SWITCHES = {"science_imaging": science_imaging}  # switches computed from the parameters
+
+
+def _switch(params, name: str) -> bool:
+    return bool(DERIVED_SWITCHES[name](params) if name in DERIVED_SWITCHES else getattr(params, name))
 
 
 @dataclass(frozen=True)
@@ -62,9 +95,9 @@ class Phase2Step:
     inputs: dict[str, str] = field(default_factory=dict)
 
     def enabled(self, params: UnitParameters) -> bool:
-        on = getattr(params, self.switch) if self.switch else True
-        off = getattr(params, self.unless) if self.unless else False
-        return bool(on) and not bool(off)
+        on = _switch(params, self.switch) if self.switch else True
+        off = _switch(params, self.unless) if self.unless else False
+        return on and not off
 
 
 CONCAT_MS = "concat.concat_ms"
@@ -77,8 +110,8 @@ PHASE2: tuple[Phase2Step, ...] = (
     Phase2Step("pilot-snapshots", inputs={"ms": CONCAT_MS}),
     Phase2Step("snapshot-qa", inputs={"ms": CONCAT_MS, "snapshots": "pilot-snapshots.images"}),
     Phase2Step("hot-baselines", switch="hot_baselines", inputs={"ms": CONCAT_MS}),
-    Phase2Step("science-images", inputs={"ms": CONCAT_MS}),
-    Phase2Step("pb-correct"),
+    Phase2Step("science-images", switch="science_imaging", inputs={"ms": CONCAT_MS}),
+    Phase2Step("pb-correct", switch="science_imaging"),
     # science, in orca's order; dewarp hands on the images to use (dewarped, else the PB-corrected ones)
     Phase2Step("dewarp", unless="skip_science", inputs={
         "deep_image": "pb-correct.deep_image", "deep_images": "pb-correct.deep_images",
@@ -89,7 +122,9 @@ PHASE2: tuple[Phase2Step, ...] = (
         "catalogue": "catalog", "deep_images": "dewarp.deep_images", "interval_images": "dewarp.interval_images"}),
     Phase2Step("flux-check", unless="skip_science", inputs={
         "deep_image": "dewarp.deep_image", "noise_images": "dewarp.deep_images"}),
+    Phase2Step("cube", switch="cube", inputs={"ms": CONCAT_MS, "catalogue": "vlssr_catalog"}),
     Phase2Step("clean-snapshots", switch="clean_snapshots", inputs={"ms": CONCAT_MS}),
+    Phase2Step("movies"),  # from whatever snapshots exist; none from fewer than 10
     Phase2Step("compress", switch="compress_snapshots"),
     Phase2Step("provenance"),
     Phase2Step("qa-summary"),  # always: the page says what ran, failed or was switched off

@@ -21,6 +21,8 @@ from .archive import check_destination, remove_stale_partials
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .pipeline import PHASE2, Phase2Step, UnitParameters
+from .movies import MIN_FRAMES
+from .products import PARTIAL_MARKER
 from .provenance import DONE_DIR
 from .registry import STEPS
 from .tools import require_tool
@@ -101,7 +103,13 @@ def preflight(params: UnitParameters) -> None:
         for path, what in science:
             if not Path(path).is_file():
                 raise InputError(f"{path}: {what} does not exist (or set skip_science)")
+    if params.cube and params.cube_dewarp:
+        catalogue = params.vlssr_catalog or config.site().vlssr_catalog
+        if not Path(catalogue).is_file():
+            raise InputError(f"{catalogue}: VLSSr catalogue for cube_dewarp does not exist")
     tools = ["aoflagger", "wsclean"] + (["fpack"] if params.compress_snapshots or params.clean_snapshots else [])
+    if len(params.ms_paths) >= MIN_FRAMES:  # one snapshot per MS: enough for movies
+        tools.append("ffmpeg")
     for tool in tools:
         require_tool(tool)
     dest = config.archive_dir(params.archive_root or config.site().archive_root, params.lst_label,
@@ -112,11 +120,47 @@ def preflight(params: UnitParameters) -> None:
         check_destination(params.work_dir, dest, params.overwrite)
 
 
+def write_partial(params: UnitParameters, failed: str, exc: BaseException, results: dict[str, dict]) -> Path | None:
+    """orca's best-effort partial archive after a failed step: marker, QA page, then the copy. Never raises."""
+    from .archive import partial_archive
+
+    work_dir = Path(params.work_dir)
+    if not work_dir.is_dir():
+        return None
+    reason = f"step {failed} failed: {type(exc).__name__}: {exc}"
+    marker = {"failed_step": failed, "error": reason, "steps_done": list(results),
+              "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (work_dir / PARTIAL_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+    page = next(s for s in PHASE2 if s.name == "qa-summary")
+    try:
+        _module(page.name).run(step_options(page, params, results))
+    except Exception as page_exc:  # best effort: the archive matters more than its page
+        log(_logger, "no QA page for the partial archive", error=str(page_exc))
+    root = params.archive_root or config.site().archive_root
+    dest = config.archive_dir(root, params.lst_label, params.obs_date, params.run_label, params.subband)
+    return partial_archive(work_dir, dest, reason)
+
+
 def process_subband(params: UnitParameters) -> Result:
-    """Run every enabled Phase 2 step not already done with the same options; return the archive path."""
+    """Run every enabled Phase 2 step not already done with the same options; return the archive path.
+
+    A failing step leaves a partial archive (``write_partial``) and its error is raised again."""
     preflight(params)
     work_dir = Path(params.work_dir)
+    (work_dir / PARTIAL_MARKER).unlink(missing_ok=True)  # this run is complete until a step fails
     results: dict[str, dict] = {}
+    try:
+        runs = _run_steps(params, work_dir, results)
+    except Exception as exc:
+        failed = next((s.name for s in PHASE2 if s.enabled(params) and s.name not in results), "unknown")
+        write_partial(params, failed, exc, results)
+        raise
+    if "archive" not in results:
+        raise InputError("the pipeline description has no archive step")
+    return Result(archive_path=results["archive"]["archive_path"], steps=runs)
+
+
+def _run_steps(params: UnitParameters, work_dir: Path, results: dict[str, dict]) -> list[StepRun]:
     runs: list[StepRun] = []
     ran_one = False
     for index, step in enumerate(PHASE2):
@@ -141,9 +185,7 @@ def process_subband(params: UnitParameters) -> Result:
         _write_marker(marker, options, result)
         runs.append(StepRun(step=step.name, status="ran",
                             seconds=round(datetime.now(timezone.utc).timestamp() - started, 3)))
-    if "archive" not in results:
-        raise InputError("the pipeline description has no archive step")
-    return Result(archive_path=results["archive"]["archive_path"], steps=runs)
+    return runs
 
 
 def run(options: Options) -> Result:

@@ -30,6 +30,8 @@ from .pipeline import PHASE2
 from .refusals import phase1_refused, refused_ms
 from .skyimage import load_image
 from .wsclean import SCIENCE_RECIPES
+from . import qa_pictures
+from .products import CUBE_FOLDER, MOVIE_FOLDER, PARTIAL_MARKER, QA_PAGE, QA_STATUS
 
 # worst first: the page's status is the worst of its steps
 STATES = ("failed", "attention", "not run", "ok", "skipped")
@@ -55,6 +57,9 @@ class Options(BaseModel):
     clean_snapshots: bool = Field(False, description="CLEANed snapshots were on")
     compress_snapshots: bool = Field(False, description="snapshot compression was on")
     skip_science: bool = Field(False, description="the science steps were switched off")
+    snapshot_only: bool = Field(False, description="only snapshots were made (no science images, no cube)")
+    cube_only: bool = Field(False, description="only the cube was made")
+    cube: bool = Field(False, description="the spectral cube was on")
     flux_tolerance: float = Field(0.10, description="flux-check ratios further than this from 1 need attention")
     max_bad_snapshot_fraction: float = Field(0.25, description="more flagged snapshots than this need attention")
     max_deep_rms_jy: float = Field(1e4, description="a deep image whose rms above the horizon mask exceeds this "
@@ -444,8 +449,45 @@ def refused_section(u: Unit) -> Section:
     return Section(step, title, u.judged(step, "ok"), summary, body)
 
 
-SECTIONS = (refused_section, snapshot_section, hot_baselines_section, deep_images_section, dewarp_section,
-            photometry_section, transient_section, flux_section, noise_section, provenance_section, timings_section)
+def sky_section(u: Unit) -> Section:
+    """The images themselves: deep I and V, one 10-minute image, one snapshot, measured sources circled."""
+    step, title = "science-images", "Sky pictures"
+    try:
+        shown = qa_pictures.pictures(u.work)
+    except UNREADABLE + (InputError,) as exc:
+        return u.unreadable(step, title, u.work, exc)
+    drawn = [(t, i, p, n) for t, i, p, n in shown if p is not None]
+    if not drawn:
+        return u.absent(step, title)
+    body = "".join(f"<figure>{image(png, t)}<figcaption>{esc(t)}: {esc(img.name)}; {n} measured sources marked"
+                   "</figcaption></figure>" for t, img, png, n in drawn)
+    missing = [t for t, _, p, _ in shown if p is None]
+    body += f"<p class='note'>Not available: {esc(', '.join(missing))}</p>" if missing else ""
+    return Section(step, title, u.judged(step, "ok"), f"{len(drawn)} pictures", body)
+
+
+def products_section(step: str, title: str, u: Unit, kind: str) -> Section:
+    """Links (relative, so they hold in the archive too) to the unit's movies or cubes."""
+    links = [p for p in qa_pictures.product_links(u.work) if p.parts[0] == kind.split("/")[0]]
+    if not links:
+        if u.timer_state(step) == "ok":
+            return Section(step, title, "ok", f"no {kind} (too few snapshots)", "<p>None made.</p>")
+        return u.absent(step, title)
+    items = "".join(f"<li><a href='../{esc(p.as_posix())}'>{esc(p.as_posix())}</a></li>" for p in links)
+    return Section(step, title, u.judged(step, "ok"), f"{len(links)} files", f"<ul>{items}</ul>")
+
+
+def movies_section(u: Unit) -> Section:
+    return products_section("movies", "Snapshot movies", u, MOVIE_FOLDER)
+
+
+def cube_section(u: Unit) -> Section:
+    return products_section("cube", "Spectral cube", u, CUBE_FOLDER)
+
+
+SECTIONS = (refused_section, sky_section, snapshot_section, movies_section, cube_section, hot_baselines_section,
+            deep_images_section, dewarp_section, photometry_section, transient_section, flux_section, noise_section,
+            provenance_section, timings_section)
 
 CSS = """
 body{font-family:sans-serif;margin:1.5em;max-width:1100px;color:#222}
@@ -478,6 +520,19 @@ def step_states(u: Unit, sections: list[Section]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def partial_banner(work: Path) -> str:
+    """A partial archive's page says so at the top, with the failure (``products.PARTIAL_MARKER``)."""
+    path = work / PARTIAL_MARKER
+    if not path.is_file():
+        return ""
+    try:
+        reason = json.loads(path.read_text()).get("error", "")
+    except (OSError, json.JSONDecodeError) as exc:
+        reason = f"(marker unreadable: {exc})"
+    return (f"<div class='banner' id='partial' style='background:{COLOURS['failed']}'>PARTIAL ARCHIVE: "
+            f"Phase 2 stopped early; this archive holds only what existed. {esc(reason)}</div>")
+
+
 def render(u: Unit, sections: list[Section], states: dict[str, tuple[str, str]]) -> tuple[str, str]:
     """The page and its overall status (the worst step state; skipped steps do not count)."""
     counted = [s for s, _ in states.values() if s != "skipped"] or ["not run"]
@@ -494,6 +549,7 @@ def render(u: Unit, sections: list[Section], states: dict[str, tuple[str, str]])
              f"<p class='note'>{esc(u.work)} &middot; written {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC</p>",
              f"<div class='banner' id='status' style='background:{COLOURS[overall]}'>"
              f"Overall: {esc(overall.upper())} &mdash; {esc(tally)}</div>",
+             partial_banner(u.work),
              f"<h2>Steps</h2><table><tr><th>step</th><th>state</th><th>summary</th></tr>{rows}</table>"]
     seen = set()
     for s in sections:
@@ -513,11 +569,13 @@ def qa_summary(options: Options) -> Result:
     states = step_states(u, sections)
     page, overall = render(u, sections, states)
     u.qa.mkdir(parents=True, exist_ok=True)
-    out = u.qa / "index.html"
+    out = u.work / QA_PAGE
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page)
     tmp.replace(out)
-    return Result(html=str(out), status=overall, steps={k: v[0] for k, v in states.items()})
+    result = Result(html=str(out), status=overall, steps={k: v[0] for k, v in states.items()})
+    (u.qa / QA_STATUS).write_text(result.model_dump_json(indent=1) + "\n")  # for the night dashboard
+    return result
 
 
 def run(options: Options) -> Result:

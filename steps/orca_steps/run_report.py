@@ -1,7 +1,8 @@
 """Step ``run-report``: the exit handler of a night (subband-hours, subband-dispatch, nightly).
 
 Writes one JSON report on shared storage: the run's status, every failed Argo node (a failed hour
-shows up here while the chain went on) and, in dispatch mode, the queue's units and their states.
+shows up here while the chain went on) and, in dispatch mode, the queue's units and their states; and
+the night dashboard (``night_dashboard``), an HTML page in the run root.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from . import config, work_queue
 from .discover import write_json_atomic
 from .labels import check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
+from .night_dashboard import write_dashboard
 
 _logger = get_logger("run-report")
 
@@ -30,6 +32,7 @@ class Options(BaseModel):
 
 class Result(BaseModel):
     report_file: str
+    dashboard: str = Field(description="the night dashboard (HTML) in the run root")
     status: str
     n_failed_nodes: int
     queue: dict[str, int] = Field(default_factory=dict)
@@ -63,7 +66,7 @@ def run_report(options: Options, site: config.SiteConfig | None = None) -> Resul
     failures = parse_failures(options.failures)
     report = {"workflow": options.workflow, "status": options.status, "failed_nodes": failures,
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    counts = {}
+    counts, queue_units = {}, []
     if options.dynamic_run_label:
         queue_file = work_queue.queue_path(site, options.dynamic_run_label)
         released = work_queue.release(queue_file, options.workflow)
@@ -71,12 +74,16 @@ def run_report(options: Options, site: config.SiteConfig | None = None) -> Resul
             log(_logger, "units this run left running are released for a later run", units=released)
         queue = work_queue.load(queue_file)
         counts = work_queue.summary(queue)
+        queue_units = queue["units"]
         report["queue"] = {"counts": counts, "units": [
             {k: u[k] for k in ("id", "state", "worker", "claimed_at", "finished_at", "attempts")}
             for u in queue["units"]]}
+    dashboard = write_dashboard(site, run_label, options.workflow, failures, queue_units)
+    report["dashboard"] = str(dashboard)
     out = write_json_atomic(report_file, report)
-    log(_logger, "run report", status=options.status, failed_nodes=len(failures), **counts)
-    return Result(report_file=str(out), status=options.status, n_failed_nodes=len(failures), queue=counts)
+    log(_logger, "run report", status=options.status, failed_nodes=len(failures), dashboard=str(dashboard), **counts)
+    return Result(report_file=str(out), dashboard=str(dashboard), status=options.status,
+                  n_failed_nodes=len(failures), queue=counts)
 
 
 def run(options: Options) -> Result:

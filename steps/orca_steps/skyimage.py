@@ -180,3 +180,16 @@ def spectrum_jy(entry: dict, freq_hz: float) -> float:
     """Flux (Jy) of a catalogue entry at ``freq_hz`` from its TTCal log-polynomial spectrum."""
     x = np.log10(freq_hz / entry["freq"])
     return float(entry["S0"] * 10 ** sum(a * x ** (n + 1) for n, a in enumerate(entry["index"])))
+
+
+def block_mean(data: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """(image block-averaged by the smallest integer factor that brings it to at most ``max_side`` pixels,
+    factor); NaN pixels are left out of each block's mean. For pictures and movies, not for measurement."""
+    factor = int(np.ceil(max(data.shape) / max_side))
+    if factor <= 1:
+        return data, 1
+    ny, nx = (s // factor * factor for s in data.shape)
+    blocks = data[:ny, :nx].reshape(ny // factor, factor, nx // factor, factor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-blank block is NaN, as it should be
+        return np.nanmean(blocks, axis=(1, 3)), factor

@@ -102,7 +102,7 @@ def test_collect_keeps_the_survivors_and_names_the_failures(tmp_path):
     prepared(work, srcs[3], marker=False)  # a pod killed mid-copy: the MS exists, its marker does not
     result = collect_ms.collect_ms(str(listed), 0.5, str(work))
     assert json.loads(open(result.ms_list_file).read()) == [str(p) for p in done]  # time order
-    assert result.failed_ms == srcs[3:] and result.n_expected == 5 and result.n_prepared == 3
+    assert result.failed_ms == srcs[3:] and result.n_expected == 5 and result.n_prepared == 3 and result.n_dropped == 2
     assert json.loads((work / collect_ms.PHASE1_FILE).read_text())["failed"] == srcs[3:]
 
 

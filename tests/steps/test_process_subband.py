@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from orca_steps import config, pb_correct
+from orca_steps.archive import is_partial
 from orca_steps.errors import ArchiveExistsError, InputError, MissingToolError
 from orca_steps.pipeline import PHASE2
 from orca_steps.process_subband import preflight, process_subband
+from orca_steps.products import PARTIAL_MARKER
 from phase1_data import tree_hash
 from phase2_unit import phase1, processed_unit, unit_options
 
@@ -21,9 +23,11 @@ ORDER = [s.name for s in PHASE2]
 def test_end_to_end_runs_every_step_in_order_and_archives():
     unit = processed_unit()
     assert [r.step for r in unit.result.steps] == ORDER
-    assert all(r.status == "ran" for r in unit.result.steps)
+    enabled = [s.name for s in PHASE2 if s.enabled(unit.options)]
+    assert [r.step for r in unit.result.steps if r.status == "ran"] == enabled
+    assert [r.step for r in unit.result.steps if r.status != "ran"] == ["cube"]  # the only one off by default
     assert unit.result.archive_path == str(unit.archive) and (unit.archive / "MANIFEST.sha256").is_file()
-    for name in ORDER[:-1]:  # archive's marker too, but the work dir must exist for it
+    for name in enabled[:-1]:  # archive's marker too, but the work dir must exist for it
         assert (unit.work_dir / ".done" / f"{name}.json").is_file()
     assert tree_hash(unit.input_root) == unit.input_hash_before  # the "Lustre" inputs were never written
 
@@ -34,7 +38,7 @@ def test_a_second_run_skips_every_step_and_keeps_the_archive():
     before = (manifest.read_text(), manifest.stat().st_mtime_ns)
     again = process_subband(unit.options)
     assert again.archive_path == unit.result.archive_path
-    assert [r.status for r in again.steps] == ["skipped"] * len(ORDER)
+    assert [r.status for r in again.steps] == ["skipped" if s.enabled(unit.options) else "disabled" for s in PHASE2]
     assert (manifest.read_text(), manifest.stat().st_mtime_ns) == before
 
 
@@ -61,7 +65,8 @@ def test_a_crashed_run_resumes_where_it_stopped(small_unit, monkeypatch, tmp_pat
     done = sorted(p.stem for p in (work / ".done").glob("*.json"))
     before_crash = ["concat", "fix-field", "rephase", "aoflagger", "pilot-snapshots", "snapshot-qa", "science-images"]
     assert done == sorted(before_crash)  # hot-baselines is switched off
-    assert not Path(options.archive_root).exists()
+    partial = next(Path(options.archive_root).rglob(PARTIAL_MARKER)).parent  # orca's best-effort archive
+    assert json.loads((partial / PARTIAL_MARKER).read_text())["failed_step"] == "pb-correct"
     monkeypatch.undo()
 
     # The retry is a new process, through the CLI, as Argo runs it.
@@ -77,10 +82,11 @@ def test_a_crashed_run_resumes_where_it_stopped(small_unit, monkeypatch, tmp_pat
     result = json.loads(proc.stdout)
     status = {r["step"]: r["status"] for r in result["steps"]}
     assert [s for s in ORDER if status[s] == "skipped"] == before_crash
-    assert [s for s in ORDER if status[s] == "disabled"] == ["hot-baselines", "clean-snapshots", "compress"]
+    assert [s for s in ORDER if status[s] == "disabled"] == ["hot-baselines", "cube", "clean-snapshots", "compress"]
     assert [s for s in ORDER if status[s] == "ran"] == ["pb-correct", "dewarp", "photometry", "transient-search",
-                                                        "flux-check", "provenance", "qa-summary", "archive"]
+                                                        "flux-check", "movies", "provenance", "qa-summary", "archive"]
     assert Path(result["archive_path"], "I", "deep").is_dir()
+    assert Path(result["archive_path"]) == partial and not is_partial(partial)  # the complete one replaced it
     assert json.loads((tmp_path / "result.json").read_text())["archive_path"] == result["archive_path"]
     assert tree_hash(input_root) == before
 

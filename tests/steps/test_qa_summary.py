@@ -101,12 +101,12 @@ def test_status_table_lists_every_phase2_step_in_order(unit):
     assert got["flux-check"] == "ok"
     assert got["hot-baselines"] == "failed"  # its timer says so, and it left no report
     assert got["dewarp"] == "attention"
-    assert got["clean-snapshots"] == got["compress"] == "skipped"
+    assert got["clean-snapshots"] == got["compress"] == got["cube"] == "skipped"
     assert got["concat"] == got["provenance"] == got["science-images"] == "not run"
     assert unit["res"].steps == got
     assert unit["res"].status == "failed"
     banner = re.search(r"<div class='banner' id='status'[^>]*>(.*?)</div>", unit["page"]).group(1)
-    assert banner.startswith("Overall: FAILED") and "1 failed" in banner and "2 skipped" in banner
+    assert banner.startswith("Overall: FAILED") and "1 failed" in banner and "3 skipped" in banner
     assert unit["page"].index("id='status'") < unit["page"].index("<h2>Steps</h2>") < unit["page"].index("Snapshot QA")
 
 
@@ -153,9 +153,9 @@ def test_empty_work_dir_shows_not_run_without_crashing(tmp_path):
     res = qa_summary.qa_summary(qa_summary.Options(work_dir=str(tmp_path)))
     page = (tmp_path / "QA" / "index.html").read_text()
     got = states(page)
-    assert {s for s, state in got.items() if state == "skipped"} == {"hot-baselines", "clean-snapshots", "compress"}
+    assert {s for s, state in got.items() if state == "skipped"} == {"hot-baselines", "cube", "clean-snapshots", "compress"}
     assert {state for s, state in got.items() if state != "skipped"} == {"not run"} and res.status == "not run"
-    assert page.count("Not run: no products in the work dir.") == 9  # every section but the timings and hot baselines
+    assert page.count("Not run: no products in the work dir.") == 10  # every section but the timings, hot baselines, cube
     assert "Switched off for this unit." in page
     assert "No step timings recorded." in page
 

@@ -78,7 +78,7 @@ def test_skip_science_runs_none_of_them_through_process_subband(tmp_path):
                            vlssr_catalog=str(tmp_path / "absent.txt"))  # not needed when science is off
     result = process_subband(options)
     status = {r.step: r.status for r in result.steps}
-    assert [s for s in ORDER if status[s] == "disabled"] == ["hot-baselines", *SCIENCE, "clean-snapshots", "compress"]
+    assert [s for s in ORDER if status[s] == "disabled"] == ["hot-baselines", *SCIENCE, "cube", "clean-snapshots", "compress"]
     assert status["qa-summary"] == "ran"
     for product in ("photometry", "transients", "detections", "QA/dewarp.json", "QA/flux_check.csv"):
         assert not (work / product).exists(), product

@@ -1,11 +1,14 @@
 """The Helm chart with a real helm (v4): lint, template, strict validation, golden file, values, RBAC."""
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 from chart_tools import by_kind_name, documents, helm, helm_template, templates
 
 from orca_steps import config
+from orca_steps.night_dashboard import index_path
 from orca_workflows import templates_common as common
 from orca_workflows import validate as v
 from orca_workflows.render import CHART_DIR, FILES_DIR, REPO_ROOT, site_configmaps
@@ -173,3 +176,13 @@ def test_values_schema_accepts_an_enabled_cron_with_its_tables_and_a_dispatch_la
     helm_template("--set", "cron.suspend=false", "--set", "cron.parameters.bp_table=/lustre/b",
                   "--set", "cron.parameters.xy_table=/lustre/x", "--set", "cron.workflowTemplate=subband-dispatch",
                   "--set", "cron.parameters.dynamic_run_label=nightly")
+
+
+def test_argo_ui_links_to_the_night_dashboard_when_the_runs_are_served():
+    assert ("ConfigMap", "orca-argo-ui-links") not in by_kind_name(documents(helm_template().stdout))
+    out = by_kind_name(documents(helm_template("--set", "argoUi.runsUrl=https://lwa.example.org/runs/").stdout))
+    links = yaml.safe_load(out[("ConfigMap", "orca-argo-ui-links")]["data"]["links"])
+    assert links == [{"name": "Night dashboard", "scope": "workflow",
+                      "url": "https://lwa.example.org/runs/dashboards/${metadata.name}.html"}]
+    site = config.SiteConfig(runs_root="/lustre/x/runs")  # the page the link opens is where run-report puts it
+    assert index_path(site, "night-abc") == Path("/lustre/x/runs/dashboards/night-abc.html")

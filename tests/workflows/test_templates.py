@@ -8,6 +8,7 @@ from hera.workflows import CronWorkflow, WorkflowTemplate
 
 from orca_steps import config
 from orca_workflows import templates_common as common
+from orca_workflows import validate as v
 from orca_workflows.templates import manifests
 
 DOCS = manifests()
@@ -341,3 +342,47 @@ def test_every_continue_on_covers_failed_and_error():
                 found.append((t["name"], task["name"], task["continueOn"]))
     assert len(found) >= 4
     assert all(c == {"failed": True, "error": True} for _, _, c in found), found
+
+
+NEWER_ORCA = ["snapshot_only", "archive_concat_ms", "cube", "cube_only", "cube_dewarp"]
+
+
+def test_every_template_taking_phase2_options_takes_the_newer_orca_modes():
+    """Where a template takes orca's Phase 2 switches it also takes the newer modes, as booleans, and the
+    Phase 2 container receives them."""
+    taking = [name for name, doc in WORKFLOW_TEMPLATES.items() if "skip_science" in args_of(doc)]
+    assert {"subband-process", "subband-pipeline", "subband-hours", "subband-dispatch"} <= set(taking)
+    for name in taking:
+        args = args_of(WORKFLOW_TEMPLATES[name])
+        for flag in NEWER_ORCA:
+            assert flag in args, f"{name} lacks {flag}"
+            assert args[flag]["enum"] == ["true", "false"] and args[flag]["value"] == "false"
+            assert len(args[flag].get("description", "")) > 10
+    process = flags(templates(DOCS["subband-process"])["process-subband"]["container"])
+    assert {k: process[k] for k in NEWER_ORCA} == {k: f"{{{{inputs.parameters.{k}}}}}" for k in NEWER_ORCA}
+    rendered = json.dumps(DOCS["subband-pipeline"])
+    for flag in NEWER_ORCA:  # the hour hands each one on to its Phase 2
+        assert f'"value": "{{{{workflow.parameters.{flag}}}}}"' in rendered, flag
+
+
+def metrics_of(doc_name: str, template: str) -> dict[str, dict]:
+    return {p["name"]: p for p in templates(DOCS[doc_name])[template]["metrics"]["prometheus"]}
+
+
+def test_unit_steps_report_prometheus_metrics_by_subband_and_lst_hour():
+    unit_labels = {"subband": "{{inputs.parameters.subband}}", "lst": "{{inputs.parameters.lst_label}}"}
+    for doc_name, name in UNIT_PODS:
+        step = templates(DOCS[doc_name])[name]["container"]["args"][0]
+        duration = metrics_of(doc_name, name)["orca_step_duration_seconds"]
+        assert {lab["key"]: lab["value"] for lab in duration["labels"]} == {**unit_labels, "step": step,
+                                                                             "status": "{{status}}"}
+        assert duration["gauge"] == {"value": "{{duration}}", "realtime": False}
+    dropped = metrics_of("subband-pipeline", "collect-ms")["orca_ms_dropped"]
+    assert dropped["gauge"]["value"] == "{{outputs.parameters.n_dropped}}" and dropped["when"] == "{{status}} == Succeeded"
+    collect = templates(DOCS["subband-pipeline"])["collect-ms"]
+    assert {"name": "n_dropped", "valueFrom": {"path": "/tmp/outputs/n_dropped"}} in collect["outputs"]["parameters"]
+    outcome = metrics_of("subband-pipeline", "unit-report")["orca_unit_outcome_total"]
+    assert {lab["key"]: lab["value"] for lab in outcome["labels"]} == {**unit_labels,
+                                                                        "outcome": "{{inputs.parameters.status}}"}
+    assert outcome["counter"] == {"value": "1"}
+    assert v.validate_documents(list(DOCS.values())) == []  # the CRD schemas and Argo's metric variables accept them

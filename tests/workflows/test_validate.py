@@ -97,6 +97,15 @@ CASES = {
         "configMapKeyRef"].update(name="orca-node-lockz"), "semaphore ConfigMap 'orca-node-lockz' is not defined"),
     "missing onExit": ("subband-hours", lambda d, t: d["spec"].update(onExit="exit"),
                        "onExit 'exit' is not a template"),
+    "metric: output the template lacks": (
+        "subband-pipeline", lambda d, t: t["collect-ms"]["metrics"]["prometheus"][1]["gauge"].update(
+            value="{{outputs.parameters.n_drop}}"), "the template has no output 'n_drop'"),
+    "metric: unknown variable": (
+        "subband-process", lambda d, t: t["process-subband"]["metrics"]["prometheus"][0]["gauge"].update(
+            value="{{durations}}"), "{{durations}} is not a reference"),
+    "metric: unknown field": (
+        "subband-pipeline", lambda d, t: t["unit-report"]["metrics"]["prometheus"][1]["counter"].update(valu="1"),
+        "'valu' was unexpected"),
     "bad label": ("subband-hours", lambda d, t: d["metadata"].update(labels={"orca/x": "not ok!"}),
                   "is not a valid label value"),
 }

@@ -157,7 +157,9 @@ def run_demo(out: Path, progress: str = "auto", templates: Path = CHART_FILES) -
         runner, workflow = run_workflow(demo, target, {**night_parameters(demo, label), **peeling(), **extra},
                                         label, templates, progress)
         record = runner.record()
-        print(f"\n{target}: {workflow.phase}\n{final_table(record, Path.cwd())}\nrun record: {runner.record_path}\n")
+        dashboards = sorted(demo.local(demo.site.runs_root).glob(f"{label}/dashboard-*.html"))
+        print(f"\n{target}: {workflow.phase}\n{final_table(record, Path.cwd())}\nrun record: {runner.record_path}\n"
+              + "".join(f"night dashboard: {d}\n" for d in dashboards))
         ok = ok and workflow.phase == "Succeeded" and all(u.status == "Succeeded" for u in units(record))
     print(f"demo {'succeeded' if ok else 'FAILED'} in {time.time() - t0:.0f} s; /fast is {demo.fast}, "
           f"/lustre is {demo.lustre}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 from orca_steps import config
+from orca_steps.night_dashboard import DASHBOARD_INDEX
 
 from . import templates_common as common
 from .templates import manifests
@@ -42,6 +43,7 @@ def values(site: config.SiteConfig) -> dict:
         "site": {**site.model_dump(mode="json"), "node_map": {}},   # empty: DEFAULT_NODE_MAP (see the chart)
         "resources": common.resource_table(),
         "nodeLockLimit": 1,
+        "argoUi": {"runsUrl": "", "dashboardPath": f"{DASHBOARD_INDEX}/${{metadata.name}}.html"},
         "cron": {"suspend": True, "schedules": ["0 16 * * *"], "timezone": "UTC",
                  "workflowTemplate": "subband-hours", "parameters": {**NIGHTLY_DEFAULTS, "bp_table": "",
                                                                      "xy_table": ""}},
@@ -61,6 +63,9 @@ VALUES_HEADER = """\
 #                here: a site's map replaces the OVRO-LWA default (files/default-node-map.json) whole.
 #                Unpinned pods that mount Lustre are kept on these nodes (node affinity).
 # resources      pod requests/limits: prepare-ms (Phase 1, per MS), process-subband (Phase 2), small (the rest)
+# argoUi         runsUrl: the web address serving site.runs_root; when set, ConfigMap orca-argo-ui-links holds
+#                the Argo UI link to each workflow's night dashboard (<runsUrl>/<dashboardPath>); Argo reads
+#                links only from its own workflow-controller-configmap: merge its `links` there
 # cron           the nightly CronWorkflow (suspended until a site sets suspend: false and the cal tables;
 #                values.schema.json refuses it enabled without them, and subband-dispatch without
 #                parameters.dynamic_run_label)
@@ -103,6 +108,8 @@ def values_schema() -> dict:
             "resources": {"type": "object", "additionalProperties": pod_resources,
                           "required": list(common.resource_table())},
             "nodeLockLimit": {"type": "integer", "minimum": 1},
+            "argoUi": {"type": "object", "additionalProperties": False, "required": ["runsUrl", "dashboardPath"],
+                       "properties": {"runsUrl": {"type": "string"}, "dashboardPath": {"type": "string"}}},
             "cron": {
                 "type": "object", "additionalProperties": False,
                 "required": ["suspend", "schedules", "timezone", "workflowTemplate", "parameters"],

@@ -98,6 +98,13 @@ PARAMS: dict[str, Spec] = {
     "reduced_pixels": Spec("Scale image pixels by subband frequency (pixel tiers).", tuple(BOOL), "false"),
     "skip_science": Spec("Skip the science phases after primary-beam correction.", tuple(BOOL), "false"),
     "compress_snapshots": Spec("fpack-compress snapshot FITS.", tuple(BOOL), "false"),
+    "snapshot_only": Spec("Only snapshots: clean_snapshots on, skip_science on, no cube.", tuple(BOOL), "false"),
+    "archive_concat_ms": Spec("Archive the concatenated MS as well.", tuple(BOOL), "false"),
+    "cube": Spec("Also make the spectral cube of I-Deep-Taper-Robust-0 (-channels-out nchan).", tuple(BOOL),
+                 "false"),
+    "cube_only": Spec("Only the cube: clean_snapshots off, skip_science on, archive_concat_ms on.", tuple(BOOL),
+                      "false"),
+    "cube_dewarp": Spec("Dewarp each cube channel with the MFS screen x (nu_MFS/nu)^2.", tuple(BOOL), "false"),
     # submit_subband_pipeline / _chained
     "ms_files": Spec("Source MS of the hour: @file with a JSON list, a JSON list or comma list; "
                      "empty: discover them from obs_date and lst_label.", default=""),
@@ -249,17 +256,49 @@ def output_parameters(*names: str, global_names: dict[str, str] | None = None) -
             for n in names]
 
 
+# --- Prometheus metrics (Argo template metrics), labelled by subband and LST hour -----------------
+UNIT_METRIC_LABELS = {"subband": "{{inputs.parameters.subband}}", "lst": "{{inputs.parameters.lst_label}}"}
+
+
+def _labels(**extra: str) -> list[m.MetricLabel]:
+    return [m.MetricLabel(key=k, value=v) for k, v in {**UNIT_METRIC_LABELS, **extra}.items()]
+
+
+def step_duration_metric(step: str) -> m.Prometheus:
+    """Wall seconds of one step pod of one unit, whatever its outcome."""
+    return m.Prometheus(name="orca_step_duration_seconds", help="Duration of an orca step pod (seconds)",
+                        labels=_labels(step=step, status="{{status}}"),
+                        gauge=m.Gauge(value="{{duration}}", realtime=False))
+
+
+def ms_dropped_metric() -> m.Prometheus:
+    """MS of the hour lost in Phase 1 (collect-ms knows expected and prepared)."""
+    return m.Prometheus(name="orca_ms_dropped", help="MS of a subband-hour whose Phase 1 failed",
+                        labels=_labels(), when="{{status}} == Succeeded",
+                        gauge=m.Gauge(value="{{outputs.parameters.n_dropped}}", realtime=False))
+
+
+def unit_outcome_metric() -> m.Prometheus:
+    """One count per finished subband-hour, by outcome (the hour's Argo status)."""
+    return m.Prometheus(name="orca_unit_outcome_total", help="Finished subband-hours by outcome",
+                        labels=_labels(outcome="{{inputs.parameters.status}}"), counter=m.Counter(value="1"))
+
+
 def orca_step(name: str, step: str, flags: dict[str, str], inputs: list[str], outputs: list[str] = (),
               on_node: bool = False, kind: str = "small", deadline: int = SMALL_DEADLINE_S,
-              retry: m.RetryStrategy | None = None, labels: bool = True, **extra) -> Container:
-    """A container template running one ``orca-step``; ``on_node`` pins it to ``{{inputs.parameters.node}}``."""
+              retry: m.RetryStrategy | None = None, labels: bool = True, metrics: list[m.Prometheus] = (),
+              **extra) -> Container:
+    """A container template running one ``orca-step``; ``on_node`` pins it to ``{{inputs.parameters.node}}``.
+
+    A unit's steps (``labels``) report their duration to Prometheus, labelled by subband and LST hour."""
     return Container(
         name=name, image=image(), command=["orca-step"], args=step_args(step, flags),
         inputs=[input_parameter(n) for n in inputs], outputs=output_parameters(*outputs) if outputs else None,
         env=env(), volume_mounts=volume_mounts(on_node), volumes=pod_volumes(on_node),
         security_context=container_security(), resources=resources(kind), active_deadline_seconds=deadline,
         node_selector={HOSTNAME_LABEL: "{{inputs.parameters.node}}"} if on_node else None,
-        labels=unit_labels() if labels else None, retry_strategy=retry, **extra)
+        labels=unit_labels() if labels else None, retry_strategy=retry,
+        metrics=m.Metrics(prometheus=[step_duration_metric(step), *metrics]) if labels else None, **extra)
 
 
 # orca-step's exit codes after which a retry cannot help (a refused input or unexpected error, a missing tool);

@@ -12,8 +12,9 @@ from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows import models as m
 from orca_steps import config
 
-from .templates_common import (CONTINUE, PHASE1_DEADLINE_S, PHASE2_DEADLINE_S, from_inputs, from_workflow, input_parameter,
-                               node_lock, orca_step, retry, unit_labels, workflow_parameter, workflow_settings)
+from .templates_common import (CONTINUE, PHASE1_DEADLINE_S, PHASE2_DEADLINE_S, from_inputs, from_workflow,
+                               input_parameter, ms_dropped_metric, node_lock, orca_step, retry, unit_labels,
+                               unit_outcome_metric, workflow_parameter, workflow_settings)
 
 PREPARE = "subband-prepare-ms"
 PROCESS = "subband-process"
@@ -24,9 +25,11 @@ PREPARE_PARAMS = ["src_ms", "nvme_work_dir", "bp_table", "xy_table", "peel_sky",
                   "rfi_model"]
 PROCESS_FLAGS = ["ms_paths", "work_dir", "subband", "lst_label", "obs_date", "run_label", "hot_baselines",
                  "skip_cleanup", "cleanup_nvme", "targets", "catalog", "clean_snapshots", "clean_reduced_pixels",
-                 "reduced_pixels", "skip_science", "compress_snapshots", "bp_table", "xy_table"]
+                 "reduced_pixels", "skip_science", "compress_snapshots", "bp_table", "xy_table", "snapshot_only",
+                 "archive_concat_ms", "cube", "cube_only", "cube_dewarp"]
 PHASE2_OPTIONS = ["hot_baselines", "skip_cleanup", "cleanup_nvme", "targets", "catalog", "clean_snapshots",
-                  "clean_reduced_pixels", "reduced_pixels", "skip_science", "compress_snapshots"]
+                  "clean_reduced_pixels", "reduced_pixels", "skip_science", "compress_snapshots", "snapshot_only",
+                  "archive_concat_ms", "cube", "cube_only", "cube_dewarp"]
 PIPELINE_PARAMS = ["ms_files", "subband", "bp_table", "xy_table", "lst_label", "obs_date", "run_label", "peel_sky",
                    "peel_rfi", "sky_model", "rfi_model", *PHASE2_OPTIONS, "nvme_work_dir", "queue_override",
                    "min_ms_fraction", "sun_max_elevation_deg"]
@@ -90,8 +93,8 @@ def subband_pipeline() -> WorkflowTemplate:
             {"ms_list_file": "{{inputs.parameters.ms_list_file}}",
              "min_ms_fraction": "{{workflow.parameters.min_ms_fraction}}",
              "work_dir": "{{inputs.parameters.work_dir}}"},
-            inputs=["ms_list_file", "work_dir", "node", *LABEL_PARAMS], outputs=["ms_list_file"],
-            on_node=True)
+            inputs=["ms_list_file", "work_dir", "node", *LABEL_PARAMS], outputs=["ms_list_file", "n_dropped"],
+            on_node=True, metrics=[ms_dropped_metric()])
         orca_step(  # the hour's exit hook (below) calls it by name
             "unit-report", "unit-report",
             {"work_dir": "{{inputs.parameters.work_dir}}", "status": "{{inputs.parameters.status}}",
@@ -99,7 +102,7 @@ def subband_pipeline() -> WorkflowTemplate:
              "ms_list_file": "{{inputs.parameters.ms_list_file}}",
              "cleanup_nvme": "{{workflow.parameters.cleanup_nvme}}"},
             inputs=["status", "work_dir", "ms_list_file", "node", *LABEL_PARAMS], on_node=True,
-            retry=retry(2, backoff="10s"))
+            retry=retry(2, backoff="10s"), metrics=[unit_outcome_metric()])
 
         hour_args = {n: f"{{{{inputs.parameters.{n}}}}}" for n in unit_inputs}
         unit_label_args = {**labels, "obs_date": "{{inputs.parameters.obs_date}}"}

@@ -31,6 +31,7 @@ GLOBALS = {"workflow.name", "workflow.namespace", "workflow.uid", "workflow.serv
            "workflow.creationTimestamp", "workflow.priority", "workflow.duration", "workflow.mainEntrypoint",
            "workflow.scheduledTime", "pod.name", "retries"}
 EXIT_GLOBALS = {"workflow.status", "workflow.failures"}
+METRIC_VARIABLES = {"duration", "status", "exitCode", "retries"}  # Argo's template-metric variables
 
 
 # --- 1. The strict schema --------------------------------------------------------------------------------
@@ -339,11 +340,26 @@ class References:
                 return
         self.report(where, f"{{{{{ref}}}}} is not a reference this pipeline's templates may use")
 
+    def check_metrics(self, tmpl: dict, where: str, scope: dict, inputs: set[str]) -> None:
+        """Template metrics see the node's own variables (Argo: duration, status, exitCode, retries,
+        resourcesDuration.*) and its outputs, besides what the template sees."""
+        outputs = {p["name"] for p in _params(tmpl.get("outputs"))}
+        for ref in refs_in(tmpl.get("metrics")):
+            parts = ref.split(".")
+            if ref in METRIC_VARIABLES or parts[0] == "resourcesDuration" and len(parts) == 2:
+                continue
+            if parts[:2] == ["outputs", "parameters"] and len(parts) == 3:
+                if parts[2] not in outputs:
+                    self.report(where, f"{{{{{ref}}}}}: the template has no output {parts[2]!r}")
+                continue
+            self.check_ref(ref, where, scope, inputs)
+
     def check_template(self, templates: dict, tmpl: dict, where: str, scope: dict) -> None:
         inputs = {p["name"] for p in _params(tmpl.get("inputs"))}
-        body = {k: v for k, v in tmpl.items() if k not in ("dag", "steps", "outputs", "name", "inputs")}
+        body = {k: v for k, v in tmpl.items() if k not in ("dag", "steps", "outputs", "name", "inputs", "metrics")}
         for ref in refs_in(body) + refs_in(_params(tmpl.get("inputs"))):
             self.check_ref(ref, where, scope, inputs)
+        self.check_metrics(tmpl, f"{where}.metrics", scope, inputs)
         if "resource" in tmpl and tmpl["resource"].get("manifest"):
             self.check_manifest(tmpl["resource"]["manifest"], where)
         if "dag" in tmpl:
