@@ -155,7 +155,7 @@ def test_empty_work_dir_shows_not_run_without_crashing(tmp_path):
     got = states(page)
     assert {s for s, state in got.items() if state == "skipped"} == {"hot-baselines", "cube", "clean-snapshots", "compress"}
     assert {state for s, state in got.items() if state != "skipped"} == {"not run"} and res.status == "not run"
-    assert page.count("Not run: no products in the work dir.") == 10  # every section but the timings, hot baselines, cube
+    assert page.count("Not run: no products in the work dir.") == 11  # every section but the timings, hot baselines, cube
     assert "Switched off for this unit." in page
     assert "No step timings recorded." in page
 
