@@ -62,10 +62,12 @@ class GroundEmitter:
     flux_v: np.ndarray  # Jy
 
     def stokes_at(self, freqs) -> np.ndarray:
+        """The table read as TTCal reads an RFI spectrum: each frequency takes its nearest entry (the
+        lowest on a tie), so the model file written from this table describes exactly this sky."""
         freqs = np.atleast_1d(np.asarray(freqs, dtype=float))
         zero = np.zeros(freqs.size)
-        return np.stack([np.interp(freqs, self.freqs, self.flux_i), zero, zero,
-                         np.interp(freqs, self.freqs, self.flux_v)], axis=1)
+        entry = np.abs(freqs[:, None] - self.freqs[None, :]).argmin(axis=1)
+        return np.stack([self.flux_i[entry], zero, zero, self.flux_v[entry]], axis=1)
 
     def itrf(self) -> np.ndarray:
         return geodetic_to_itrf(self.lon, self.lat, self.el)
