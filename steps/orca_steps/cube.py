@@ -137,7 +137,7 @@ def _set_mid_time(paths: list[Path], mid_s: float) -> None:
 
 
 def channel_screen(mfs_pbcorr: Path, catalogue: str, work: Path):
-    """(dx, dy, freq_MFS, status) of the MFS image's dewarp screen; dx is None when there is none."""
+    """(dx, dy, freq_MFS, anchors, status) of the MFS image's dewarp screen; dx is None when there is none."""
     from . import dewarp
     from .skyimage import load_image
 
@@ -147,9 +147,10 @@ def channel_screen(mfs_pbcorr: Path, catalogue: str, work: Path):
     opts = dewarp.Options(work_dir=str(work), deep_image=str(mfs.path))
     pairs = dewarp.match(found, ref, mfs.freq_hz, opts)
     if len(pairs) < opts.min_anchors:
-        return None, None, mfs.freq_hz, f"not dewarped: not enough anchors ({len(pairs)} < {opts.min_anchors})"
+        return (None, None, mfs.freq_hz, len(pairs),
+                f"not dewarped: not enough anchors ({len(pairs)} < {opts.min_anchors})")
     dx, dy = dewarp.offset_screen(mfs, found, ref, pairs)
-    return dx, dy, mfs.freq_hz, f"dewarped with {len(pairs)} anchors"
+    return dx, dy, mfs.freq_hz, len(pairs), f"dewarped with {len(pairs)} anchors"
 
 
 def dewarp_channels(paths: list[Path], dx, dy, freq_mfs: float) -> list[Path]:
@@ -194,7 +195,10 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         mfs = prefix.parent / f"{prefix.name}-MFS-image.fits" if nchan > 1 else channels["image"][0]
         _set_mid_time([mfs], mid)
         mfs_pb = pb_correct_image(mfs, beam) if nchan > 1 else channels["image.pbcorr"][0]
-        dx, dy, freq_mfs, status = channel_screen(mfs_pb, dewarp_catalogue, chan_dir)
+        dx, dy, freq_mfs, anchors, status = channel_screen(mfs_pb, dewarp_catalogue, chan_dir)
+        screen_cards = {"DWSRC": (mfs_pb.name, "image the dewarp screen was measured on"),
+                        "DWFREQ": (freq_mfs, "[Hz] its frequency; channel k: screen x (DWFREQ/nu_k)^2"),
+                        "DWANCH": (anchors, "catalogue anchors of the screen")}
         if dx is not None:
             channels["image.pbcorr_dewarped"] = dewarp_channels(channels["image.pbcorr"], dx, dy, freq_mfs)
     out_dir = work_dir / CUBE_FOLDER
@@ -207,6 +211,11 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         out = out_dir / cube_name(subband, product, stamp, pbcorr="pbcorr" in key, dewarped="dewarped" in key)
         freqs = stack_channels(paths, out)
         cubes[key] = str(out)
+    if "image.pbcorr_dewarped" in cubes:
+        from astropy.io import fits
+
+        with fits.open(cubes["image.pbcorr_dewarped"], mode="update") as hdul:
+            hdul[0].header.update(screen_cards)
     shutil.rmtree(chan_dir)
     log(_logger, "cube written", nchan=nchan, cubes=len(cubes), dewarp=status)
     return Result(cubes=cubes, nchan=nchan, freqs_hz=freqs, dewarp_status=status,
