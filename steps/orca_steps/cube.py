@@ -4,9 +4,11 @@ WSClean runs the recipe ``I-Deep-Taper-Robust-0`` with ``-channels-out nchan`` (
 ``SPECTRAL_WINDOW.NUM_CHAN[0]``) and ``-niter round(500000 / sqrt(nchan))``, into a hidden folder (a
 crash never archives loose channels). Each channel image is primary-beam corrected at its own frequency;
 with ``cube_dewarp`` the MFS image's ionospheric screen (``dewarp``'s machinery) is applied to each
-PB-corrected channel scaled by (nu_MFS / nu)^2, the ionosphere's refraction law. The channels of each
-product are streamed into one (1, nchan, ny, nx) float32 cube with a linear FREQ axis and a ``CHANNELS``
-table (CHAN, FREQ, BMAJ, BMIN, BPA); the per-channel files are then deleted. Names: ``products``.
+PB-corrected channel scaled by (nu_MFS / nu)^2, the ionosphere's refraction law (no screen with fewer than
+6 anchors or one whose leave-one-out residual is no better than the raw offsets, as in ``dewarp``; the
+dewarped cube's DWSRC, DWFREQ and DWANCH name the image, frequency and anchors of the screen). The
+channels of each product are streamed into one (1, nchan, ny, nx) float32 cube with a linear FREQ axis and
+a ``CHANNELS`` table (CHAN, FREQ, BMAJ, BMIN, BPA); the per-channel files are then deleted. Names: ``products``.
 """
 from __future__ import annotations
 
@@ -149,8 +151,15 @@ def channel_screen(mfs_pbcorr: Path, catalogue: str, work: Path):
     if len(pairs) < opts.min_anchors:
         return (None, None, mfs.freq_hz, len(pairs),
                 f"not dewarped: not enough anchors ({len(pairs)} < {opts.min_anchors})")
+    anchors, shifts = dewarp.anchor_shifts(mfs, found, ref, pairs)
+    arcmin = mfs.pixel_deg * 60
+    raw = float(np.sqrt(np.mean(np.sum(shifts ** 2, axis=1)))) * arcmin
+    loo = float(np.sqrt(np.mean(np.square(dewarp.loo_residuals(anchors, shifts))))) * arcmin
+    if loo >= raw:  # as the dewarp step: the screen would fit noise, not the ionosphere
+        return (None, None, mfs.freq_hz, len(pairs), f"not dewarped: leave-one-out residual {loo:.2f}' is no "
+                f"better than the raw offset {raw:.2f}'")
     dx, dy = dewarp.offset_screen(mfs, found, ref, pairs)
-    return dx, dy, mfs.freq_hz, len(pairs), f"dewarped with {len(pairs)} anchors"
+    return dx, dy, mfs.freq_hz, len(pairs), f"dewarped with {len(pairs)} anchors (offsets {raw:.2f}' -> {loo:.2f}')"
 
 
 def dewarp_channels(paths: list[Path], dx, dy, freq_mfs: float) -> list[Path]:

@@ -118,3 +118,14 @@ def test_each_channel_moves_back_by_its_own_refraction(refracted):
         fractions.append(fraction)
     assert np.all(np.abs(np.array(fractions) - 1) < 0.15)
     assert np.ptp(fractions) < 0.005  # each channel by its own (ref/nu)^2: the same fraction of the truth
+
+
+def test_a_screen_that_would_fit_noise_is_not_applied_to_the_channels(tmp_path):
+    """As the dewarp step: without an ionospheric shift the anchors' offsets are noise; no screen, no dewarped cube."""
+    from orca_steps.cube import channel_screen
+    from test_dewarp import make_field
+
+    mfs, catalogue, _ = make_field(tmp_path, shift=0.0)
+    dx, dy, _, anchors, status = channel_screen(mfs, str(catalogue), tmp_path)
+    assert anchors >= 6 and dx is None and dy is None
+    assert status.startswith("not dewarped: leave-one-out residual"), status
