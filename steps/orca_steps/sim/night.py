@@ -432,7 +432,8 @@ def science_truth(scene: Scene, refs: Path) -> dict:
         "transient": next((t for t in timed if t["name"] == "transient"), None),
         "v_burst": next((t for t in timed if t["name"] != "transient"), None),
         "ionosphere": {"amplitude_arcmin": cfg.iono_shift_arcmin, "scale_deg": cfg.iono_scale_deg,
-                       "ref_freq_hz": cfg.iono_ref_freq_hz, "phases": scene.iono_phases, "shifts": shifts} if cfg.iono_shift_arcmin > 0 else None,
+                       "ref_freq_hz": cfg.iono_ref_freq_hz, "phases": scene.iono_phases,
+                       "shifts": shifts} if cfg.iono_shift_arcmin > 0 else None,
         "reference_catalogue": str(refs / "vlssr_catalog.txt") if cfg.reference_catalogue else None,
     }
 

@@ -154,8 +154,8 @@ def field_sources(rng: np.random.Generator, count: int, ra_centre: float, dec_ce
         if placed and np.rad2deg(_separation(ra, dec, *np.array(placed).T)).min() < min_sep_deg:
             continue
         placed.append((ra, dec))
-        flux = float(rng.uniform(*flux_range))
-        sources.append(SkySource(f"field{len(sources):02d}", [Component(ra, dec, (flux, 0, 0, 0), REF_FREQ_HZ, [-0.7])]))
+        point = Component(ra, dec, (float(rng.uniform(*flux_range)), 0, 0, 0), REF_FREQ_HZ, [-0.7])
+        sources.append(SkySource(f"field{len(sources):02d}", [point]))
     if len(sources) < count:
         raise ValueError(f"cannot place {count} field sources {min_sep_deg} deg apart within {radius_deg} deg")
     return sources
