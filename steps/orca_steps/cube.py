@@ -4,9 +4,11 @@ WSClean runs the recipe ``I-Deep-Taper-Robust-0`` with ``-channels-out nchan`` (
 ``SPECTRAL_WINDOW.NUM_CHAN[0]``) and ``-niter round(500000 / sqrt(nchan))``, into a hidden folder (a
 crash never archives loose channels). Each channel image is primary-beam corrected at its own frequency;
 with ``cube_dewarp`` the MFS image's ionospheric screen (``dewarp``'s machinery) is applied to each
-PB-corrected channel scaled by (nu_MFS / nu)^2, the ionosphere's refraction law. The channels of each
-product are streamed into one (1, nchan, ny, nx) float32 cube with a linear FREQ axis and a ``CHANNELS``
-table (CHAN, FREQ, BMAJ, BMIN, BPA); the per-channel files are then deleted. Names: ``products``.
+PB-corrected channel scaled by (nu_MFS / nu)^2, the ionosphere's refraction law (no screen with fewer than
+6 anchors or one whose leave-one-out residual is no better than the raw offsets, as in ``dewarp``; the
+dewarped cube's DWSRC, DWFREQ and DWANCH name the image, frequency and anchors of the screen). The
+channels of each product are streamed into one (1, nchan, ny, nx) float32 cube with a linear FREQ axis and
+a ``CHANNELS`` table (CHAN, FREQ, BMAJ, BMIN, BPA); the per-channel files are then deleted. Names: ``products``.
 """
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ def _set_mid_time(paths: list[Path], mid_s: float) -> None:
 
 
 def channel_screen(mfs_pbcorr: Path, catalogue: str, work: Path):
-    """(dx, dy, freq_MFS, status) of the MFS image's dewarp screen; dx is None when there is none."""
+    """(dx, dy, freq_MFS, anchors, status) of the MFS image's dewarp screen; dx is None when there is none."""
     from . import dewarp
     from .skyimage import load_image
 
@@ -147,9 +149,17 @@ def channel_screen(mfs_pbcorr: Path, catalogue: str, work: Path):
     opts = dewarp.Options(work_dir=str(work), deep_image=str(mfs.path))
     pairs = dewarp.match(found, ref, mfs.freq_hz, opts)
     if len(pairs) < opts.min_anchors:
-        return None, None, mfs.freq_hz, f"not dewarped: not enough anchors ({len(pairs)} < {opts.min_anchors})"
+        return (None, None, mfs.freq_hz, len(pairs),
+                f"not dewarped: not enough anchors ({len(pairs)} < {opts.min_anchors})")
+    anchors, shifts = dewarp.anchor_shifts(mfs, found, ref, pairs)
+    arcmin = mfs.pixel_deg * 60
+    raw = float(np.sqrt(np.mean(np.sum(shifts ** 2, axis=1)))) * arcmin
+    loo = float(np.sqrt(np.mean(np.square(dewarp.loo_residuals(anchors, shifts))))) * arcmin
+    if loo >= raw:  # as the dewarp step: the screen would fit noise, not the ionosphere
+        return (None, None, mfs.freq_hz, len(pairs), f"not dewarped: leave-one-out residual {loo:.2f}' is no "
+                f"better than the raw offset {raw:.2f}'")
     dx, dy = dewarp.offset_screen(mfs, found, ref, pairs)
-    return dx, dy, mfs.freq_hz, f"dewarped with {len(pairs)} anchors"
+    return dx, dy, mfs.freq_hz, len(pairs), f"dewarped with {len(pairs)} anchors (offsets {raw:.2f}' -> {loo:.2f}')"
 
 
 def dewarp_channels(paths: list[Path], dx, dy, freq_mfs: float) -> list[Path]:
@@ -194,7 +204,10 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         mfs = prefix.parent / f"{prefix.name}-MFS-image.fits" if nchan > 1 else channels["image"][0]
         _set_mid_time([mfs], mid)
         mfs_pb = pb_correct_image(mfs, beam) if nchan > 1 else channels["image.pbcorr"][0]
-        dx, dy, freq_mfs, status = channel_screen(mfs_pb, dewarp_catalogue, chan_dir)
+        dx, dy, freq_mfs, anchors, status = channel_screen(mfs_pb, dewarp_catalogue, chan_dir)
+        screen_cards = {"DWSRC": (mfs_pb.name, "image the dewarp screen was measured on"),
+                        "DWFREQ": (freq_mfs, "[Hz] its frequency; channel k: screen x (DWFREQ/nu_k)^2"),
+                        "DWANCH": (anchors, "catalogue anchors of the screen")}
         if dx is not None:
             channels["image.pbcorr_dewarped"] = dewarp_channels(channels["image.pbcorr"], dx, dy, freq_mfs)
     out_dir = work_dir / CUBE_FOLDER
@@ -207,6 +220,11 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         out = out_dir / cube_name(subband, product, stamp, pbcorr="pbcorr" in key, dewarped="dewarped" in key)
         freqs = stack_channels(paths, out)
         cubes[key] = str(out)
+    if "image.pbcorr_dewarped" in cubes:
+        from astropy.io import fits
+
+        with fits.open(cubes["image.pbcorr_dewarped"], mode="update") as hdul:
+            hdul[0].header.update(screen_cards)
     shutil.rmtree(chan_dir)
     log(_logger, "cube written", nchan=nchan, cubes=len(cubes), dewarp=status)
     return Result(cubes=cubes, nchan=nchan, freqs_hz=freqs, dewarp_status=status,

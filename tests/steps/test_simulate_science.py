@@ -40,19 +40,21 @@ def compact_sources(truth) -> list[tuple[str, float, float]]:
 
 def fit(entry, sources, stokes="I"):
     """Least-squares fluxes (n_sources, len(CHANNELS)) of point sources at ``sources`` in MODEL_DATA, and the
-    relative residual. The design matrix is the measurement equation with the simulated beam."""
+    relative residual. The design matrix is the measurement equation with the simulated beam. ``sources``
+    may be a function of the frequency (positions that move with it)."""
     with ct.table(entry["path"], ack=False) as tab:
         uvw, a1, a2, model = (tab.getcol(c) for c in ("UVW", "ANTENNA1", "ANTENNA2", "MODEL_DATA"))
     cross = a1 != a2
     vis = 0.5 * (model[cross, :, 0] + model[cross, :, 3]) if stokes == "I" else \
         (model[cross, :, 1] - model[cross, :, 2]) / 2j
-    ra, dec = np.deg2rad([s[1] for s in sources]), np.deg2rad([s[2] for s in sources])
     ra0, dec0 = np.deg2rad(entry["phase_centre_deg"])
-    l, m, n = direction_cosines(ra, dec, ra0, dec0)
-    beam = stokes_i_response(altaz(ra, dec, entry["time_mjd_s"])[1])
     freqs = config.subband_channel_freqs("73MHz")
     fluxes, resid = [], []
     for ch in CHANNELS:
+        at = sources(freqs[ch]) if callable(sources) else sources
+        ra, dec = np.deg2rad([s[1] for s in at]), np.deg2rad([s[2] for s in at])
+        l, m, n = direction_cosines(ra, dec, ra0, dec0)
+        beam = stokes_i_response(altaz(ra, dec, entry["time_mjd_s"])[1])
         delay = uvw[cross] @ np.array([l, m, n - 1]) / C
         a = np.exp(2j * np.pi * delay * freqs[ch]) * beam[None, :]
         x, *_ = np.linalg.lstsq(a, vis[:, ch], rcond=None)
@@ -140,6 +142,32 @@ def test_ionospheric_shift_is_smooth_and_in_the_data(night):
     _, resid_shifted = fit(e, sources)
     _, resid_true = fit(e, [(name, *true[name]) for name, _, _ in sources])
     assert resid_shifted < 1e-5 and resid_true > 1e-2
+
+
+def test_refracted_shift_scales_as_frequency_squared(tmp_path):
+    """iono_ref_freq_hz: in each channel a source sits at its true position + shift x (ref / nu)^2, and the
+    field sources keep field_min_sep_deg apart."""
+    ref = 75.4e6
+    entry, scene, _ = simulate_ms(tmp_path / "one.ms", n_antennas=16, a_team=False, rfi=False, n_field_sources=8,
+                                  noise_jy=0.0, write_model=True, dead_antennas=0, noisy_antennas=0,
+                                  field_radius_deg=10.0, field_min_sep_deg=3.0, iono_shift_arcmin=4.0,
+                                  iono_ref_freq_hz=ref)
+    names = [s.name for s in scene.field_sources]
+    true = np.rad2deg([scene.true_positions[n] for n in names])
+    shift = np.array([scene.iono_offsets[n] for n in names]) / 60  # deg east, north at ref
+    assert np.sqrt(np.mean(np.sum(shift ** 2, axis=1))) * 60 > 1.0
+
+    def at(scale):
+        return lambda nu: [(n, ra + scale(nu) * e / np.cos(np.deg2rad(dec)), dec + scale(nu) * no)
+                           for n, (ra, dec), (e, no) in zip(names, true, shift)]
+    _, refracted = fit(entry, at(lambda nu: (ref / nu) ** 2))
+    _, achromatic = fit(entry, at(lambda nu: 1.0))
+    assert refracted < 1e-5 and achromatic > 1e-3
+    pos = np.deg2rad(true)
+    for i in range(len(pos)):
+        sep = np.rad2deg(np.arccos(np.clip(np.sin(pos[i, 1]) * np.sin(pos[:, 1]) + np.cos(pos[i, 1])
+                                           * np.cos(pos[:, 1]) * np.cos(pos[i, 0] - pos[:, 0]), -1, 1)))
+        assert np.delete(sep, i).min() >= 3.0 - 1e-9
 
 
 def test_reference_catalogue_has_true_positions_and_74mhz_fluxes(night):

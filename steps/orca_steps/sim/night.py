@@ -78,6 +78,11 @@ class SimConfig(BaseModel):
     iono_shift_arcmin: float = Field(0.0, ge=0.0, description=(
         "amplitude of a smooth ionospheric position shift of the compact sources (not the A-team); 0 = none"))
     iono_scale_deg: float = Field(60.0, gt=0.0, description="wavelength on the sky of the shift pattern")
+    iono_ref_freq_hz: float | None = Field(None, gt=0.0, description=(
+        "frequency at which the shift is iono_shift_arcmin's pattern; each channel's shift is then scaled by "
+        "(iono_ref_freq_hz / nu)^2, the ionosphere's refraction law; None = the same shift at every frequency"))
+    field_radius_deg: float = Field(25.0, gt=0.0, description="field sources lie this close to the zenith")
+    field_min_sep_deg: float = Field(0.0, ge=0.0, description="least separation between field sources")
     reference_catalogue: bool = Field(False, description=(
         "write refs/vlssr_catalog.txt: the field sources at their true positions, 74 MHz fluxes, VLSSr text format"))
 
@@ -114,6 +119,7 @@ class Scene:
     timed: list[tuple[int, SkySource]] = field(default_factory=list)  # (10-min interval, source shining only then)
     true_positions: dict[str, tuple[float, float]] = field(default_factory=dict)  # (ra, dec) rad before the shift
     iono_phases: list[float] = field(default_factory=list)
+    iono_offsets: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (east, north) arcmin
 
 
 def mjd_seconds(dt: datetime) -> float:
@@ -147,7 +153,8 @@ def make_scene(cfg: SimConfig) -> Scene:
     mid = integration_times(cfg.obs_date, cfg.lst_hours[0], 1)[0] + 1800.0
     ra_z, dec_z = zenith_j2000(mid)
     sky_sources = sky.a_team() if cfg.a_team else []
-    fields = sky.field_sources(rng, cfg.n_field_sources, ra_z, dec_z, flux_range=cfg.field_flux_jy)
+    fields = sky.field_sources(rng, cfg.n_field_sources, ra_z, dec_z, cfg.field_radius_deg, cfg.field_flux_jy,
+                               cfg.field_min_sep_deg)
     if cfg.calibrators:
         fields += sky.calibrators()
     targets, timed, true_positions, phases = science_features(cfg, fields, ra_z, dec_z)
@@ -159,8 +166,22 @@ def make_scene(cfg: SimConfig) -> Scene:
         amp = 1 + rng.normal(0, cfg.dd_gain_amp_scatter, (cfg.n_antennas, 2))
         phase = np.deg2rad(rng.normal(0, cfg.dd_gain_phase_scatter_deg, (cfg.n_antennas, 2)))
         dd[name] = amp * np.exp(1j * phase)
-    return Scene(cfg, layout, sky_sources, fields, sorted(map(int, bad[: cfg.dead_antennas])),
-                 sorted(map(int, bad[cfg.dead_antennas:])), dd, targets, timed, true_positions, phases)
+    scene = Scene(cfg, layout, sky_sources, fields, sorted(map(int, bad[: cfg.dead_antennas])),
+                  sorted(map(int, bad[cfg.dead_antennas:])), dd, targets, timed, true_positions, phases)
+    scene.iono_offsets = {name: _offset_arcmin(_find(scene, name), ra, dec)
+                          for name, (ra, dec) in true_positions.items()}
+    return scene
+
+
+def _find(scene: Scene, name: str) -> SkySource:
+    return next(s for s in scene.field_sources + scene.targets + [s for _, s in scene.timed] if s.name == name)
+
+
+def _offset_arcmin(src: SkySource, ra: float, dec: float) -> tuple[float, float]:
+    """(east, north) arcmin of ``src``'s first component from (ra, dec) rad."""
+    c = src.components[0]
+    return (float(np.rad2deg((c.ra - ra + np.pi) % (2 * np.pi) - np.pi) * np.cos(dec) * 60),
+            float(np.rad2deg(c.dec - dec) * 60))
 
 
 def _iono_shift(cfg: SimConfig, src: SkySource, ra_z: float, dec_z: float, phases, true_positions) -> SkySource:
@@ -244,7 +265,10 @@ def _source_vis(scene: Scene, uvw, freqs, ra0, dec0, time_s, a1, a2, interval: i
         elevations[src.name] = float(np.rad2deg(el))
         if el <= 0:
             continue
-        part = sky_visibilities(uvw, freqs, src.components, ra0, dec0)
+        if cfg.iono_ref_freq_hz and src.name in scene.iono_offsets:
+            part = _refracted_visibilities(scene, src, uvw, freqs, ra0, dec0)
+        else:
+            part = sky_visibilities(uvw, freqs, src.components, ra0, dec0)
         if cfg.apply_beam:
             part *= beam.stokes_i_response(el)
         if src.name in scene.dd_gains:
@@ -257,6 +281,17 @@ def _source_vis(scene: Scene, uvw, freqs, ra0, dec0, time_s, a1, a2, interval: i
             part = corrupt_by_gains(part, a1, a2, scene.dd_gains[rfi.name][:, None, :])
         vis += part
     return vis, elevations
+
+
+def _refracted_visibilities(scene: Scene, src: SkySource, uvw, freqs, ra0, dec0) -> np.ndarray:
+    """Channel by channel: ``src`` (shifted for iono_ref_freq_hz) moved on to its shift x (ref / nu)^2."""
+    east, north = scene.iono_offsets[src.name]
+    out = np.empty((uvw.shape[0], freqs.size, 4), dtype=np.complex128)
+    for k, nu in enumerate(freqs):
+        extra = (scene.cfg.iono_ref_freq_hz / nu) ** 2 - 1.0
+        moved = sky.shifted(src, extra * east, extra * north)
+        out[:, k:k + 1] = sky_visibilities(uvw, freqs[k:k + 1], moved.components, ra0, dec0)
+    return out
 
 
 def write_ms(path: Path, scene: Scene, inst: Instrument, subband: str, time_s: float, index: int) -> dict:
@@ -390,19 +425,15 @@ def science_truth(scene: Scene, refs: Path) -> dict:
                 "flux_jy": float(c.stokes[0]), "v_jy": float(c.stokes[3])}
     cfg = scene.cfg
     timed = [{"interval": k, **where(s)} for k, s in scene.timed]
-    shifts = {}
-    for name, (ra, dec) in scene.true_positions.items():
-        src = next(s for s in scene.field_sources + scene.targets + [s for _, s in scene.timed] if s.name == name)
-        c = src.components[0]
-        shifts[name] = {"east_arcmin": float(np.rad2deg((c.ra - ra + np.pi) % (2 * np.pi) - np.pi) * np.cos(dec) * 60),
-                        "north_arcmin": float(np.rad2deg(c.dec - dec) * 60)}
+    shifts = {name: {"east_arcmin": e, "north_arcmin": n} for name, (e, n) in scene.iono_offsets.items()}
     return {
         "targets": [where(t) for t in scene.targets],
         "target_list": str(refs / "targets.csv") if scene.targets else None,
         "transient": next((t for t in timed if t["name"] == "transient"), None),
         "v_burst": next((t for t in timed if t["name"] != "transient"), None),
         "ionosphere": {"amplitude_arcmin": cfg.iono_shift_arcmin, "scale_deg": cfg.iono_scale_deg,
-                       "phases": scene.iono_phases, "shifts": shifts} if cfg.iono_shift_arcmin > 0 else None,
+                       "ref_freq_hz": cfg.iono_ref_freq_hz, "phases": scene.iono_phases,
+                       "shifts": shifts} if cfg.iono_shift_arcmin > 0 else None,
         "reference_catalogue": str(refs / "vlssr_catalog.txt") if cfg.reference_catalogue else None,
     }
 

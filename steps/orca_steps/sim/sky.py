@@ -143,16 +143,23 @@ def a_team() -> list[SkySource]:
 
 
 def field_sources(rng: np.random.Generator, count: int, ra_centre: float, dec_centre: float,
-                  radius_deg: float = 25.0, flux_range=(30.0, 120.0)) -> list[SkySource]:
-    """Faint point sources scattered around (ra_centre, dec_centre), spectral index -0.7."""
-    sources = []
-    for k in range(count):
+                  radius_deg: float = 25.0, flux_range=(30.0, 120.0), min_sep_deg: float = 0.0) -> list[SkySource]:
+    """Point sources scattered around (ra_centre, dec_centre), ``min_sep_deg`` apart, spectral index -0.7."""
+    sources, placed = [], []
+    for _ in range(100 * count + 100):
+        if len(sources) == count:
+            break
         r = np.deg2rad(radius_deg) * np.sqrt(rng.uniform(0.05, 1.0))
         phi = rng.uniform(0, 2 * np.pi)
         dec = dec_centre + r * np.cos(phi)
         ra = (ra_centre + r * np.sin(phi) / np.cos(dec)) % (2 * np.pi)
-        flux = float(rng.uniform(*flux_range))
-        sources.append(SkySource(f"field{k:02d}", [Component(ra, dec, (flux, 0, 0, 0), REF_FREQ_HZ, [-0.7])]))
+        if placed and np.rad2deg(_separation(ra, dec, *np.array(placed).T)).min() < min_sep_deg:
+            continue
+        placed.append((ra, dec))
+        point = Component(ra, dec, (float(rng.uniform(*flux_range)), 0, 0, 0), REF_FREQ_HZ, [-0.7])
+        sources.append(SkySource(f"field{len(sources):02d}", [point]))
+    if len(sources) < count:
+        raise ValueError(f"cannot place {count} field sources {min_sep_deg} deg apart within {radius_deg} deg")
     return sources
 
 
