@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from test_local_runner import SH, by_display, run, write
 
-from orca_workflows.localrun import LocalRunner
+from orca_workflows.localrun import LocalRunner, Unsupported
 
 
 def test_recursion_stops_at_argo_stack_depth(tmp_path):
@@ -170,7 +171,45 @@ def test_failed_exit_handler_sets_the_phase_and_message(tmp_path):
           - name: bye
             {SH}, args: ["exit 3"]}}
         """)
-    assert wf.phase == "Failed" and wf.message == "Error (exit code 3)"
+    assert wf.phase == "Failed" and wf.message == "main: Error (exit code 3)"   # operator.go:1864-1868
+
+
+def test_a_pods_termination_message_ends_its_message_and_a_failed_dag_root_has_none(tmp_path):
+    # operator.go:1864-1868: "main: Error (exit code N): <termination message>"; dag.go:378 marks a failed
+    # DAG without a message, and a failed workflow takes its root's (operator.go:545, 566)
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            dag: {{tasks: [{{name: says, template: says}}, {{name: quiet, template: quiet}}]}}
+          - name: says
+            {SH}, args: ["printf 'why: /tmp is gone' > /dev/termination-log; exit 2"]}}
+          - name: quiet
+            {SH}, args: ["echo in the log only; exit 1"]}}
+        """)
+    n = by_display(wf)
+    assert n["says"].message == "main: Error (exit code 2): why: /tmp is gone"   # container paths stay
+    assert n["quiet"].message == "main: Error (exit code 1)"
+    assert wf.phase == "Failed" and wf.message == ""
+
+
+def test_a_message_from_the_logs_is_refused(tmp_path):
+    # FallbackToLogsOnError puts the log's tail in the message, argoexec's own lines included: not local
+    with pytest.raises(Unsupported, match="terminationMessagePolicy"):
+        run(tmp_path, f"""
+            apiVersion: argoproj.io/v1alpha1
+            kind: WorkflowTemplate
+            metadata: {{name: t}}
+            spec:
+              entrypoint: main
+              templates:
+              - name: main
+                container: {{image: alpine, command: [sh, -c, "exit 1"], terminationMessagePolicy: FallbackToLogsOnError}}
+            """)
 
 
 def test_looped_step_runs_every_item_then_fails(tmp_path):
