@@ -259,3 +259,26 @@ def test_an_argument_over_128_kib_arrives_as_a_file(tmp_path):
         """)
     (node,) = [n for n in wf.nodes.values() if n.type == "Pod"]
     assert node.phase == "Succeeded" and node.output_parameter("seen").strip() == str(len(big))
+
+
+def test_a_tasks_exit_hook_runs_when_the_night_is_cut_short(tmp_path):
+    # exit_handler.go:23: an exit hook runs unless the shutdown is a Terminate (ShouldExecute(true)); the
+    # nights hang stop-children on one this way. Here the workflow's deadline stops the task.
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          activeDeadlineSeconds: 1
+          templates:
+          - name: main
+            dag: {{tasks: [{{name: work, template: work, hooks: {{exit: {{template: bye}}}}}}]}}
+          - name: work
+            {SH}, args: ["sleep 30"]}}
+          - name: bye
+            {SH}, args: ["sleep 0.5"]}}
+        """)
+    n = by_display(wf)
+    assert n["work"].phase == "Failed" and n["work.onExit"].phase == "Succeeded"
+    assert wf.phase == "Failed"
