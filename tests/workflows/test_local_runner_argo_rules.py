@@ -282,3 +282,37 @@ def test_a_tasks_exit_hook_runs_when_the_night_is_cut_short(tmp_path):
     n = by_display(wf)
     assert n["work"].phase == "Failed" and n["work.onExit"].phase == "Succeeded"
     assert wf.phase == "Failed"
+
+
+def test_a_failed_child_keeps_its_outputs_but_the_aggregate_leaves_it_out(tmp_path):
+    # postmain.go:42-48 saves a pod's result and output parameters whatever main's exit code and
+    # taskresult.go:128-132 puts them on its node; the loop's aggregate takes Succeeded children only
+    # (operator.go:3762, processAggregateNodeOutputs)
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            dag:
+              tasks:
+              - {{name: gen, template: gen, withItems: ["a", "b", "c"], continueOn: {{failed: true}},
+                  arguments: {{parameters: [{{name: x, value: "{{{{item}}}}"}}]}}}}
+              - {{name: use, template: use, dependencies: [gen], arguments: {{parameters: [
+                  {{name: p, value: "{{{{tasks.gen.outputs.parameters.p}}}}"}},
+                  {{name: r, value: "{{{{tasks.gen.outputs.result}}}}"}}]}}}}
+          - name: gen
+            inputs: {{parameters: [{{name: x}}]}}
+            outputs: {{parameters: [{{name: p, valueFrom: {{path: /tmp/p}}}}]}}
+            {SH}, args: ["echo {{{{inputs.parameters.x}}}}; echo p-{{{{inputs.parameters.x}}}} > /tmp/p; test {{{{inputs.parameters.x}}}} != b"]}}
+          - name: use
+            inputs: {{parameters: [{{name: p}}, {{name: r}}]}}
+            outputs: {{parameters: [{{name: seen, valueFrom: {{path: /tmp/seen}}}}]}}
+            {SH}, args: ["echo '{{{{inputs.parameters.p}}}} {{{{inputs.parameters.r}}}}' > /tmp/seen"]}}
+        """)
+    n = by_display(wf)
+    failed = n["gen(1:b)"]
+    assert failed.phase == "Failed" and failed.output_parameter("p") == "p-b" and failed.outputs["result"] == "b"
+    assert n["use"].output_parameter("seen") == '["p-a","p-c"] ["a","c"]'

@@ -202,14 +202,28 @@ class PodMixin:
             self.set_phase(node, "Failed", "Step exceeded its deadline" if self.deadline_hit
                            else "Stopped: the workflow was shut down")
             return
+        # The wait container saves the result and output parameters whatever main's exit code
+        # (postmain.go:42-48) and the controller puts them on the node (taskresult.go:128-132); only a
+        # loop's aggregate leaves out a child that did not succeed (operator.go:3762).
+        stdout = Path(node.logs["stdout"]).read_text(errors="replace")
+        outputs["result"] = paths.to_container(stdout[:-1] if stdout.endswith("\n") else stdout)
+        params, missing = self._output_parameters(tmpl, paths, scope, where)
+        if params:
+            outputs["parameters"] = params
+        node.outputs = outputs
         if result.exit_code != 0:
-            node.outputs = outputs
             term = Path(paths.to_local(TERMINATION_LOG))
             text = term.read_bytes()[:TERMINATION_LOG_MAX].decode(errors="replace") if term.is_file() else ""
             self.set_phase(node, "Failed", failed_pod_message(result.exit_code, paths.to_container(text)))
-            return
-        stdout = Path(node.logs["stdout"]).read_text(errors="replace")
-        outputs["result"] = paths.to_container(stdout[:-1] if stdout.endswith("\n") else stdout)
+        elif missing:
+            self.set_phase(node, "Error", f"failed to read output parameter {missing[0]}: {missing[1]} does not exist")
+        else:
+            self.set_phase(node, "Succeeded")
+
+    @staticmethod
+    def _output_parameters(tmpl: dict, paths: PathMap, scope: dict, where: str) -> tuple[list[dict], tuple | None]:
+        """Output parameters read from their files, up to the first missing one without a default
+        (executor.go SaveParameters stops there); that one's (name, path)."""
         params = []
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
             vf = p.get("valueFrom") or {}
@@ -223,12 +237,7 @@ class PodMixin:
             elif "default" in vf:
                 value = param_string(vf["default"], pwhere)
             else:
-                node.outputs = outputs
-                self.set_phase(node, "Error", f"failed to read output parameter {p['name']}: {vf['path']} does not exist")
-                return
+                return params, (p["name"], vf["path"])
             params.append({"name": p["name"], "value": value})
-        if params:
-            outputs["parameters"] = params
-        node.outputs = outputs
-        self.set_phase(node, "Succeeded")
+        return params, None
 
