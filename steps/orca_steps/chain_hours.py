@@ -15,7 +15,7 @@ from .errors import InputError
 
 
 class Options(BaseModel):
-    hours_file: str = Field(description="the chain's hours (JSON list of {lst_label, obs_date, ms_list_file})")
+    hours_file: str = Field(description="the chain's hours (JSON list of {subband, lst_label, obs_date, ms_list_file})")
 
 
 class Result(BaseModel):

@@ -341,7 +341,7 @@ class Result(BaseModel):
     obs_date: str
     units: list[WorkUnit]
     chains: list[dict] = Field(description="per subband: {subband, node, hours_file}; hours_file holds "
-                                           "[{lst_label, obs_date, ms_list_file}] (read by chain-hours)")
+                                           "[{subband, lst_label, obs_date, ms_list_file}] (read by chain-hours)")
     pool: list[str] = Field(description="the site's dynamic pool (dispatch workers)")
     skipped: list[dict] = Field(description="(subband, hour) without any night-time MS, and why")
     unrecognised: list[str] = Field(default_factory=list, description=(
@@ -387,7 +387,9 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
                                 "reason": reason})
     chains = []
     for sb in subbands:
-        hours = [{"lst_label": u.lst_label, "obs_date": u.obs_date, "ms_list_file": u.ms_list_file}
+        # subband too: it names each hour's loop node, from which run-report reads a failed unit
+        hours = [{"subband": u.subband, "lst_label": u.lst_label, "obs_date": u.obs_date,
+                  "ms_list_file": u.ms_list_file}
                  for u in units if u.subband == sb]
         if hours:   # in a file: Argo names loop nodes after every field of their item (see chain_hours)
             hours_file = write_json_atomic(list_dir / f"{sb}_{obs_date}_chain.json", hours)

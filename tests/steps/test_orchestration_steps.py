@@ -152,12 +152,35 @@ def test_run_report_reads_argo_failures_and_the_queue(tmp_path):
     assert run_report.parse_failures(f"@{offloaded}") == failed
     q = work_queue.create_or_resume(work_queue.queue_path(site, "night1"), "night1", units(2))
     work_queue.finish(q, work_queue.claim(q, "node-a", "wf")["id"], "Succeeded", "wf")
-    result = run_report.run_report(run_report.Options(workflow="wf", run_label="r", status="Failed",
-                                                      failures=json.dumps(failed), dynamic_run_label="night1"), site)
-    assert result.report_file == str(tmp_path / "runs" / "r" / "reports" / "wf.json")
-    report = json.loads(open(result.report_file).read())
+    term = tmp_path / "termination-log"
+    # a unit the queue still holds did not succeed: the night fails naming it, after writing its report
+    with pytest.raises(run_report.UnitsFailed, match="^failed units: 73MHz 01h$"):
+        run_report.run_report(run_report.Options(workflow="wf", run_label="r", status="Succeeded",
+                                                 failures=json.dumps(failed), dynamic_run_label="night1",
+                                                 termination_log=str(term)), site)
+    assert term.read_text() == "failed units: 73MHz 01h"   # Argo's message for the pod, then the night
+    report = json.loads((tmp_path / "runs" / "r" / "reports" / "wf.json").read_text())
     assert report["failed_nodes"] == failed and report["queue"]["counts"] == {
         "pending": 1, "running": 0, "succeeded": 1, "failed": 0}
+    assert report["failed_units"] == ["73MHz 01h"]
+
+
+def test_run_report_names_the_failed_hours_of_a_static_night(tmp_path):
+    # Argo names a loop node after its map item, keys sorted (operator.go processItem, 4104-4121)
+    site = config.SiteConfig(runs_root=str(tmp_path / "runs"))
+    failed = [{"displayName": "chains(1:hours_file:/l/78MHz_chain.json,node:n2,subband:78MHz)", "phase": "Failed"},
+              {"displayName": "hour(2:lst_label:15h,ms_list_file:/l/u.json,obs_date:2025-06-15,subband:78MHz)",
+               "phase": "Failed"},
+              {"displayName": "hour(0:lst_label:03h,ms_list_file:/l/v.json,obs_date:2025-06-15,subband:73MHz)",
+               "phase": "Error"}]
+    options = run_report.Options(workflow="wf", run_label="r", status="Succeeded", failures=json.dumps(failed))
+    with pytest.raises(run_report.UnitsFailed, match="^failed units: 73MHz 03h, 78MHz 15h$"):
+        run_report.run_report(options, site)
+    result = run_report.run_report(options.model_copy(update={"failures": "null"}), site)
+    assert result.failed_units == []   # nothing failed: the exit handler succeeds
+    many = [(f"{sb}MHz", f"{h:02d}h") for sb in (73, 78) for h in range(24)]
+    text = run_report.failed_units_message(many)
+    assert text.endswith(" and 8 more") and len(text.encode()) < 4096   # a termination message keeps 4 KiB
 
 
 def test_chain_hours_refuses_a_file_that_is_not_a_list_of_hours(tmp_path):

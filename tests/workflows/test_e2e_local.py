@@ -128,6 +128,7 @@ def test_chain_goes_on_after_a_failed_hour(tmp_path, chart):
     assert hours["15h"]["phase"] == "Succeeded"
     assert hours["15h"]["started_at"] >= hours["14h"]["finished_at"]         # the chain, in order
     assert wf.phase == "Failed"                       # the night says an hour failed, once every hour ran
+    assert wf.message.endswith("failed units: 73MHz 14h"), wf.message   # ... and which
     assert_archived(demo, record, {("73MHz", "15h")})
     # The failed hour is reported: in the night's run report and in the units table.
     report = json.loads(demo.local(f"{demo.site.runs_root}/chain/reports/{wf.name}.json").read_text())

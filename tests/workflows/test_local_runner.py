@@ -270,7 +270,7 @@ def test_exit_handler_sees_status_and_failures(tmp_path):
     assert status == "Failed"
     # Argo quotes the JSON once more (operator.go: strconv.Quote), so it survives substitution
     assert failures.startswith('"[{\\"displayName\\":')
-    assert any(f["displayName"] == "boom" and f["message"] == "Error (exit code 4)"
+    assert any(f["displayName"] == "boom" and f["message"] == "main: Error (exit code 4)"
                for f in json.loads(json.loads(failures)))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from test_local_runner import SH, by_display, run, write
 
-from orca_workflows.localrun import LocalRunner
+from orca_workflows.localrun import LocalRunner, Unsupported
 
 
 def test_recursion_stops_at_argo_stack_depth(tmp_path):
@@ -170,7 +171,45 @@ def test_failed_exit_handler_sets_the_phase_and_message(tmp_path):
           - name: bye
             {SH}, args: ["exit 3"]}}
         """)
-    assert wf.phase == "Failed" and wf.message == "Error (exit code 3)"
+    assert wf.phase == "Failed" and wf.message == "main: Error (exit code 3)"   # operator.go:1864-1868
+
+
+def test_a_pods_termination_message_ends_its_message_and_a_failed_dag_root_has_none(tmp_path):
+    # operator.go:1864-1868: "main: Error (exit code N): <termination message>"; dag.go:378 marks a failed
+    # DAG without a message, and a failed workflow takes its root's (operator.go:545, 566)
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            dag: {{tasks: [{{name: says, template: says}}, {{name: quiet, template: quiet}}]}}
+          - name: says
+            {SH}, args: ["printf 'why: /tmp is gone' > /dev/termination-log; exit 2"]}}
+          - name: quiet
+            {SH}, args: ["echo in the log only; exit 1"]}}
+        """)
+    n = by_display(wf)
+    assert n["says"].message == "main: Error (exit code 2): why: /tmp is gone"   # container paths stay
+    assert n["quiet"].message == "main: Error (exit code 1)"
+    assert wf.phase == "Failed" and wf.message == ""
+
+
+def test_a_message_from_the_logs_is_refused(tmp_path):
+    # FallbackToLogsOnError puts the log's tail in the message, argoexec's own lines included: not local
+    with pytest.raises(Unsupported, match="terminationMessagePolicy"):
+        run(tmp_path, f"""
+            apiVersion: argoproj.io/v1alpha1
+            kind: WorkflowTemplate
+            metadata: {{name: t}}
+            spec:
+              entrypoint: main
+              templates:
+              - name: main
+                container: {{image: alpine, command: [sh, -c, "exit 1"], terminationMessagePolicy: FallbackToLogsOnError}}
+            """)
 
 
 def test_looped_step_runs_every_item_then_fails(tmp_path):
@@ -220,3 +259,60 @@ def test_an_argument_over_128_kib_arrives_as_a_file(tmp_path):
         """)
     (node,) = [n for n in wf.nodes.values() if n.type == "Pod"]
     assert node.phase == "Succeeded" and node.output_parameter("seen").strip() == str(len(big))
+
+
+def test_a_tasks_exit_hook_runs_when_the_night_is_cut_short(tmp_path):
+    # exit_handler.go:23: an exit hook runs unless the shutdown is a Terminate (ShouldExecute(true)); the
+    # nights hang stop-children on one this way. Here the workflow's deadline stops the task.
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          activeDeadlineSeconds: 1
+          templates:
+          - name: main
+            dag: {{tasks: [{{name: work, template: work, hooks: {{exit: {{template: bye}}}}}}]}}
+          - name: work
+            {SH}, args: ["sleep 30"]}}
+          - name: bye
+            {SH}, args: ["sleep 0.5"]}}
+        """)
+    n = by_display(wf)
+    assert n["work"].phase == "Failed" and n["work.onExit"].phase == "Succeeded"
+    assert wf.phase == "Failed"
+
+
+def test_a_failed_child_keeps_its_outputs_but_the_aggregate_leaves_it_out(tmp_path):
+    # postmain.go:42-48 saves a pod's result and output parameters whatever main's exit code and
+    # taskresult.go:128-132 puts them on its node; the loop's aggregate takes Succeeded children only
+    # (operator.go:3762, processAggregateNodeOutputs)
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            dag:
+              tasks:
+              - {{name: gen, template: gen, withItems: ["a", "b", "c"], continueOn: {{failed: true}},
+                  arguments: {{parameters: [{{name: x, value: "{{{{item}}}}"}}]}}}}
+              - {{name: use, template: use, dependencies: [gen], arguments: {{parameters: [
+                  {{name: p, value: "{{{{tasks.gen.outputs.parameters.p}}}}"}},
+                  {{name: r, value: "{{{{tasks.gen.outputs.result}}}}"}}]}}}}
+          - name: gen
+            inputs: {{parameters: [{{name: x}}]}}
+            outputs: {{parameters: [{{name: p, valueFrom: {{path: /tmp/p}}}}]}}
+            {SH}, args: ["echo {{{{inputs.parameters.x}}}}; echo p-{{{{inputs.parameters.x}}}} > /tmp/p; test {{{{inputs.parameters.x}}}} != b"]}}
+          - name: use
+            inputs: {{parameters: [{{name: p}}, {{name: r}}]}}
+            outputs: {{parameters: [{{name: seen, valueFrom: {{path: /tmp/seen}}}}]}}
+            {SH}, args: ["echo '{{{{inputs.parameters.p}}}} {{{{inputs.parameters.r}}}}' > /tmp/seen"]}}
+        """)
+    n = by_display(wf)
+    failed = n["gen(1:b)"]
+    assert failed.phase == "Failed" and failed.output_parameter("p") == "p-b" and failed.outputs["result"] == "b"
+    assert n["use"].output_parameter("seen") == '["p-a","p-c"] ["a","c"]'

@@ -8,9 +8,9 @@ reference: the night's TTL (3 days after success) must not delete failed childre
 blockOwnerDeletion would need ``update`` on ``workflows/finalizers`` where the OwnerReferencesPermission-
 Enforcement admission plugin runs.
 
-A failed hour never stops the others, and a night in which any hour failed ends Failed once every hour
-has run: in Argo a looped step runs all its items whatever their phase (failFast is off for steps) and
-its step group then fails (steps.go executeStepGroup).
+A failed hour never stops the others (continueOn), and a night in which any hour failed ends Failed once
+every hour has run, its status.message naming the failed units ("failed units: 73MHz 14h, ..."): the
+night's root then succeeds and its exit handler, run-report, fails with that message (see exit_handler).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import yaml
 from hera.workflows import DAG, Container, CronWorkflow, Parameter, Resource, Step, Steps, Task, WorkflowTemplate
 from hera.workflows import models as m
 
-from .templates_common import (CONTINUE, container_security, from_inputs, from_workflow, image, input_parameter,
-                               orca_step, resources, retry, workflow_parameter, workflow_settings)
+from .templates_common import (CONTINUE, from_inputs, from_workflow, input_parameter, orca_step, retry,
+                               workflow_parameter, workflow_settings)
 from .templates_units import PHASE2_OPTIONS, PIPELINE
 
 HOURS = "subband-hours"
@@ -71,24 +71,50 @@ def discover_template(extra: dict[str, str]) -> Container:
         retry=retry(2, backoff="10s"), labels=False)
 
 
-def exit_handler(extra: dict[str, str]) -> list:
-    """Report the night (failed nodes, queue) and, unless it succeeded, delete children still running."""
-    report = orca_step("run-report", "run-report",
-                       {"workflow": "{{workflow.name}}", "run_label": "{{workflow.parameters.run_label}}",
-                        "status": "{{workflow.status}}", "failures": "{{workflow.failures}}", **extra},
-                       inputs=[], retry=retry(2, backoff="10s"), labels=False)
-    stop = Resource(name="stop-children", action="delete", flags=[
+REPORT = "run-report"
+STOP_CHILDREN = "stop-children"
+
+
+def exit_handler(extra: dict[str, str]) -> Container:
+    """The night's onExit pod: reports the night and fails naming the failed units.
+
+    Argo gives a workflow the message of its root node (a DAG: none, dag.go:378) unless the root
+    succeeded and the exit handler failed: then the exit handler's (operator.go:541-566). So the night's
+    root succeeds when only units failed, and this pod fails with "failed units: ..." in its termination
+    message, which becomes its node's message (operator.go:1864-1868) and the night's. A single pod: a
+    steps exit handler's message would only name a child node ID (steps.go:374). Retried only on Error:
+    a Failed attempt keeps its message (operator.go:1174-1176); a retried one would end "No more retries
+    left" (operator.go:1190)."""
+    return orca_step(REPORT, "run-report",
+                     {"workflow": "{{workflow.name}}", "run_label": "{{workflow.parameters.run_label}}",
+                      "status": "{{workflow.status}}", "failures": "{{workflow.failures}}", **extra,
+                      "termination_log": "/dev/termination-log"},
+                     inputs=[], retry=m.RetryStrategy(limit=m.IntOrString(2), retry_policy="OnError",
+                                                      backoff=m.Backoff(duration="10s", factor=m.IntOrString(2))),
+                     labels=False)
+
+
+def stop_children() -> Resource:
+    """Deletes the night's children still running: stopping a night does not stop them."""
+    return Resource(name=STOP_CHILDREN, action="delete", flags=[
         "workflows", "--selector", f"{PARENT_LABEL}={{{{workflow.name}}}},workflows.argoproj.io/completed!=true"])
-    with Steps(name="exit-handler") as handler:
-        Step(name="report", template=report, continue_on=CONTINUE)
-        Step(name="stop-children", template=stop, when="{{workflow.status}} != Succeeded")
-    return [handler, report, stop]
+
+
+def night_root(night: DAG) -> DAG:
+    """The entrypoint: runs the night with an exit hook that deletes children left running.
+
+    A task's exit hook runs even when the night is stopped (exit_handler.go:23, ShouldExecute(true)); when
+    the night ran to its end no child is left and the delete is a no-op. It cannot be in the onExit
+    handler, which must be one pod (see exit_handler)."""
+    with DAG(name="main") as root:
+        Task(name="night", template=night, hooks={"exit": m.LifecycleHook(template=STOP_CHILDREN)})
+    return root
 
 
 def subband_hours() -> WorkflowTemplate:
     """orca's submit_subband_pipeline_chained: per subband, its hours one after another; subbands in parallel."""
     with WorkflowTemplate(
-            name=HOURS, entrypoint="main", on_exit="exit-handler",
+            name=HOURS, entrypoint="main", on_exit=REPORT,
             annotations={"workflows.argoproj.io/description": (
                 "Static mode: each subband's hours run one after another on its node (child workflows of "
                 "subband-pipeline); subbands run in parallel; a failed hour is reported and its chain goes on.")},
@@ -101,17 +127,21 @@ def subband_hours() -> WorkflowTemplate:
                    inputs=[input_parameter(n) for n in ("subband", "node", "hours_file")]) as chain:
             # The hours come from a file, not the chains item: Argo names loop nodes after their item.
             Step(name="hours", template=read_hours, arguments=from_inputs("hours_file"))
-            Step(name="hour", template=hour, with_param="{{steps.hours.outputs.parameters.hours}}",  # no continueOn
+            # continueOn: a failed hour leaves the night's root Succeeded, so run-report's message names it
+            Step(name="hour", template=hour, with_param="{{steps.hours.outputs.parameters.hours}}",
+                 continue_on=CONTINUE,
                  arguments={"subband": "{{inputs.parameters.subband}}", "lst_label": "{{item.lst_label}}",
                             "obs_date": "{{item.obs_date}}", "ms_list_file": "{{item.ms_list_file}}",
                             "node": "{{inputs.parameters.node}}"})
-        with DAG(name="main"):
+        with DAG(name="night") as night:
             Task(name="discover", template=discover)
             Task(name="chains", template=chain, dependencies=["discover"],
                  with_param="{{tasks.discover.outputs.parameters.chains}}",
                  arguments={"subband": "{{item.subband}}", "node": "{{item.node}}",
                             "hours_file": "{{item.hours_file}}"})
+        night_root(night)
         exit_handler({})
+        stop_children()
     return wt
 
 
@@ -121,30 +151,20 @@ def subband_hours() -> WorkflowTemplate:
 DISPATCH_SLOTS_PER_ROUND = 10
 
 
-def failed_units_template() -> Container:
-    """Fails, naming the units that failed (``unit_id=phase``), so the worker and the night end Failed.
-
-    The one pod that is not an ``orca-step``: it only prints and fails, and mounts nothing."""
-    return Container(
-        name="failed-units", image=image(), command=["sh", "-c", 'echo "failed units: $0"; exit 1'],
-        args=["{{inputs.parameters.unit_status}}"], inputs=[input_parameter("unit_status")],
-        termination_message_policy="FallbackToLogsOnError", security_context=container_security(),
-        resources=resources("small"), active_deadline_seconds=60)
-
-
 def subband_dispatch() -> WorkflowTemplate:
     """Dynamic mode: one worker per pool node takes (subband, hour) units from one queue until it is empty.
 
     The queue is a file on Lustre; every claim and finish runs under one Argo mutex, so each unit goes to
     exactly one worker, and a free node takes the next unit. A worker runs rounds of claim slots, one slot
     after another (claim, run the unit's child workflow, record how it ended); while no slot of a round found
-    the queue empty it calls itself for the next round. At the end it fails if any of its units failed.
+    the queue empty it calls itself for the next round. A failed unit is marked so in the queue, and
+    run-report, the night's exit handler, fails the night naming it.
     One dispatch run per queue at a time (a workflow-level mutex); a rerun with the same
     dynamic_run_label resumes the queue.
     """
     queue_lock = m.Synchronization(mutexes=[m.Mutex(name="orca-queue-{{workflow.parameters.dynamic_run_label}}")])
     with WorkflowTemplate(
-            name=DISPATCH, entrypoint="main", on_exit="exit-handler",
+            name=DISPATCH, entrypoint="main", on_exit=REPORT,
             synchronization=m.Synchronization(mutexes=[
                 m.Mutex(name="orca-dispatch-{{workflow.parameters.dynamic_run_label}}")]),
             annotations={"workflows.argoproj.io/description": (
@@ -164,15 +184,13 @@ def subband_dispatch() -> WorkflowTemplate:
                            inputs=["queue_file", "unit_id", "status"], retry=retry(2, backoff="10s"), labels=False,
                            synchronization=queue_lock)
         unit = run_child("run-unit")
-        failed_units = failed_units_template()
         claimed = "{{steps.claim.outputs.parameters.has_unit}} == true"
         out = {n: f"{{{{steps.claim.outputs.parameters.{n}}}}}" for n in
                ("unit_id", "subband", "lst_label", "obs_date", "ms_list_file")}
         worker_inputs = {"node": "{{inputs.parameters.node}}", "queue_file": "{{inputs.parameters.queue_file}}"}
         with Steps(name="slot", inputs=[input_parameter(n) for n in ("node", "queue_file")], outputs=[
-                Parameter(name="has_unit", value_from=m.ValueFrom(parameter="{{steps.claim.outputs.parameters.has_unit}}")),
-                Parameter(name="unit_status", value_from=m.ValueFrom(
-                    parameter=f"{out['unit_id']}={{{{steps.run.status}}}}"))]) as slot:
+                Parameter(name="has_unit", value_from=m.ValueFrom(parameter="{{steps.claim.outputs.parameters.has_unit}}"))
+        ]) as slot:
             Step(name="claim", template=claim, arguments=worker_inputs)
             Step(name="run", template=unit, when=claimed, continue_on=CONTINUE,
                  arguments={k: out[k] for k in ("subband", "lst_label", "obs_date", "ms_list_file")}
@@ -185,15 +203,15 @@ def subband_dispatch() -> WorkflowTemplate:
                  with_sequence=m.Sequence(count=str(DISPATCH_SLOTS_PER_ROUND)))
             Step(name="next", template="worker", arguments=worker_inputs,
                  when="'{{steps.round.outputs.parameters.has_unit}}' !~ 'false'")
-            Step(name="failed-units", template=failed_units,
-                 arguments={"unit_status": "{{steps.round.outputs.parameters.unit_status}}"},
-                 when="'{{steps.round.outputs.parameters.unit_status}}' =~ '=(Failed|Error)'")
-        with DAG(name="main"):
+        with DAG(name="night") as night:
             Task(name="discover", template=discover)
             Task(name="workers", template=worker, dependencies=["discover"],
                  with_param="{{tasks.discover.outputs.parameters.pool}}",
                  arguments={"node": "{{item}}", "queue_file": "{{tasks.discover.outputs.parameters.queue_file}}"})
+        night_root(night)
+        # the queue says which units failed; run-report names them (see exit_handler)
         exit_handler({"dynamic_run_label": "{{workflow.parameters.dynamic_run_label}}"})
+        stop_children()
     return wt
 
 

@@ -2,6 +2,7 @@
 and the outputs of a DAG or steps template. Mixed into :class:`~.engine.WorkflowRun`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -69,8 +70,9 @@ class FlowMixin:
             return
         phase = dagrules.dag_phase(targets, tasks, deps, finished, spec.get("failFast", True) is not False)
         if phase != "Succeeded":
-            bad = [n for n in finished.values() if n.failed_or_error]
-            self.set_phase(node, phase, f"child '{bad[0].name}' failed" if bad else "")
+            # dag.go:378 marks a failed DAG without a message: a failed DAG root leaves the workflow's
+            # status.message empty (operator.go:545)
+            self.set_phase(node, phase)
             return
         all_scope = dict(scope)
         for name, n in finished.items():
@@ -154,8 +156,7 @@ class FlowMixin:
         if ctx.cancel.is_set() and len(results) < len(items):
             self.set_phase(group, "Failed", "Stopped")
         else:
-            self.set_phase(group, bad[-1].phase if bad else "Succeeded",
-                           f"{len(bad)} of {len(items)} failed" if bad else "")
+            self.set_phase(group, bad[-1].phase if bad else "Succeeded")   # dag.go:715: no message
         return group
 
     def _run_item(self, parent: Node, name: str, display: str, task: dict, scope: dict, ctx: Ctx,
@@ -194,7 +195,9 @@ class FlowMixin:
                                                          f"{where}.arguments.{a['name']}")}
                 for a in (hook.get("arguments") or {}).get("parameters") or []]
         holder = {k: hook[k] for k in ("template", "templateRef") if k in hook}
-        return self.execute(f"{node.name}.onExit", f"{node.display_name}.onExit", holder, args, ctx, node, None)
+        # exit_handler.go:23: exit hooks run under a Stop (ShouldExecute(true)); only termination stops them
+        hook_ctx = dataclasses.replace(ctx, cancel=self.exit_cancel)
+        return self.execute(f"{node.name}.onExit", f"{node.display_name}.onExit", holder, args, hook_ctx, node, None)
 
     @staticmethod
     def _sequence(seq: dict, where: str) -> list[str]:
@@ -252,9 +255,10 @@ class FlowMixin:
                       if n.failed_or_error and not _continues(s, n.phase)]
             for s in group_steps:
                 step_scope.update(self._task_variables(f"steps.{s['name']}", done[s["name"]], groups.get(s["name"])))
-            if failed:
-                self.set_phase(gnode, "Failed", f"child '{failed[0][1].name}' failed")
-                phase, message = "Failed", f"child '{failed[0][1].name}' failed"
+            if failed:   # steps.go:374 names the child by its node ID; steps.go:127 passes it up
+                message = f"child '{failed[0][1].id}' failed"
+                self.set_phase(gnode, "Failed", message)
+                phase = "Failed"
                 break
             self.set_phase(gnode, "Succeeded")
         token.give_back()

@@ -115,7 +115,7 @@ def loop_variables(prefix: str, children: list[Node], phase: str) -> dict[str, s
     ordered = sorted(children, key=lambda n: n.loop_index if n.loop_index is not None else 0)
     param_list, results, by_name = [], [], {}
     for child in ordered:
-        if child.phase != "Succeeded":  # Argo: operator.go processAggregateNodeOutputs
+        if child.phase != "Succeeded":  # Argo: operator.go:3762 (processAggregateNodeOutputs)
             continue
         outputs = child.outputs or {}
         params = outputs.get("parameters") or []

@@ -17,6 +17,21 @@ from .templating import substitute, substitute_tree
 STEP_EXCEEDED = "Pod was active on the node longer than the specified deadline"
 
 
+# Kubernetes' default terminationMessagePath; the kubelet keeps at most 4096 bytes of it.
+TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_LOG_MAX = 4096
+
+
+def failed_pod_message(exit_code: int, termination_message: str) -> str:
+    """A failed main container as operator.go inferFailedReason (v4.1.2 operator.go:1864-1868) words it:
+    "main: <reason> (exit code N)", then ": <termination message>" when the container wrote one. The
+    emissary writes none when the user's command itself exits non-zero (cmd/argoexec/main.go:28-37)."""
+    msg = f"Error (exit code {exit_code})"
+    if termination_message:
+        msg = f"{msg}: {termination_message}"
+    return f"main: {msg}"
+
+
 # cmd/argoexec/commands/emissary.go: an argument longer than this (MaxEnvVarLen) is written to
 # /tmp/argo_arg_<index>.txt and replaced by "@" and that path; the program must read it.
 MAX_ARG_LEN = 131072
@@ -71,6 +86,10 @@ class PodMixin:
             if vm.get("subPath"):
                 local = local / vm["subPath"]
             mounts.append(Mount(vm["mountPath"], local, bool(vm.get("readOnly"))))
+        if body_key != "resource":   # the kubelet's file; only what the container writes there counts
+            term = pod_dir / "termination-log"
+            term.write_text("")
+            mounts.append(Mount(TERMINATION_LOG, term))
         if not any(m.container_path.rstrip("/") == "/tmp" for m in mounts):
             (self._scratch(node) / "tmp").mkdir(parents=True, exist_ok=True)
             mounts.append(Mount("/tmp", self._scratch(node) / "tmp"))
@@ -122,6 +141,11 @@ class PodMixin:
     def _run_pod(self, node: Node, tmpl: dict, scope: dict, ctx: Ctx, token: SlotToken) -> None:
         body, paths, pod_dir, scope = self._pod_setup(node, tmpl, scope)
         where = f"{self.name}/{tmpl['name']}"
+        if body.get("terminationMessagePolicy", "File") != "File" or \
+                body.get("terminationMessagePath", TERMINATION_LOG) != TERMINATION_LOG:
+            # FallbackToLogsOnError would put the log's tail, argoexec's own lines included, in the message
+            raise Unsupported(f"{where}.container.terminationMessagePolicy/Path",
+                              "only the default /dev/termination-log with policy File")
         if not body.get("command"):
             raise Unsupported(f"{where}.container.command", "the image's entrypoint is unknown locally: give a command")
         argv = [paths.to_local(str(a)) for a in list(body["command"]) + list(body.get("args") or [])]
@@ -178,12 +202,28 @@ class PodMixin:
             self.set_phase(node, "Failed", "Step exceeded its deadline" if self.deadline_hit
                            else "Stopped: the workflow was shut down")
             return
-        if result.exit_code != 0:
-            node.outputs = outputs
-            self.set_phase(node, "Failed", f"Error (exit code {result.exit_code})")
-            return
+        # The wait container saves the result and output parameters whatever main's exit code
+        # (postmain.go:42-48) and the controller puts them on the node (taskresult.go:128-132); only a
+        # loop's aggregate leaves out a child that did not succeed (operator.go:3762).
         stdout = Path(node.logs["stdout"]).read_text(errors="replace")
         outputs["result"] = paths.to_container(stdout[:-1] if stdout.endswith("\n") else stdout)
+        params, missing = self._output_parameters(tmpl, paths, scope, where)
+        if params:
+            outputs["parameters"] = params
+        node.outputs = outputs
+        if result.exit_code != 0:
+            term = Path(paths.to_local(TERMINATION_LOG))
+            text = term.read_bytes()[:TERMINATION_LOG_MAX].decode(errors="replace") if term.is_file() else ""
+            self.set_phase(node, "Failed", failed_pod_message(result.exit_code, paths.to_container(text)))
+        elif missing:
+            self.set_phase(node, "Error", f"failed to read output parameter {missing[0]}: {missing[1]} does not exist")
+        else:
+            self.set_phase(node, "Succeeded")
+
+    @staticmethod
+    def _output_parameters(tmpl: dict, paths: PathMap, scope: dict, where: str) -> tuple[list[dict], tuple | None]:
+        """Output parameters read from their files, up to the first missing one without a default
+        (executor.go SaveParameters stops there); that one's (name, path)."""
         params = []
         for p in (tmpl.get("outputs") or {}).get("parameters") or []:
             vf = p.get("valueFrom") or {}
@@ -197,12 +237,7 @@ class PodMixin:
             elif "default" in vf:
                 value = param_string(vf["default"], pwhere)
             else:
-                node.outputs = outputs
-                self.set_phase(node, "Error", f"failed to read output parameter {p['name']}: {vf['path']} does not exist")
-                return
+                return params, (p["name"], vf["path"])
             params.append({"name": p["name"], "value": value})
-        if params:
-            outputs["parameters"] = params
-        node.outputs = outputs
-        self.set_phase(node, "Succeeded")
+        return params, None
 

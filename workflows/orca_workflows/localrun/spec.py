@@ -38,7 +38,7 @@ CONTAINER = {"name": V, "image": NO_LOCAL_EFFECT, "imagePullPolicy": NO_LOCAL_EF
              "env": _list(ENV_VAR), "workingDir": V,
              "volumeMounts": _list({"name": V, "mountPath": V, "readOnly": V, "subPath": V}),
              "resources": NO_LOCAL_EFFECT, "securityContext": NO_LOCAL_EFFECT,
-             "terminationMessagePath": NO_LOCAL_EFFECT, "terminationMessagePolicy": NO_LOCAL_EFFECT}
+             "terminationMessagePath": V, "terminationMessagePolicy": V}
 SCRIPT = {**CONTAINER, "source": V}
 RESOURCE = {"action": V, "manifest": V, "successCondition": V, "failureCondition": V,
             "setOwnerReference": V, "flags": V}
