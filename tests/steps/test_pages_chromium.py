@@ -106,9 +106,11 @@ def night(tmp_path_factory):
                        node="n", work_dir="/fast/x", ms_list_file="/l/x.json", n_ms=3)
     work_queue.create_or_resume(work_queue.queue_path(site, "night"), "night", [pending])
     failures = [{"displayName": "hour(1:15h)", "templateName": "subband-pipeline", "message": "child failed"}]
-    report = run_report.run_report(run_report.Options(workflow="night-abc", run_label="night", status="Failed",
-                                                      failures=json.dumps(failures), dynamic_run_label="night"), site)
-    return root, site, qa, Path(report.dashboard)
+    with pytest.raises(run_report.UnitsFailed, match="82MHz 14h"):  # the night fails, naming its unfinished unit
+        run_report.run_report(run_report.Options(workflow="night-abc", run_label="night", status="Failed",
+                                                 failures=json.dumps(failures), dynamic_run_label="night"), site)
+    report = json.loads((Path(site.runs_root) / "night" / "reports" / "night-abc.json").read_text())
+    return root, site, qa, Path(report["dashboard"])
 
 
 def test_the_qa_page_shows_sky_pictures_and_links_the_movies(night, tmp_path):
