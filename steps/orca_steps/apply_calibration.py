@@ -228,14 +228,38 @@ def _check_subband(ms: Path, subband: str) -> None:
                                    f"subband {subband} ({lo / 1e6:.3f}-{hi / 1e6:.3f} MHz)")
 
 
+def baseline_runs(a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
+    """Start rows of the runs in which antenna 1 is fixed and antenna 2 counts up by one, plus the end.
+
+    MS rows are written in such runs (p-p, p-(p+1), ...), and within one a row's solutions are a slice
+    of the (antenna, channel, correlation) arrays: no per-row gather is needed.
+    """
+    breaks = np.flatnonzero((a1[1:] != a1[:-1]) | (a2[1:] != a2[:-1] + 1)) + 1
+    return np.concatenate(([0], breaks, [a1.size]))
+
+
+# Below this mean run length a Python loop over runs costs more than gathering the solutions per row.
+MIN_MEAN_RUN = 8
+
+
 def correct_chunk(data: np.ndarray, flags: np.ndarray, a1: np.ndarray, a2: np.ndarray,
                   sol: _Solution) -> tuple[np.ndarray, np.ndarray]:
     """C_ab = V_ab G_p,a^-1 conj(G_q,b^-1) for one chunk, in place; flags OR the solutions' flags.
 
-    Solution flags are gathered only for rows of antennas that have any (usually a few dead ones).
+    In baseline runs the multiply reads the solutions as slices (half the time of gathering a
+    (rows, channels, 4) array per antenna side); solution flags are gathered only for rows of antennas
+    that have any (usually a few dead ones).
     """
-    data *= np.take(sol.inv_p, a1, axis=0)
-    data *= np.take(sol.inv_q, a2, axis=0)
+    bounds = baseline_runs(a1, a2)
+    if a1.size >= MIN_MEAN_RUN * (bounds.size - 1):
+        for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            q = int(a2[start])
+            block = data[start:end]
+            block *= sol.inv_p[a1[start]]  # the gather path's order: identical results, bit for bit
+            block *= sol.inv_q[q:q + end - start]
+    else:
+        data *= np.take(sol.inv_p, a1, axis=0)
+        data *= np.take(sol.inv_q, a2, axis=0)
     rows = np.flatnonzero(sol.ant_flagged[a1] | sol.ant_flagged[a2])
     if rows.size:
         flags[rows] |= sol.flag_p[a1[rows]] | sol.flag_q[a2[rows]]
