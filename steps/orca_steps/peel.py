@@ -95,6 +95,39 @@ class ChunkGeometry:
     freqs: np.ndarray  # (nchan,) Hz
     ant_itrf: np.ndarray  # (n_ant, 3) m
     phase_centre: tuple[float, float]  # J2000 (ra, dec) rad
+    slot: np.ndarray | None = None  # (nrow,) time slot, with:
+    antenna_uvw: np.ndarray | None = None  # (n_slots, n_ant, 3) m, uvw = U[ant2] - U[ant1] (``antenna_uvw``)
+
+
+def antenna_uvw(uvw: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, slot: np.ndarray, n_slots: int, n_ant: int,
+                tolerance_m: float = 1e-6) -> np.ndarray | None:
+    """Each antenna's UVW per time slot, relative to a reference antenna, such that every row's UVW is
+    U[ant2] - U[ant1] within ``tolerance_m``; None if the MS's UVW are not such differences.
+
+    With them a fringe factors into per-antenna phasors, exp(2 pi i nu (tau_q - tau_p)) = conj(a_p) a_q:
+    one exponential per antenna and channel instead of one per row and channel.
+    """
+    out = np.full((n_slots, n_ant, 3), np.nan)
+    for k in range(n_slots):
+        rows = np.flatnonzero(slot == k)
+        ref = ant1[rows[0]]
+        first, second = rows[ant1[rows] == ref], rows[ant2[rows] == ref]
+        out[k, ant2[first]] = uvw[first]
+        out[k, ant1[second]] = -uvw[second]
+        out[k, ref] = 0.0
+    error = np.abs(out[slot, ant2] - out[slot, ant1] - uvw)
+    return out if np.all(error <= tolerance_m) else None  # NaN (no baseline to the reference) fails too
+
+
+def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry) -> np.ndarray:
+    """exp(2 pi i nu (d_q - d_p) / c) per row, (nrow, nchan) complex64, from per-antenna delays d
+    (n_slots, n_ant) in metres: conj(a_p) a_q with a = exp(2 pi i nu d / c) (exponentials in float64)."""
+    n_ant = delay_m.shape[1]
+    phasor = np.exp((2j * np.pi / C_M_S) * delay_m[..., None] * geo.freqs).astype(np.complex64)
+    phasor = phasor.reshape(-1, geo.freqs.size)
+    out = np.take(np.conj(phasor), geo.slot * n_ant + geo.ant1, axis=0)
+    out *= np.take(phasor, geo.slot * n_ant + geo.ant2, axis=0)
+    return out
 
 
 # A source's visibilities are kept as Stokes fields (nrow, nchan), only those that are non-zero: an
@@ -134,6 +167,7 @@ def fringes(delay: np.ndarray, freqs: np.ndarray) -> np.ndarray:
 
 def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray) -> None:
     """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter (``vis`` may be reused)."""
+    stokes = stokes.astype(vis.real.dtype)  # complex64 fringes stay complex64
     nonzero = [k for k in range(4) if np.any(stokes[:, k] != 0)]
     for k in nonzero:
         name = "IQUV"[k]
@@ -153,9 +187,13 @@ def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Field
     fields: Fields = {}
     for comp in components:
         l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
-        vis = fringes((geo.uvw @ np.array([l, m, n - 1])) / C_M_S, geo.freqs)
+        direction = np.array([l, m, n - 1])
+        if geo.antenna_uvw is not None:
+            vis = antenna_fringes(geo.antenna_uvw @ direction, geo)
+        else:
+            vis = fringes((geo.uvw @ direction) / C_M_S, geo.freqs)
         if comp.is_gaussian:
-            vis *= gaussian_taper(geo.uvw, geo.freqs, comp)
+            vis *= gaussian_taper(geo.uvw, geo.freqs, comp, vis.real.dtype)
         _add_stokes(fields, vis, comp.stokes_at(geo.freqs))
     return fields
 
@@ -163,9 +201,12 @@ def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Field
 def predict_rfi_fields(geo: ChunkGeometry, src: RFISource) -> Fields:
     """Stokes fields of a ground emitter, curved wavefront: ``predict.predict_near_field`` by Stokes."""
     dist = np.linalg.norm(geo.ant_itrf - src.itrf()[None, :], axis=1)
+    if geo.antenna_uvw is not None:  # d_p - d_q - (w_q - w_p) = tau_q - tau_p with tau = -(d + w)
+        vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo)
+    else:
+        vis = fringes((dist[geo.ant1] - dist[geo.ant2] - geo.uvw[:, 2]) / C_M_S, geo.freqs)
     fields: Fields = {}
-    _add_stokes(fields, fringes((dist[geo.ant1] - dist[geo.ant2] - geo.uvw[:, 2]) / C_M_S, geo.freqs),
-                src.stokes_at(geo.freqs))
+    _add_stokes(fields, vis, src.stokes_at(geo.freqs))
     return fields
 
 
@@ -227,6 +268,8 @@ class MSLayout:
     phase_centre: tuple[float, float]
     antenna_names: list[str]
     ant_itrf: np.ndarray
+    uvw: np.ndarray  # (nrow, 3) m, read once
+    antenna_uvw: np.ndarray | None  # (n_slots, n_ant, 3), see ``antenna_uvw``
 
 
 def read_layout(ms: Path, tab) -> MSLayout:
@@ -248,7 +291,9 @@ def read_layout(ms: Path, tab) -> MSLayout:
     ant1, ant2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
     times, slot = np.unique(tab.getcol("TIME"), return_inverse=True)
     layout = Layout(slot.ravel(), ant1, ant2, times.size, len(names))
-    return MSLayout(nrows, ant1, ant2, times, layout, freqs, (float(ra0), float(dec0)), names, itrf)
+    uvw = tab.getcol("UVW")
+    return MSLayout(nrows, ant1, ant2, times, layout, freqs, (float(ra0), float(dec0)), names, itrf, uvw,
+                    antenna_uvw(uvw, ant1, ant2, layout.slot, times.size, len(names)))
 
 
 class ModelFields:
@@ -261,15 +306,15 @@ class ModelFields:
         self.cache: dict[int, list[Fields]] = {}
 
     def geometry(self, start: int, n: int) -> ChunkGeometry:
-        m = self.meta
-        return ChunkGeometry(self.tab.getcol("UVW", start, n), m.ant1[start:start + n], m.ant2[start:start + n],
-                             m.freqs, m.ant_itrf, m.phase_centre)
+        m, rows = self.meta, slice(start, start + n)
+        return ChunkGeometry(m.uvw[rows], m.ant1[rows], m.ant2[rows], m.freqs, m.ant_itrf, m.phase_centre,
+                             m.layout.slot[rows], m.antenna_uvw)
 
     def chunk(self, start: int, n: int, geo: ChunkGeometry | None = None) -> list[Fields]:
         if start in self.cache:
             return self.cache[start]
         geo = geo or self.geometry(start, n)
-        fields = [{j: f.astype(np.complex64) for j, f in src.predict(geo).items()} for src in self.sources]
+        fields = [{j: f.astype(np.complex64, copy=False) for j, f in src.predict(geo).items()} for src in self.sources]
         if self.keep:
             self.cache[start] = fields
         return fields
@@ -303,16 +348,33 @@ def _chunks(tab, meta: MSLayout) -> list[tuple[int, int]]:
     return list(row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES))
 
 
+def _mask_groups(usable: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
+    """The distinct (nrow, nchan) masks of ``usable`` (nrow, nchan, 4) and the correlations sharing each
+    (usually one mask for all four)."""
+    groups: list[tuple[np.ndarray, list[int]]] = []
+    for c in range(4):
+        mask = usable[:, :, c]
+        for shared, corrs in groups:
+            if np.array_equal(shared, mask):
+                corrs.append(c)
+                break
+        else:
+            groups.append((mask, [c]))
+    return groups
+
+
 def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     """Pass 1: R (S, nrow, 4) and X (S, S, nrow, 4) of ``peeling_solver``, and a fingerprint of the data.
 
     Only non-zero Stokes fields enter: R_s^c = sum_j conj(B_j^c) sum_ch w^c D^c conj(F_sj) and
-    X_ts^c = sum_jk B_j^c conj(B_k^c) sum_ch w^c F_tk conj(F_sj), with B = ``STOKES_TO_CORR``.
+    X_ts^c = sum_kj B_k^c conj(B_j^c) sum_ch w^c F_tk conj(F_sj), with B = ``STOKES_TO_CORR``. The data
+    stay in their (nrow, nchan, 4) layout: one matrix product per row gives R for all four correlations.
     """
     n_src = len(models.sources)
     r = np.zeros((n_src, meta.nrows, 4), np.complex128)
     x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex128)
     crc = 0
+    cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
     max_rows = max(n for _, n in chunks)
     data_reader = _ChunkReader(tab, "CORRECTED_DATA", max_rows)
@@ -324,36 +386,30 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
         geo = models.geometry(start, n)
         fields = models.chunk(start, n, geo)
         length_wl = np.linalg.norm(geo.uvw, axis=1)[:, None] * geo.freqs[None, :] / C_M_S
-        good = (length_wl >= minuvw) & (geo.ant1 != geo.ant2)[:, None]
+        usable = ~flag_reader.read(start, n)
+        usable &= ((length_wl >= minuvw) & cross[rows, None])[:, :, None]
         finite = np.isfinite(data)
-        usable = (good[:, :, None] & ~flag_reader.read(start, n) & finite).transpose(2, 0, 1)
-        data = np.ascontiguousarray(data.transpose(2, 0, 1))  # (4, n, nchan): one contiguous plane a correlation
         if not finite.all():
-            data[~finite.transpose(2, 0, 1)] = 0  # 0 x NaN would still be NaN below
-        mask_of = [0 if np.array_equal(usable[0], usable[c]) else c for c in range(4)]  # usually all the same
-        weighted: dict = {}  # (mask, source, Stokes) -> w conj(F): the weight rides on the conjugated side
-        pair: dict = {}
-        for c in range(4):
-            for s in range(n_src):
-                terms = [(j, STOKES_TO_CORR[j][c]) for j in fields[s] if STOKES_TO_CORR[j][c] != 0]
-                for j, _ in terms:
-                    if (mask_of[c], s, j) not in weighted:
-                        out = np.zeros_like(fields[s][j])
-                        weighted[mask_of[c], s, j] = np.conjugate(fields[s][j], out=out, where=usable[mask_of[c]])
-                for j, b in terms:
-                    r[s, rows, c] += np.conj(b) * _row_sums(data[c], weighted[mask_of[c], s, j])
-                for t in range(s + 1):
-                    for k in fields[t]:
-                        bt = STOKES_TO_CORR[k][c]
-                        if bt == 0:
-                            continue
-                        for j, b in terms:
-                            key = (mask_of[c], t, k, s, j)
-                            if key not in pair:
-                                pair[key] = _row_sums(fields[t][k], weighted[mask_of[c], s, j])
-                            x[t, s, rows, c] += bt * np.conj(b) * pair[key]
-                    if t != s:
-                        x[s, t, rows, c] = np.conj(x[t, s, rows, c])
+            usable &= finite
+            data = np.where(finite, data, 0)  # 0 x NaN would still be NaN below
+        for mask, corrs in _mask_groups(usable):
+            # w conj(F_sj) per source and Stokes field: the weight rides on the conjugated side
+            weighted = {(s, j): np.conjugate(f, out=np.zeros_like(f), where=mask)
+                        for s in range(n_src) for j, f in fields[s].items()}
+            for (s, j), w_conj in weighted.items():
+                b = np.conj(STOKES_TO_CORR[j][corrs])
+                if b.any():
+                    r[s][rows, corrs] += np.matmul(w_conj[:, None, :], data)[:, 0, corrs] * b
+            for t in range(n_src):
+                for s in range(t, n_src):
+                    for k, f_tk in fields[t].items():
+                        for j in fields[s]:
+                            b = STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])
+                            if b.any():
+                                x[t, s][rows, corrs] += _row_sums(f_tk, weighted[s, j])[:, None] * b
+        for t in range(n_src):
+            for s in range(t + 1, n_src):
+                x[s, t, rows] = np.conj(x[t, s, rows])
     return r, x, f"{crc:08x}"
 
 
@@ -365,14 +421,12 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
     reader = _ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
     for start, n in chunks:
         rows = slice(start, start + n)
-        data = np.ascontiguousarray(reader.read(start, n).transpose(2, 0, 1))  # (4, n, nchan)
+        data = reader.read(start, n)  # (n, nchan, 4), corrected in place
         coeff = products[:, rows] * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
         for s, fields in enumerate(models.chunk(start, n)):
             for j, field in fields.items():
-                for c in range(4):
-                    if STOKES_TO_CORR[j][c] != 0:
-                        data[c] -= (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)[:, None] * field
-        data = np.ascontiguousarray(data.transpose(1, 2, 0))
+                for c in np.flatnonzero(STOKES_TO_CORR[j]):
+                    data[:, :, c] -= (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)[:, None] * field
         crc = _fingerprint(crc, data, start)
         tab.putcol("CORRECTED_DATA", data, start, n)
     return f"{crc:08x}"

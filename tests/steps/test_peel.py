@@ -306,6 +306,39 @@ def test_stokes_fields_match_the_reference_predictors(freqs):
     assert set(predict_sky_fields(geo, components[:2])) == {"I"}  # unpolarised: one field, not four
 
 
+def test_fringes_from_antenna_phasors_match_the_reference_predictors():
+    """With UVW that are antenna differences (two time slots), fields come from per-antenna phasors in
+    complex64; they equal the complex128 per-row references to float32 precision. UVW that are not
+    such differences fall back to the per-row path."""
+    from dataclasses import replace
+
+    from orca_steps.peel import antenna_uvw, correlations, predict_rfi_fields, predict_sky_fields
+    from orca_steps.predict import predict_components
+
+    geo = geometry()
+    rng = np.random.default_rng(5)
+    n_ant = geo.ant_itrf.shape[0]
+    per_antenna = rng.normal(0, 500.0, (2, n_ant, 3)) * [1, 1, 0.02]  # two slots, km-scale array
+    slot = np.repeat([0, 1], geo.ant1.size)
+    a1, a2 = np.tile(geo.ant1, 2), np.tile(geo.ant2, 2)
+    uvw = per_antenna[slot, a2] - per_antenna[slot, a1]
+    found = antenna_uvw(uvw, a1, a2, slot, 2, n_ant)
+    np.testing.assert_allclose(found[slot, a2] - found[slot, a1], uvw, atol=1e-9)
+    geo = replace(geo, uvw=uvw, ant1=a1, ant2=a2, slot=slot, antenna_uvw=found)
+    components = [c for s in simsky.a_team() for c in s.components]
+    fields = predict_sky_fields(geo, components)
+    assert {f.dtype for f in fields.values()} == {np.dtype(np.complex64)}
+    sky = correlations(fields)
+    reference = predict_components(uvw, geo.freqs, components, *geo.phase_centre)
+    assert np.max(np.abs(sky - reference)) < 2e-6 * np.max(np.abs(reference))
+    emitter = simsky.ground_emitter(geo.freqs)
+    rfi = correlations(predict_rfi_fields(geo, emitter))
+    reference = predict_near_field(a1, a2, geo.ant_itrf, uvw, geo.freqs, emitter)
+    assert np.max(np.abs(rfi - reference)) < 2e-6 * np.max(np.abs(reference))
+    uvw[7] += [0, 0, 1e-4]  # one row 0.1 mm off: not antenna differences
+    assert antenna_uvw(uvw, a1, a2, slot, 2, n_ant) is None
+
+
 def synthetic_sums(models, products, layout, data_extra=None):
     """R and X of peeling_solver computed the slow way, from full visibilities."""
     data = sum(c[:, None, :] * m for c, m in zip(products, models))
