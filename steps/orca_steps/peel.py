@@ -119,13 +119,15 @@ def antenna_uvw(uvw: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, slot: np.nd
     return out if np.all(error <= tolerance_m) else None  # NaN (no baseline to the reference) fails too
 
 
-def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry) -> np.ndarray:
-    """exp(2 pi i nu (d_q - d_p) / c) per row, (nrow, nchan) complex64, from per-antenna delays d
-    (n_slots, n_ant) in metres: conj(a_p) a_q with a = exp(2 pi i nu d / c) (exponentials in float64)."""
+def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarray | None = None) -> np.ndarray:
+    """S(nu) exp(2 pi i nu (d_q - d_p) / c) per row, (nrow, nchan) complex64, from per-antenna delays d
+    (n_slots, n_ant) in metres: conj(a_p) S a_q with a = exp(2 pi i nu d / c) (exponentials in float64);
+    the spectrum S (nchan,), default 1, rides on the per-antenna factor at no cost per row."""
     n_ant = delay_m.shape[1]
     phasor = np.exp((2j * np.pi / C_M_S) * delay_m[..., None] * geo.freqs).astype(np.complex64)
     phasor = phasor.reshape(-1, geo.freqs.size)
-    out = np.take(np.conj(phasor), geo.slot * n_ant + geo.ant1, axis=0)
+    first = np.conj(phasor) if spectrum is None else np.conj(phasor) * spectrum.astype(np.float32)
+    out = np.take(first, geo.slot * n_ant + geo.ant1, axis=0)
     out *= np.take(phasor, geo.slot * n_ant + geo.ant2, axis=0)
     return out
 
@@ -165,14 +167,16 @@ def fringes(delay: np.ndarray, freqs: np.ndarray) -> np.ndarray:
     return np.cumprod(out, axis=1, out=out)
 
 
-def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray) -> None:
-    """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter (``vis`` may be reused)."""
+def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray, scaled: bool = False) -> None:
+    """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter (``vis`` may be reused);
+    ``scaled``: ``vis`` already holds the spectrum of its only non-zero Stokes parameter."""
     stokes = stokes.astype(vis.real.dtype)  # complex64 fringes stay complex64
     nonzero = [k for k in range(4) if np.any(stokes[:, k] != 0)]
     for k in nonzero:
         name = "IQUV"[k]
         if len(nonzero) == 1:
-            vis *= stokes[None, :, k]  # the usual unpolarised case: scale in place, no temporary
+            if not scaled:
+                vis *= stokes[None, :, k]  # the usual unpolarised case: scale in place, no temporary
             part = vis
         else:
             part = vis * stokes[None, :, k]
@@ -182,31 +186,41 @@ def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray) -> None:
             fields[name] = part
 
 
+def _single_spectrum(stokes: np.ndarray) -> np.ndarray | None:
+    """The spectrum of the only non-zero Stokes parameter of ``stokes`` (nchan, 4), else None."""
+    nonzero = np.flatnonzero(np.any(stokes != 0, axis=0))
+    return stokes[:, nonzero[0]] if nonzero.size == 1 else None
+
+
 def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Fields:
     """Stokes fields of sky components (points, Gaussians): ``predict.predict_components`` by Stokes."""
     fields: Fields = {}
     for comp in components:
         l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
         direction = np.array([l, m, n - 1])
+        stokes, spectrum = comp.stokes_at(geo.freqs), None
         if geo.antenna_uvw is not None:
-            vis = antenna_fringes(geo.antenna_uvw @ direction, geo)
+            spectrum = _single_spectrum(stokes)
+            vis = antenna_fringes(geo.antenna_uvw @ direction, geo, spectrum)
         else:
             vis = fringes((geo.uvw @ direction) / C_M_S, geo.freqs)
         if comp.is_gaussian:
             vis *= gaussian_taper(geo.uvw, geo.freqs, comp, vis.real.dtype)
-        _add_stokes(fields, vis, comp.stokes_at(geo.freqs))
+        _add_stokes(fields, vis, stokes, scaled=spectrum is not None)
     return fields
 
 
 def predict_rfi_fields(geo: ChunkGeometry, src: RFISource) -> Fields:
     """Stokes fields of a ground emitter, curved wavefront: ``predict.predict_near_field`` by Stokes."""
     dist = np.linalg.norm(geo.ant_itrf - src.itrf()[None, :], axis=1)
+    stokes, spectrum = src.stokes_at(geo.freqs), None
     if geo.antenna_uvw is not None:  # d_p - d_q - (w_q - w_p) = tau_q - tau_p with tau = -(d + w)
-        vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo)
+        spectrum = _single_spectrum(stokes)
+        vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo, spectrum)
     else:
         vis = fringes((dist[geo.ant1] - dist[geo.ant2] - geo.uvw[:, 2]) / C_M_S, geo.freqs)
     fields: Fields = {}
-    _add_stokes(fields, vis, src.stokes_at(geo.freqs))
+    _add_stokes(fields, vis, stokes, scaled=spectrum is not None)
     return fields
 
 
@@ -388,8 +402,8 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
         length_wl = np.linalg.norm(geo.uvw, axis=1)[:, None] * geo.freqs[None, :] / C_M_S
         usable = ~flag_reader.read(start, n)
         usable &= ((length_wl >= minuvw) & cross[rows, None])[:, :, None]
-        finite = np.isfinite(data)
-        if not finite.all():
+        if not np.isfinite(data.sum()):  # one reduction; NaN and inf anywhere make the sum non-finite
+            finite = np.isfinite(data)
             usable &= finite
             data = np.where(finite, data, 0)  # 0 x NaN would still be NaN below
         for mask, corrs in _mask_groups(usable):
@@ -419,6 +433,7 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
     reader = _ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
+    model = np.empty(reader.buffer.shape[:2], np.complex64)  # one model plane, reused
     for start, n in chunks:
         rows = slice(start, start + n)
         data = reader.read(start, n)  # (n, nchan, 4), corrected in place
@@ -426,7 +441,9 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
         for s, fields in enumerate(models.chunk(start, n)):
             for j, field in fields.items():
                 for c in np.flatnonzero(STOKES_TO_CORR[j]):
-                    data[:, :, c] -= (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)[:, None] * field
+                    scale = (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)
+                    np.multiply(scale[:, None], field, out=model[:n])
+                    data[:, :, c] -= model[:n]
         crc = _fingerprint(crc, data, start)
         tab.putcol("CORRECTED_DATA", data, start, n)
     return f"{crc:08x}"

@@ -92,11 +92,18 @@ def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool) -> 
     return out.reshape(n, n)
 
 
-def stefcal(r: np.ndarray, w: np.ndarray, layout: Layout, initial: np.ndarray, maxiter: int,
+def dense_weights(w: np.ndarray, layout: Layout) -> list[np.ndarray]:
+    """``w`` (nrow, 4) real as one (antenna, pol) matrix per time slot: built once per source, reused by
+    every ``stefcal`` call on it (X_ss does not change between peeling passes)."""
+    return [_dense(w, layout, k, False) for k in range(layout.n_slots)]
+
+
+def stefcal(r: np.ndarray, w: np.ndarray | list[np.ndarray], layout: Layout, initial: np.ndarray, maxiter: int,
             tolerance: float) -> tuple[np.ndarray, bool, int]:
     """Diagonal gains minimising sum |c|^2 w - 2 Re(conj(c) r); returns (gains, converged, iterations).
 
-    ``r`` (nrow, 4) complex and ``w`` (nrow, 4) real are R_eff and X_ss of the module docstring. With
+    ``r`` (nrow, 4) complex and ``w`` (nrow, 4) real (or its ``dense_weights``) are R_eff and X_ss of
+    the module docstring. With
     them as (antenna, pol) matrices, one StEFCal step is two matrix-vector products per time slot:
     g_pa = sum_qb R[pa, qb] g_qb / sum_qb W[pa, qb] |g_qb|^2. Antennas without usable data get gain
     0, so nothing is subtracted from their rows. Converged and iterations are the worst over slots.
@@ -104,7 +111,8 @@ def stefcal(r: np.ndarray, w: np.ndarray, layout: Layout, initial: np.ndarray, m
     gains = initial.astype(np.complex128).copy()
     all_converged, most = True, 0
     for k in range(layout.n_slots):
-        rd, wd = _dense(r, layout, k, True), _dense(w, layout, k, False)
+        rd = _dense(r, layout, k, True)
+        wd = w[k] if isinstance(w, list) else _dense(w, layout, k, False)
         g = gains[k].reshape(-1)
         converged, iteration = False, 0
         for iteration in range(1, maxiter + 1):
@@ -190,9 +198,10 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
         others = [t for t in range(n_src) if t != s]
         return r[s] - sum((products[t] * x[t, s] for t in others), np.zeros_like(r[s]))
 
+    weights = [dense_weights(x[s, s].real, layout) for s in range(n_src)]
     for _ in range(peeliter):
         for s in order:
-            gains[s], converged[s], iterations[s] = stefcal(effective(s), x[s, s].real, layout, gains[s],
+            gains[s], converged[s], iterations[s] = stefcal(effective(s), weights[s], layout, gains[s],
                                                             maxiter, tolerance)
             products[s] = gain_products(gains[s], layout)
         if converged.all() and (iterations == 1).all():

@@ -325,7 +325,9 @@ def test_fringes_from_antenna_phasors_match_the_reference_predictors():
     found = antenna_uvw(uvw, a1, a2, slot, 2, n_ant)
     np.testing.assert_allclose(found[slot, a2] - found[slot, a1], uvw, atol=1e-9)
     geo = replace(geo, uvw=uvw, ant1=a1, ant2=a2, slot=slot, antenna_uvw=found)
-    components = [c for s in simsky.a_team() for c in s.components]
+    polarised = Component(np.deg2rad(212.0), np.deg2rad(40.0), (50.0, 5.0, -3.0, 2.0), 74e6, [-0.7, 0.1],
+                          120.0, 60.0, 30.0)
+    components = [c for s in simsky.a_team() for c in s.components] + [polarised]
     fields = predict_sky_fields(geo, components)
     assert {f.dtype for f in fields.values()} == {np.dtype(np.complex64)}
     sky = correlations(fields)
