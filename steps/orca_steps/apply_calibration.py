@@ -123,7 +123,10 @@ def regrid_linear(window: CalWindow, freqs: np.ndarray) -> tuple[np.ndarray, np.
     order = np.argsort(window.freqs, kind="stable")
     tf = window.freqs[order]
     n_ant, n_table = window.gains.shape[:2]
-    good = ~np.moveaxis(window.flags[:, order], 1, -1).reshape(-1, n_table)  # (n_ant * 2, n_table)
+    gains = np.moveaxis(window.gains, 1, -1).reshape(-1, n_table)  # (n_ant * 2, n_table)
+    good = ~np.moveaxis(window.flags, 1, -1).reshape(-1, n_table)
+    if np.any(order != np.arange(n_table)):  # CASA writes increasing frequencies: usually nothing to do
+        gains, good = gains[:, order], good[:, order]
     channel = np.arange(n_table, dtype=np.int32)
     below = np.maximum.accumulate(np.where(good, channel, -1), axis=1)  # last good channel <= i, else -1
     above = np.minimum.accumulate(np.where(good, channel, n_table)[:, ::-1], axis=1)[:, ::-1]  # first >= i
@@ -133,8 +136,7 @@ def regrid_linear(window: CalWindow, freqs: np.ndarray) -> tuple[np.ndarray, np.
     left_ok, right_ok = left >= 0, right < n_table
     lo = np.where(left_ok, left, right).clip(0, n_table - 1)  # beyond an end: both sides are the edge channel
     hi = np.where(right_ok, right, left).clip(0, n_table - 1)
-    ant, pol = np.divmod(np.arange(n_ant * 2)[:, None], 2)
-    g_lo, g_hi = window.gains[ant, order[lo], pol], window.gains[ant, order[hi], pol]  # (n_ant * 2, nchan)
+    g_lo, g_hi = np.take_along_axis(gains, lo, axis=1), np.take_along_axis(gains, hi, axis=1)  # (n_ant * 2, nchan)
     span = tf[hi] - tf[lo]
     weight = np.divide(freqs - tf[lo], span, out=np.zeros(span.shape), where=span != 0)
     amp_lo, phase_lo = np.abs(g_lo), np.angle(g_lo)
@@ -191,8 +193,8 @@ def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_h
     with tables.table(str(ms / "ANTENNA"), ack=False) as ant:
         ms_names = list(ant.getcol("NAME"))
     with open_table(ms / "SPECTRAL_WINDOW") as spw:
+        freqs_all = [np.asarray(spw.getcell("CHAN_FREQ", i), float) for i in range(spw.nrows())]
         widths_all = [np.asarray(spw.getcell("CHAN_WIDTH", i), float) for i in range(spw.nrows())]
-    freqs_all = spectral_windows(ms)
     result, spw_map = {}, {}
     for s, (freqs, widths) in enumerate(zip(freqs_all, widths_all)):
         jones = np.ones((len(ms_names), freqs.size, 2), np.complex128)
