@@ -35,8 +35,8 @@ from . import config
 from .caltables import CalTable, CalWindow, read_caltable
 from .errors import CalibrationError, InputError
 from .logs import get_logger, log, step_timer
-from .msio import (check_linear_correlations, check_ms, data_row_bytes, ddid_to_spw, ensure_column, open_ms,
-                   open_table, row_chunks, spectral_windows)
+from .msio import (baseline_runs, check_linear_correlations, check_ms, data_row_bytes, ddid_to_spw, ensure_column,
+                   open_ms, open_table, row_chunks, spectral_windows)
 
 _logger = get_logger("apply-calibration")
 # Rows per chunk. Measured (bench/phase1.py): with ~2 MB chunks a chunk and its temporaries stay in the
@@ -230,20 +230,6 @@ def _check_subband(ms: Path, subband: str) -> None:
                                    f"subband {subband} ({lo / 1e6:.3f}-{hi / 1e6:.3f} MHz)")
 
 
-def baseline_runs(a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
-    """Start rows of the runs in which antenna 1 is fixed and antenna 2 counts up by one, plus the end.
-
-    MS rows are written in such runs (p-p, p-(p+1), ...), and within one a row's solutions are a slice
-    of the (antenna, channel, correlation) arrays: no per-row gather is needed.
-    """
-    breaks = np.flatnonzero((a1[1:] != a1[:-1]) | (a2[1:] != a2[:-1] + 1)) + 1
-    return np.concatenate(([0], breaks, [a1.size]))
-
-
-# Below this mean run length a Python loop over runs costs more than gathering the solutions per row.
-MIN_MEAN_RUN = 8
-
-
 def correct_chunk(data: np.ndarray, flags: np.ndarray, a1: np.ndarray, a2: np.ndarray,
                   sol: _Solution) -> tuple[np.ndarray, np.ndarray]:
     """C_ab = V_ab G_p,a^-1 conj(G_q,b^-1) for one chunk, in place; flags OR the solutions' flags.
@@ -253,7 +239,7 @@ def correct_chunk(data: np.ndarray, flags: np.ndarray, a1: np.ndarray, a2: np.nd
     that have any (usually a few dead ones).
     """
     bounds = baseline_runs(a1, a2)
-    if a1.size >= MIN_MEAN_RUN * (bounds.size - 1):
+    if bounds is not None:
         for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             q = int(a2[start])
             block = data[start:end]

@@ -143,3 +143,19 @@ def linear_correlation_index(ms: str | Path) -> np.ndarray:
 def ddid_to_spw(ms: str | Path) -> np.ndarray:
     with open_table(Path(ms) / "DATA_DESCRIPTION") as dd:
         return np.asarray(dd.getcol("SPECTRAL_WINDOW_ID"), dtype=int)
+
+
+# Below this mean run length a Python loop over runs costs more than gathering per row.
+MIN_MEAN_RUN = 8
+
+
+def baseline_runs(a1: np.ndarray, a2: np.ndarray) -> np.ndarray | None:
+    """Bounds (start rows plus the end) of the runs in which ``a1`` is fixed and ``a2`` counts up by one,
+    or None if the runs are too short to be worth using (mean below ``MIN_MEAN_RUN`` rows).
+
+    MS rows are written in such runs (p-p, p-(p+1), ...), and within one a row's per-antenna values
+    are a slice of a per-antenna array: numpy can multiply slices instead of gathering every row.
+    """
+    breaks = np.flatnonzero((a1[1:] != a1[:-1]) | (a2[1:] != a2[:-1] + 1)) + 1
+    bounds = np.concatenate(([0], breaks, [a1.size]))
+    return bounds if a1.size >= MIN_MEAN_RUN * (bounds.size - 1) else None

@@ -33,8 +33,8 @@ from pydantic import BaseModel, Field
 from .coords import altaz, direction_cosines
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import (antenna_positions, check_linear_correlations, data_row_bytes, ddid_to_spw, open_ms, open_table,
-                   row_chunks, spectral_windows)
+from .msio import (antenna_positions, baseline_runs, check_linear_correlations, data_row_bytes, ddid_to_spw, open_ms,
+                   open_table, row_chunks, spectral_windows)
 from .peeling_solver import Layout, PeelSolution, peel_sums
 from .predict import C_M_S, gaussian_taper
 from .skymodel import Component, RFISource, SkySource, load_rfi_model, load_sky_model
@@ -127,8 +127,15 @@ def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarra
     phasor = np.exp((2j * np.pi / C_M_S) * delay_m[..., None] * geo.freqs).astype(np.complex64)
     phasor = phasor.reshape(-1, geo.freqs.size)
     first = np.conj(phasor) if spectrum is None else np.conj(phasor) * spectrum.astype(np.float32)
-    out = np.take(first, geo.slot * n_ant + geo.ant1, axis=0)
-    out *= np.take(phasor, geo.slot * n_ant + geo.ant2, axis=0)
+    p, q = geo.slot * n_ant + geo.ant1, geo.slot * n_ant + geo.ant2
+    bounds = baseline_runs(p, q)
+    if bounds is None:
+        out = np.take(first, p, axis=0)
+        out *= np.take(phasor, q, axis=0)
+        return out
+    out = np.empty((p.size, geo.freqs.size), np.complex64)
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # a run: one p, consecutive q
+        np.multiply(first[p[start]], phasor[q[start]:q[start] + end - start], out=out[start:end])
     return out
 
 
@@ -393,6 +400,7 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     max_rows = max(n for _, n in chunks)
     data_reader = _ChunkReader(tab, "CORRECTED_DATA", max_rows)
     flag_reader = _ChunkReader(tab, "FLAG", max_rows)
+    buffers: dict = {}  # w conj(F) per (source, Stokes), reused by every chunk
     for start, n in chunks:
         rows = slice(start, start + n)
         data = data_reader.read(start, n)
@@ -408,8 +416,11 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
             data = np.where(finite, data, 0)  # 0 x NaN would still be NaN below
         for mask, corrs in _mask_groups(usable):
             # w conj(F_sj) per source and Stokes field: the weight rides on the conjugated side
-            weighted = {(s, j): np.conjugate(f, out=np.zeros_like(f), where=mask)
-                        for s in range(n_src) for j, f in fields[s].items()}
+            weighted = {}
+            for s in range(n_src):
+                for j, f in fields[s].items():
+                    out = buffers.setdefault((s, j), np.empty((max_rows, f.shape[1]), f.dtype))[:n]
+                    weighted[s, j] = np.multiply(np.conjugate(f, out=out), mask, out=out)
             for (s, j), w_conj in weighted.items():
                 b = np.conj(STOKES_TO_CORR[j][corrs])
                 if b.any():

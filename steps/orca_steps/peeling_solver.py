@@ -71,10 +71,13 @@ class Layout:
         return cache[k]
 
 
-def gain_products(gains: np.ndarray, layout: Layout) -> np.ndarray:
-    """c = g_p,a conj(g_q,b) per row and correlation, (nrow, 4), from gains (n_slots, n_ant, 2)."""
+def gain_products(gains: np.ndarray, layout: Layout, out: np.ndarray | None = None) -> np.ndarray:
+    """c = g_p,a conj(g_q,b) per row and correlation, (nrow, 4), from gains (n_slots, n_ant, 2); into
+    ``out`` if given (no new arrays of the MS's size in the peeling loop)."""
     flat = gains.reshape(-1)
-    return flat[layout.index_p] * np.conj(flat[layout.index_q])
+    out = np.take(np.conj(flat), layout.index_q, out=out, mode="clip")  # indices are valid: no check
+    out *= np.take(flat, layout.index_p, mode="clip")
+    return out
 
 
 def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool) -> np.ndarray:
@@ -203,7 +206,7 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
         for s in order:
             gains[s], converged[s], iterations[s] = stefcal(effective(s), weights[s], layout, gains[s],
                                                             maxiter, tolerance)
-            products[s] = gain_products(gains[s], layout)
+            gain_products(gains[s], layout, out=products[s])
         if converged.all() and (iterations == 1).all():
             break  # a further pass would move no gain by more than the tolerance
     rejected = np.zeros((n_src, layout.n_slots), bool)
@@ -211,6 +214,6 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
         rejected[s] = residual_change(products[s], effective(s), x[s, s].real, layout) >= 0
         if rejected[s].any():
             gains[s][rejected[s]] = 0.0
-            products[s] = gain_products(gains[s], layout)
+            gain_products(gains[s], layout, out=products[s])
         gains[s] = reference_phases(gains[s], cross_hands[s])
     return PeelSolution(gains, products, converged, iterations, rejected, scales, order)

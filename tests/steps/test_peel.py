@@ -312,6 +312,7 @@ def test_fringes_from_antenna_phasors_match_the_reference_predictors():
     such differences fall back to the per-row path."""
     from dataclasses import replace
 
+    from orca_steps.msio import baseline_runs
     from orca_steps.peel import antenna_uvw, correlations, predict_rfi_fields, predict_sky_fields
     from orca_steps.predict import predict_components
 
@@ -337,6 +338,11 @@ def test_fringes_from_antenna_phasors_match_the_reference_predictors():
     rfi = correlations(predict_rfi_fields(geo, emitter))
     reference = predict_near_field(a1, a2, geo.ant_itrf, uvw, geo.freqs, emitter)
     assert np.max(np.abs(rfi - reference)) < 2e-6 * np.max(np.abs(reference))
+    assert baseline_runs(a1 + 24 * slot, a2 + 24 * slot) is not None  # the above used baseline runs
+    order = rng.permutation(a1.size)  # shuffled rows: per-row gathers, the same numbers
+    shuffled = replace(geo, uvw=uvw[order], ant1=a1[order], ant2=a2[order], slot=slot[order])
+    assert baseline_runs(a1[order], a2[order]) is None
+    np.testing.assert_array_equal(correlations(predict_sky_fields(shuffled, components)), sky[order])
     uvw[7] += [0, 0, 1e-4]  # one row 0.1 mm off: not antenna differences
     assert antenna_uvw(uvw, a1, a2, slot, 2, n_ant) is None
 
