@@ -415,6 +415,7 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
             usable &= finite
             data = np.where(finite, data, 0)  # 0 x NaN would still be NaN below
         for mask, corrs in _mask_groups(usable):
+            sel = slice(None) if len(corrs) == 4 else corrs  # a slice, not a gather, in the usual case
             # w conj(F_sj) per source and Stokes field: the weight rides on the conjugated side
             weighted = {}
             for s in range(n_src):
@@ -424,14 +425,14 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
             for (s, j), w_conj in weighted.items():
                 b = np.conj(STOKES_TO_CORR[j][corrs])
                 if b.any():
-                    r[s][rows, corrs] += np.matmul(w_conj[:, None, :], data)[:, 0, corrs] * b
+                    r[s, rows][:, sel] += np.matmul(w_conj[:, None, :], data)[:, 0, sel] * b
             for t in range(n_src):
                 for s in range(t, n_src):
                     for k, f_tk in fields[t].items():
                         for j in fields[s]:
                             b = STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])
                             if b.any():
-                                x[t, s][rows, corrs] += _row_sums(f_tk, weighted[s, j])[:, None] * b
+                                x[t, s, rows][:, sel] += _row_sums(f_tk, weighted[s, j])[:, None] * b
         for t in range(n_src):
             for s in range(t + 1, n_src):
                 x[s, t, rows] = np.conj(x[t, s, rows])
