@@ -385,7 +385,8 @@ def _mask_groups(usable: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
 
 
 def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
-    """Pass 1: R (S, nrow, 4) and X (S, S, nrow, 4) of ``peeling_solver``, and a fingerprint of the data.
+    """Pass 1: R (S, nrow, 4) and X (S, S, nrow, 4) of ``peeling_solver`` (X only for t <= s: the
+    solver reads X_ts = conj(X_st) from there), and a fingerprint of the data.
 
     Only non-zero Stokes fields enter: R_s^c = sum_j conj(B_j^c) sum_ch w^c D^c conj(F_sj) and
     X_ts^c = sum_kj B_k^c conj(B_j^c) sum_ch w^c F_tk conj(F_sj), with B = ``STOKES_TO_CORR``. The data
@@ -433,9 +434,6 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
                             b = STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])
                             if b.any():
                                 x[t, s, rows][:, sel] += _row_sums(f_tk, weighted[s, j])[:, None] * b
-        for t in range(n_src):
-            for s in range(t + 1, n_src):
-                x[s, t, rows] = np.conj(x[t, s, rows])
     return r, x, f"{crc:08x}"
 
 

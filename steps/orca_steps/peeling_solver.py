@@ -161,7 +161,7 @@ def apparent_scales(r: np.ndarray, x: np.ndarray, layout: Layout) -> np.ndarray:
     scales = np.zeros((n_src, layout.n_slots))
     for k in range(layout.n_slots):
         rows = layout.slot == k
-        normal = np.array([[x[t, s, rows].sum().real for t in range(n_src)] for s in range(n_src)])
+        normal = np.array([[x[min(t, s), max(t, s), rows].sum().real for t in range(n_src)] for s in range(n_src)])
         rhs = np.array([r[s, rows].sum().real for s in range(n_src)])
         scales[:, k] = np.linalg.lstsq(normal, rhs, rcond=1e-12)[0]
     return scales
@@ -182,6 +182,8 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
               tolerance: float, cross_hands: list[bool]) -> PeelSolution:
     """TTCal's peeling loop on the channel sums: ``r`` (S, nrow, 4), ``x`` (S, S, nrow, 4).
 
+    Only x[t, s] with t <= s is read: X_ts = conj(X_st), so callers need not fill the lower triangle.
+
     Each pass visits the sources brightest apparent first (``flux``: model fluxes, times the fitted
     scales), starting from the gains sqrt(scale) (module docstring); passes stop early once a whole
     pass changes no gain by more than ``tolerance``. A source whose final
@@ -199,7 +201,8 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
 
     def effective(s: int) -> np.ndarray:
         others = [t for t in range(n_src) if t != s]
-        return r[s] - sum((products[t] * x[t, s] for t in others), np.zeros_like(r[s]))
+        return r[s] - sum((products[t] * (x[t, s] if t < s else np.conj(x[s, t])) for t in others),
+                          np.zeros_like(r[s]))
 
     weights = [dense_weights(x[s, s].real, layout) for s in range(n_src)]
     for _ in range(peeliter):
