@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from . import config, msstate
 from .config import check_subband
 from .discover import file_start_time, file_subband
 from .errors import InputError
+from .fileio import atomic_path, remove_stale_temps, write_json
 from .labels import Subband
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, open_table, row_chunks
@@ -255,20 +255,18 @@ def _copy_subtables(first: str, out_path: Path, used: list[_Input]) -> list[int]
 def _build(used: list[_Input], out_ms: Path) -> int:
     from casacore import tables
 
-    partial = out_ms.with_name(out_ms.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    with open_table(used[0].path) as first:
-        first.copy(str(partial), deep=True, copynorows=True).close()
-    offsets = _copy_subtables(used[0].path, partial, used)
-    out = tables.table(str(partial), readonly=False, ack=False)
-    try:
-        for item, offset in zip(used, offsets):
-            _append(out, item, offset)
-        n_rows = out.nrows()
-    finally:
-        out.close()
-    shutil.rmtree(out_ms, ignore_errors=True)
-    partial.rename(out_ms)
+    remove_stale_temps(out_ms)
+    with atomic_path(out_ms) as partial:
+        with open_table(used[0].path) as first:
+            first.copy(str(partial), deep=True, copynorows=True).close()
+        offsets = _copy_subtables(used[0].path, partial, used)
+        out = tables.table(str(partial), readonly=False, ack=False)
+        try:
+            for item, offset in zip(used, offsets):
+                _append(out, item, offset)
+            n_rows = out.nrows()
+        finally:
+            out.close()
     return n_rows
 
 
@@ -321,9 +319,7 @@ def concatenate_ms(ms_paths: list[str], out_ms: str | Path) -> Result:
                     dropped=dropped, n_rows=n_rows, reused=False)
     body = {"inputs": inputs, "used": result.used, "dropped": [d.model_dump() for d in dropped], "n_rows": n_rows,
             "time_range": [used[0].t_start, used[-1].t_end]}
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1) + "\n")
-    os.replace(tmp, record)
+    write_json(record, body)
     return result
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .errors import InputError, ToolFailedError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .msio import open_table
 from .pb_correct import BeamModel, pb_correct_image
@@ -109,13 +110,6 @@ def stack_channels(paths: list[Path], out: Path) -> list[float]:
     header["CTYPE3"], header["CRPIX3"], header["CRVAL3"], header["CDELT3"], header["CUNIT3"] = (
         "FREQ", 1.0, float(freqs[0]), step, "Hz")
     header["NCHAN"] = (len(paths), "channels; CHANNELS table: each one's frequency and beam")
-    tmp = out.with_name(f".{out.name}.tmp")
-    stream = fits.StreamingHDU(tmp, header)
-    for path in paths:
-        with fits.open(path, memmap=False) as hdul:
-            plane = np.asarray(hdul[0].data, dtype=np.float32).reshape(ny, nx)
-        stream.write(plane.astype(">f4"))
-    stream.close()
     beams = np.array([[h.get("BMAJ", np.nan), h.get("BMIN", np.nan), h.get("BPA", np.nan)] for h in headers], float)
     table = fits.BinTableHDU.from_columns([
         fits.Column("CHAN", "J", array=np.arange(len(paths))),
@@ -123,8 +117,14 @@ def stack_channels(paths: list[Path], out: Path) -> list[float]:
         fits.Column("BMAJ", "D", unit="deg", array=beams[:, 0]),
         fits.Column("BMIN", "D", unit="deg", array=beams[:, 1]),
         fits.Column("BPA", "D", unit="deg", array=beams[:, 2])], name="CHANNELS")
-    fits.append(tmp, table.data, table.header)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        stream = fits.StreamingHDU(tmp, header)
+        for path in paths:
+            with fits.open(path, memmap=False) as hdul:
+                plane = np.asarray(hdul[0].data, dtype=np.float32).reshape(ny, nx)
+            stream.write(plane.astype(">f4"))
+        stream.close()
+        fits.append(tmp, table.data, table.header)
     return [float(f) for f in freqs]
 
 

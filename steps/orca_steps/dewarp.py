@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError, ToolFailedError
+from .fileio import write_atomic
 from .logs import step_timer
 from .skyimage import SkyImage, load_image, write_image
 
@@ -246,5 +247,5 @@ def run(options: Options) -> Result:
                                 loo_rms_arcmin=loo_rms, dewarped=list(outs.values()), deep_image=outs[str(deep.path)],
                                 deep_images=[outs[str(Path(p))] for p in options.deep_images],
                                 interval_images=[outs[str(Path(p))] for p in options.interval_images])
-        (work / "QA" / "dewarp.json").write_text(result.model_dump_json(indent=1) + "\n")
+        write_atomic(work / "QA" / "dewarp.json", result.model_dump_json(indent=1) + "\n")
     return result

@@ -14,11 +14,8 @@ that Argo passes paths, never long lists.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import uuid
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +26,7 @@ from pydantic import BaseModel, Field
 from . import config
 from .copy_ms import compressed_tar_problem
 from .errors import InputError
+from .fileio import write_json
 from .labels import check_obs_date, check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
 
@@ -225,16 +223,6 @@ def check_ms_files(paths: list[str]) -> list[str]:
     return paths
 
 
-def write_json_atomic(path: str | Path, data) -> Path:
-    """Write JSON under a temporary name, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
 # --- Units -------------------------------------------------------------------------------------------
 class WorkUnit(BaseModel):
     """One (subband, LST hour) of one night: what a subband-pipeline run processes."""
@@ -307,7 +295,7 @@ def make_unit(site: config.SiteConfig, subband: str, hour: int, obs_date: str, r
     uid = unit_id(subband, lst, obs_date)
     list_file = list_dir / f"{uid}.json"
     if paths:
-        write_json_atomic(list_file, paths)
+        write_json(list_file, paths)
     unit = WorkUnit(id=uid, subband=subband, lst_label=lst, obs_date=obs_date,
                     node=resolve_node(site, subband, queue_override),
                     work_dir=nvme_work_dir or config.work_dir(site.nvme_root, lst, obs_date, run_label, subband),
@@ -392,7 +380,7 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
                   "ms_list_file": u.ms_list_file}
                  for u in units if u.subband == sb]
         if hours:   # in a file: Argo names loop nodes after every field of their item (see chain_hours)
-            hours_file = write_json_atomic(list_dir / f"{sb}_{obs_date}_chain.json", hours)
+            hours_file = write_json(list_dir / f"{sb}_{obs_date}_chain.json", hours)
             chains.append({"subband": sb, "node": resolve_node(site, sb, options.queue_override),
                            "hours_file": str(hours_file)})
     log(_logger, "night discovered", obs_date=obs_date, units=len(units), ms=sum(u.n_ms for u in units),

@@ -1,7 +1,7 @@
 """Writing files so that a reader never sees half of one: every product, marker and table is built under
 a hidden temporary name beside its final name, then renamed over it (a rename in one directory is
-atomic). A writer that raises, or a pod killed mid-write, leaves at most a ``.<name>.<pid>.tmp`` that
-``remove_stale_temps`` clears and that no product glob matches. Also the one CSV writer.
+atomic). A writer that raises, or a pod killed mid-write, leaves at most a ``.<name>.<pid>-<random>.tmp``
+that ``remove_stale_temps`` clears and that no product glob matches. Also the one CSV writer.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import shutil
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,9 +18,10 @@ TMP_SUFFIX = ".tmp"
 
 
 def temp_path(path: str | Path) -> Path:
-    """``<dir>/.<name>.<pid>.tmp``: same directory (so the rename is atomic), one per process."""
+    """``<dir>/.<name>.<pid>-<random>.tmp``: same directory (so the rename is atomic), one per writer
+    (pods in separate containers often share a pid, and their work dirs share storage)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
 
 
 def remove_stale_temps(path: str | Path) -> None:
@@ -43,11 +45,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    _remove(tmp)
     try:
         yield tmp
         if tmp.is_dir() and path.exists():  # os.replace cannot replace a non-empty directory
-            aside = path.with_name(f".{path.name}.{os.getpid()}.old{TMP_SUFFIX}")
+            aside = temp_path(path)
             os.replace(path, aside)
             os.replace(tmp, path)
             _remove(aside)

@@ -9,13 +9,13 @@ given as ``noise_images``, Stokes I and V).
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .fileio import write_csv
 from .logs import step_timer
 from .skyimage import SkyImage, inner_rms, load_calibrators, load_image, spectrum_jy
 
@@ -95,16 +95,6 @@ def check_flux_scale(img: SkyImage, calibrators: list[dict], min_elevation_deg: 
         rows.append({k: row.get(k, "") for k in FLUX_COLUMNS})
     return rows
 
-
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-    return path
 
 
 def plot_ratios(path: Path, rows: list[dict]) -> Path | None:

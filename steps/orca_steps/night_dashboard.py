@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
+from .fileio import write_atomic
 from .products import PARTIAL_MARKER, QA_PAGE, QA_STATUS
 
 DASHBOARD_INDEX = "dashboards"  # <runs_root>/dashboards/<workflow>.html: the Argo UI's link target
@@ -144,21 +145,14 @@ def index_path(site: config.SiteConfig, workflow: str) -> Path:
     return Path(site.runs_root) / DASHBOARD_INDEX / f"{workflow}.html"
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_dashboard(site: config.SiteConfig, run_label: str, workflow: str, failed_nodes: list[dict],
                     queue_units: list[dict] = ()) -> Path:
     out = dashboard_path(site, run_label, workflow)
     units = collect(site.archive_root, run_label, queue_units)
-    _write(out, render(units, out, f"{run_label} ({workflow})", failed_nodes))
+    write_atomic(out, render(units, out, f"{run_label} ({workflow})", failed_nodes))
     index = index_path(site, workflow)
     target = _esc(Path(os.path.relpath(out, index.parent)).as_posix())
-    _write(index, f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='0; url={target}'>"
+    write_atomic(index, f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='0; url={target}'>"
                   f"<title>{_esc(workflow)}</title></head><body><a href='{target}'>night dashboard of {_esc(workflow)}"
                   "</a></body></html>")
     return out

@@ -13,7 +13,6 @@ next to each image, with ``PBCORR = T`` in its header.
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pydantic import BaseModel, Field
 from . import config
 from .coords import altaz
 from .errors import InputError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .wsclean import MJD_UNIX_OFFSET_S, SCIENCE_RECIPES
 
@@ -262,9 +262,8 @@ def pb_correct_image(path: str | Path, beam: BeamModel, cache: dict | None = Non
     header["PBMINEL"] = (MIN_ELEVATION_DEG, "[deg] NaN below this elevation")
     header["PBMINRSP"] = (MIN_RESPONSE, "NaN where the response is below this")
     out = path.with_name(path.name[: -len(".fits")] + ".pbcorr.fits")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    fits.writeto(tmp, corrected, header, overwrite=True)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        fits.writeto(tmp, corrected, header)
     return out
 
 

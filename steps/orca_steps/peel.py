@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import zlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from .coords import altaz, direction_cosines
 from .errors import InputError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .msio import (antenna_positions, check_linear_correlations, data_row_bytes, ddid_to_spw, open_ms, open_table,
                    row_chunks, spectral_windows)
@@ -388,13 +388,12 @@ def solutions_path(ms: str | Path) -> Path:
 def save_solutions_npz(path: Path, sources: list[PeelSource], meta: MSLayout, solution: PeelSolution,
                        settings: dict) -> Path:
     """gains[source, time, antenna, polarisation] and what they mean, written atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, gains=solution.gains, axes=np.array(["source", "time", "antenna", "polarisation"]),
-             source_names=np.array([s.name for s in sources]), source_kinds=np.array([s.kind for s in sources]),
-             antenna_names=np.array(meta.antenna_names), polarisations=np.array(["X", "Y"]),
-             times_mjd_s=meta.times, freqs_hz=meta.freqs, converged=solution.converged,
-             subtracted=~solution.rejected, **{k: np.array(v) for k, v in settings.items()})
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no .npz
+        np.savez(fh, gains=solution.gains, axes=np.array(["source", "time", "antenna", "polarisation"]),
+                 source_names=np.array([s.name for s in sources]), source_kinds=np.array([s.kind for s in sources]),
+                 antenna_names=np.array(meta.antenna_names), polarisations=np.array(["X", "Y"]),
+                 times_mjd_s=meta.times, freqs_hz=meta.freqs, converged=solution.converged,
+                 subtracted=~solution.rejected, **{k: np.array(v) for k, v in settings.items()})
     return path
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError
-from .flux_check import write_csv
+from .fileio import write_csv
 from .logs import step_timer
 from .skyimage import SkyImage, load_image, robust_std
 from .targets import Target, load_targets, solar_system_targets

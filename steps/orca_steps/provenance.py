@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from .fileio import write_json
 from .logs import step_timer
 from .pipeline import UnitParameters
 from .tools import tool_env
@@ -90,11 +91,7 @@ def write_provenance(params: UnitParameters) -> Path:
         "steps": step_records(work_dir),
         "timings": _jsonl(work_dir / "timings.jsonl"),
     }
-    out = work_dir / "provenance.json"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    tmp.replace(out)
-    return out
+    return write_json(work_dir / "provenance.json", record)
 
 
 def run(options: Options) -> Result:

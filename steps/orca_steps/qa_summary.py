@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from .collect_ms import PHASE1_FILE
 from .concat import concat_paths
 from .errors import InputError
+from .fileio import write_atomic
 from .hot_baselines import WARNING_PREFIX
 from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import step_timer
@@ -570,11 +571,9 @@ def qa_summary(options: Options) -> Result:
     page, overall = render(u, sections, states)
     u.qa.mkdir(parents=True, exist_ok=True)
     out = u.work / QA_PAGE
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    write_atomic(out, page)
     result = Result(html=str(out), status=overall, steps={k: v[0] for k, v in states.items()})
-    (u.qa / QA_STATUS).write_text(result.model_dump_json(indent=1) + "\n")  # for the night dashboard
+    write_atomic(u.qa / QA_STATUS, result.model_dump_json(indent=1) + "\n")  # for the night dashboard
     return result
 
 

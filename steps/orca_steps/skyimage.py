@@ -14,6 +14,7 @@ import numpy as np
 
 from .config import OVRO_LAT_DEG
 from .errors import InputError
+from .fileio import atomic_path
 
 CATALOG_DIR = Path(__file__).parent / "catalogs"
 MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01 (as the MS TIME column)
@@ -136,9 +137,8 @@ def write_image(path: str | Path, like: SkyImage, data: np.ndarray) -> Path:
 
     p = Path(path)
     shape = tuple(like.header[f"NAXIS{k}"] for k in range(like.header["NAXIS"], 0, -1))
-    tmp = p.with_name(p.name + ".tmp")
-    fits.PrimaryHDU(np.asarray(data, dtype=np.float32).reshape(shape), header=like.header).writeto(tmp, overwrite=True)
-    tmp.replace(p)
+    with atomic_path(p) as tmp:
+        fits.PrimaryHDU(np.asarray(data, dtype=np.float32).reshape(shape), header=like.header).writeto(tmp)
     return p
 
 

@@ -11,7 +11,6 @@ TIME of the MS belongs to the nearest snapshot, and the rows of a bad snapshot's
 """
 from __future__ import annotations
 
-import csv
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from .config import check_subband
 from .errors import InputError
+from .fileio import write_csv
 from .labels import Subband
 from .logs import get_logger, log, step_timer
 from .msio import open_ms, row_chunks
@@ -28,6 +28,7 @@ from .msio import open_ms, row_chunks
 _logger = get_logger("snapshot-qa")
 MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 STOKES_CODES = {"I": 1, "Q": 2, "U": 3, "V": 4}
+CSV_COLUMNS = ["file", "utc", "time_mjd_s", "rms", "peak", "bad", "reason"]
 _TIME_RE = re.compile(r"(\d{8}_\d{6})")
 
 
@@ -216,12 +217,9 @@ def snapshot_qa(ms: str | Path, snapshots: list[str], qa_dir: str | Path, subban
     qa_dir = Path(qa_dir)
     qa_dir.mkdir(parents=True, exist_ok=True)
     csv_path, plot_path = qa_dir / f"snapshot_qa_{subband}.csv", qa_dir / f"snapshot_rms_{subband}.png"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["file", "utc", "time_mjd_s", "rms", "peak", "bad", "reason"])
-        for s in stats:
-            writer.writerow([Path(s.file).name, s.utc, f"{s.time_mjd_s:.3f}", f"{s.rms:.6g}", f"{s.peak:.6g}",
-                             int(s.bad), s.reason])
+    write_csv(csv_path, ({"file": Path(s.file).name, "utc": s.utc, "time_mjd_s": f"{s.time_mjd_s:.3f}",
+                          "rms": f"{s.rms:.6g}", "peak": f"{s.peak:.6g}", "bad": int(s.bad), "reason": s.reason}
+                         for s in stats), CSV_COLUMNS)
     _plot(stats, median, high, low, subband, plot_path)
     log(_logger, "snapshot QA", ms=str(ms), n_snapshots=len(stats), n_bad=int(bad.sum()), rows_flagged=rows)
     return Result(ms_path=str(ms), csv=str(csv_path), plot=str(plot_path), n_snapshots=len(stats), median_rms=median,

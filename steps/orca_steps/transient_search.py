@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError
-from .flux_check import write_csv
+from .fileio import write_csv, write_atomic
 from .logs import step_timer
 from .photometry import safe_name, save_cutout
 from .skyimage import CATALOG_DIR, SkyImage, load_image, robust_std
@@ -193,5 +193,5 @@ def run(options: Options) -> Result:
     result = Result(candidates_csv=str(csv_path), deep_i_image=str(deep["I"].path), n_candidates=len(rows),
                     n_rejected_bilobed=rejected,
                     quality=quality, candidates=rows[: options.max_candidates])
-    (out / "summary.json").write_text(result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
+    write_atomic(out / "summary.json", result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
     return result
