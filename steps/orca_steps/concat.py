@@ -31,8 +31,8 @@ from .errors import InputError
 from .fileio import atomic_path, remove_stale_temps, write_json
 from .labels import Subband
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, open_table, row_chunks
-from .msread import ChunkReader, max_row_bytes
+from .msio import check_ms, open_table
+from .msread import read_chunks
 from .wsclean import MJD_UNIX_OFFSET_S
 
 _logger = get_logger("concat")
@@ -212,14 +212,13 @@ def _append(out, item: _Input, field_offset: int) -> None:
         view = src if item.time_sorted else src.selectrows(np.argsort(src.getcol("TIME"), kind="stable"))
         start_out = out.nrows()
         out.addrows(item.nrows)
-        chunks = list(row_chunks(item.nrows, max_row_bytes(view)))
-        readers = [ChunkReader(view, c, chunks[0][1]) for c in out.colnames() if view.iscelldefined(c, 0)]
-        for start, n in chunks:
-            for reader in readers:
-                values = reader.read(start, n)
-                if reader.column == "FIELD_ID":
+        columns = [c for c in out.colnames() if view.iscelldefined(c, 0)]
+        for chunk in read_chunks(view, columns):
+            for column in columns:
+                values = chunk[column]
+                if column == "FIELD_ID":
                     values = values + field_offset
-                out.putcol(reader.column, values, startrow=start_out + start, nrow=n)
+                out.putcol(column, values, startrow=start_out + chunk.start, nrow=chunk.n)
         if view is not src:
             view.close()
     finally:

@@ -26,7 +26,8 @@ from pydantic import BaseModel, Field
 
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, linear_correlation_index, open_ms, open_table, require_columns, row_chunks
+from .msio import check_ms, linear_correlation_index, open_ms, open_table, require_columns
+from .msread import read_chunks
 
 _logger = get_logger("flag-antennas")
 MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
@@ -166,9 +167,9 @@ def absent_antennas(ms: str | Path, n_ant: int) -> list[int]:
     """Antennas of the ANTENNA table that appear in no row (a subarray, or a station not yet built)."""
     seen = np.zeros(n_ant, bool)
     with open_ms(ms) as tab:
-        for start, n in row_chunks(tab.nrows(), 8):
-            seen[tab.getcol("ANTENNA1", start, n)] = True
-            seen[tab.getcol("ANTENNA2", start, n)] = True
+        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2"]):
+            seen[chunk["ANTENNA1"]] = True
+            seen[chunk["ANTENNA2"]] = True
     return [int(a) for a in np.flatnonzero(~seen)]
 
 
@@ -183,16 +184,13 @@ def flag_rows(ms: str | Path, antennas: list[int]) -> int:
     total = 0
     with open_ms(ms, readonly=False) as tab:
         require_columns(tab, ms, "FLAG")
-        row_bytes = max(1, int(np.prod(tab.getcell("FLAG", 0).shape))) if tab.nrows() else 1
-        for start, n in row_chunks(tab.nrows(), row_bytes):
-            hit = bad[tab.getcol("ANTENNA1", start, n)] | bad[tab.getcol("ANTENNA2", start, n)]
+        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2", "FLAG", "FLAG_ROW"]):
+            hit = bad[chunk["ANTENNA1"]] | bad[chunk["ANTENNA2"]]
             if not hit.any():
                 continue
-            flags = tab.getcol("FLAG", start, n)
-            flags[hit] = True
-            tab.putcol("FLAG", flags, start, n)
-            flag_row = tab.getcol("FLAG_ROW", start, n)
-            tab.putcol("FLAG_ROW", flag_row | hit, start, n)
+            chunk["FLAG"][hit] = True
+            chunk.put("FLAG", chunk["FLAG"])
+            chunk.put("FLAG_ROW", chunk["FLAG_ROW"] | hit)
             total += int(hit.sum())
     return total
 

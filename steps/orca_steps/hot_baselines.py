@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import antenna_positions, linear_correlation_index, open_ms, row_chunks, spectral_windows
-from .msread import ChunkReader
+from .msio import antenna_positions, linear_correlation_index, open_ms, spectral_windows
+from .msread import read_chunks
 
 _logger = get_logger("hot-baselines")
 C_M_S = 299792458.0
@@ -72,16 +72,10 @@ def mean_amplitudes(ms: str | Path, column: str = "CORRECTED_DATA") -> np.ndarra
     with open_ms(ms) as tab:
         if column not in tab.colnames():
             raise InputError(f"{ms}: has no {column} column to analyse")
-        n_rows = tab.nrows()
-        row_bytes = int(np.prod(tab.getcell(column, 0).shape)) * 9 if n_rows else 8
-        chunks = list(row_chunks(n_rows, row_bytes))
-        data_reader = ChunkReader(tab, column, chunks[0][1]) if chunks else None
-        flag_reader = ChunkReader(tab, "FLAG", chunks[0][1]) if chunks else None
-        for start, n in chunks:
-            a1 = tab.getcol("ANTENNA1", startrow=start, nrow=n)
-            a2 = tab.getcol("ANTENNA2", startrow=start, nrow=n)
-            good = ~flag_reader.read(start, n)
-            amp = np.abs(data_reader.read(start, n)) * good
+        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2", "FLAG", column]):
+            a1, a2 = chunk["ANTENNA1"], chunk["ANTENNA2"]
+            good = ~chunk["FLAG"]
+            amp = np.abs(chunk[column]) * good
             index = np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)
             for c, k in enumerate(corr_index):
                 sums[:, c] += np.bincount(index, amp[:, :, k].sum(axis=1), minlength=n_ant * n_ant)
@@ -174,19 +168,14 @@ def flag_baselines(ms: str | Path, antennas: list[int], pairs: list[tuple[int, i
         bad[min(p, q) * n_ant + max(p, q)] = True
     flagged = 0
     with open_ms(ms, readonly=False) as tab:
-        row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape)) + 9
-        for start, n in row_chunks(tab.nrows(), row_bytes):
-            a1 = tab.getcol("ANTENNA1", startrow=start, nrow=n)
-            a2 = tab.getcol("ANTENNA2", startrow=start, nrow=n)
+        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2", "FLAG", "FLAG_ROW"]):
+            a1, a2 = chunk["ANTENNA1"], chunk["ANTENNA2"]
             hit = bad[np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)]
             if not hit.any():
                 continue
-            flags = tab.getcol("FLAG", startrow=start, nrow=n)
-            flags[hit] = True
-            tab.putcol("FLAG", flags, startrow=start, nrow=n)
-            flag_row = tab.getcol("FLAG_ROW", startrow=start, nrow=n)
-            flag_row[hit] = True
-            tab.putcol("FLAG_ROW", flag_row, startrow=start, nrow=n)
+            chunk["FLAG"][hit] = True
+            chunk.put("FLAG", chunk["FLAG"])
+            chunk.put("FLAG_ROW", chunk["FLAG_ROW"] | hit)
             flagged += int(hit.sum())
     return flagged
 

@@ -35,6 +35,7 @@ from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .msio import (antenna_positions, check_linear_correlations, data_row_bytes, ddid_to_spw, open_ms, open_table,
                    row_chunks, spectral_windows)
+from .msread import ChunkReader
 from .peeling_solver import Layout, PeelSolution, peel_sums
 from .predict import C_M_S, gaussian_taper
 from .skymodel import Component, RFISource, SkySource, load_rfi_model, load_sky_model
@@ -285,20 +286,6 @@ def _row_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("rc,rc->r", a, b)
 
 
-class _ChunkReader:
-    """Row chunks of one column read with ``getcolnp`` into a reused buffer (no allocation a chunk)."""
-
-    def __init__(self, tab, column: str, max_rows: int):
-        self.tab, self.column = tab, column
-        cell = tab.getcell(column, 0)
-        self.buffer = np.empty((max_rows, *cell.shape), cell.dtype)
-
-    def read(self, start: int, n: int) -> np.ndarray:
-        out = self.buffer[:n]
-        self.tab.getcolnp(self.column, out, start, n)
-        return out
-
-
 def _chunks(tab, meta: MSLayout) -> list[tuple[int, int]]:
     return list(row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES))
 
@@ -315,8 +302,8 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     crc = 0
     chunks = _chunks(tab, meta)
     max_rows = max(n for _, n in chunks)
-    data_reader = _ChunkReader(tab, "CORRECTED_DATA", max_rows)
-    flag_reader = _ChunkReader(tab, "FLAG", max_rows)
+    data_reader = ChunkReader(tab, "CORRECTED_DATA", max_rows)
+    flag_reader = ChunkReader(tab, "FLAG", max_rows)
     for start, n in chunks:
         rows = slice(start, start + n)
         data = data_reader.read(start, n)
@@ -362,7 +349,7 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
     crc = 0
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
-    reader = _ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
+    reader = ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
     for start, n in chunks:
         rows = slice(start, start + n)
         data = np.ascontiguousarray(reader.read(start, n).transpose(2, 0, 1))  # (4, n, nchan)

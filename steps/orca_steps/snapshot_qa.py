@@ -23,7 +23,8 @@ from .errors import InputError
 from .fileio import write_csv
 from .labels import Subband
 from .logs import get_logger, log, step_timer
-from .msio import open_ms, row_chunks
+from .msio import open_ms
+from .msread import read_chunks
 
 _logger = get_logger("snapshot-qa")
 MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
@@ -117,8 +118,8 @@ def ms_times(ms: str | Path) -> tuple[np.ndarray, float]:
     """Distinct TIME values of the MS (streamed) and its median INTERVAL (s)."""
     seen = []
     with open_ms(ms) as tab:
-        for start, n in row_chunks(tab.nrows(), 8):
-            seen.append(np.unique(tab.getcol("TIME", startrow=start, nrow=n)))
+        for chunk in read_chunks(tab, ["TIME"]):
+            seen.append(np.unique(chunk["TIME"]))
         interval = float(np.median(tab.getcol("INTERVAL", startrow=0, nrow=min(tab.nrows(), 1000))))
     return np.unique(np.concatenate(seen)) if seen else np.zeros(0), interval
 
@@ -144,19 +145,16 @@ def flag_times(ms: str | Path, bad_times: np.ndarray) -> int:
         return 0
     flagged = 0
     with open_ms(ms, readonly=False) as tab:
-        row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape))
-        for start, n in row_chunks(tab.nrows(), row_bytes):
-            hit = np.isin(tab.getcol("TIME", startrow=start, nrow=n), bad_times)
+        for chunk in read_chunks(tab, ["TIME", "FLAG", "FLAG_ROW"]):
+            hit = np.isin(chunk["TIME"], bad_times)
             if not hit.any():
                 continue
             rows = np.flatnonzero(hit)
             lo, hi = int(rows[0]), int(rows[-1]) + 1
-            flags = tab.getcol("FLAG", startrow=start + lo, nrow=hi - lo)
-            flags[hit[lo:hi]] = True
-            tab.putcol("FLAG", flags, startrow=start + lo, nrow=hi - lo)
-            flag_row = tab.getcol("FLAG_ROW", startrow=start + lo, nrow=hi - lo)
-            flag_row[hit[lo:hi]] = True
-            tab.putcol("FLAG_ROW", flag_row, startrow=start + lo, nrow=hi - lo)
+            span = chunk.span(lo, hi)  # read and write only the rows from the first to the last hit
+            span["FLAG"][hit[lo:hi]] = True
+            span.put("FLAG", span["FLAG"])
+            span.put("FLAG_ROW", span["FLAG_ROW"] | hit[lo:hi])
             flagged += int(hit.sum())
     return flagged
 
