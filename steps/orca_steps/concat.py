@@ -18,7 +18,6 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from . import config, msstate
 from .config import check_subband
+from .constants import mjd_seconds, utc_of
 from .discover import file_start_time, file_subband
 from .errors import InputError
 from .fileio import atomic_path, remove_stale_temps, write_json
@@ -33,7 +33,6 @@ from .labels import Subband
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, open_table
 from .msread import read_chunks
-from .wsclean import MJD_UNIX_OFFSET_S
 
 _logger = get_logger("concat")
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
@@ -161,10 +160,10 @@ def name_disagreement(item: _Input) -> str | None:
     subband = data_subband(item.signature["channels"])
     if subband != named_subband:
         return f"name says {named_subband}, but its data are {subband or 'in no subband'}"
-    named_s = named_time.timestamp() + MJD_UNIX_OFFSET_S
+    named_s = mjd_seconds(named_time)
     half = config.INTEGRATION_S / 2
     if not item.t_start - half - TIME_SLACK_S <= named_s <= item.t_end + half + TIME_SLACK_S:
-        data_start = datetime.fromtimestamp(item.t_start - half - MJD_UNIX_OFFSET_S, timezone.utc)
+        data_start = utc_of(item.t_start - half)
         return f"name says {named_time:%Y-%m-%d %H:%M:%S}, but its data start at {data_start:%Y-%m-%d %H:%M:%S} UTC"
     return None
 

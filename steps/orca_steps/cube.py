@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import config
+from .constants import utc_of
 from .errors import InputError, ToolFailedError
 from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
@@ -26,7 +27,7 @@ from .msio import open_table
 from .pb_correct import BeamModel, pb_correct_image
 from .products import CUBE_FOLDER, CUBE_PRODUCTS, CUBE_RECIPE, cube_name
 from .tools import require_tool
-from .wsclean import (SCIENCE_RECIPES, default_threads, image_geometry, run_wsclean, unique_times, utc_of,
+from .wsclean import (SCIENCE_RECIPES, default_threads, image_geometry, run_wsclean, unique_times,
                       utc_stamp)
 
 _logger = get_logger("cube")

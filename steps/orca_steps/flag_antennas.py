@@ -17,20 +17,20 @@ from __future__ import annotations
 
 import csv
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .constants import utc_of
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, linear_correlation_index, open_ms, open_table, require_columns
 from .msread import read_chunks
 
 _logger = get_logger("flag-antennas")
-MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 OnSourceFailure = Literal["autodetect", "error"]
 
 
@@ -66,10 +66,6 @@ class Result(BaseModel):
 
 
 # --- sources ----------------------------------------------------------------------------------
-def mjd_seconds_to_utc(t: float) -> datetime:
-    return MJD_EPOCH + timedelta(seconds=float(t))
-
-
 def _parse_utc(text: str) -> datetime:
     dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
@@ -174,7 +170,7 @@ def absent_antennas(ms: str | Path, n_ant: int) -> list[int]:
 
 
 def _ms_time(tab) -> datetime:
-    return mjd_seconds_to_utc(tab.getcell("TIME", 0))
+    return utc_of(tab.getcell("TIME", 0))
 
 
 def flag_rows(ms: str | Path, antennas: list[int]) -> int:

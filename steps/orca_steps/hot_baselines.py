@@ -22,14 +22,13 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import msstate
+from .constants import C_M_S, CORR_NAMES, LINEAR_CORR_TYPES
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .msio import antenna_positions, linear_correlation_index, open_ms, spectral_windows
 from .msread import read_chunks
 
 _logger = get_logger("hot-baselines")
-C_M_S = 299792458.0
-CORRELATIONS = ("XX", "XY", "YX", "YY")
 MAD_TO_SIGMA = 1.4826
 WARNING_PREFIX = "WARNING: "  # report lines the QA page shows as needing attention
 DEAD_FRACTION = 0.2  # orca: an antenna whose median |V| is below this fraction of the array's is dead
@@ -194,7 +193,7 @@ def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_di
         ax.plot(*curves[c], color="lime", label="envelope")
         bp, bq = np.nonzero(uv_bad & np.isfinite(mean[:, :, c]))
         ax.scatter(lengths[bp, bq], mean[bp, bq, c], s=25, c="red", marker="x", label="outlier")
-        ax.set(title=CORRELATIONS[c], xlabel="baseline length (m)", ylabel="mean |V|")
+        ax.set(title=CORR_NAMES[LINEAR_CORR_TYPES[c]], xlabel="baseline length (m)", ylabel="mean |V|")
         if (mean[p, q, c] > 0).any():  # a log axis of nothing is a matplotlib error
             ax.set_yscale("log")
         ax.legend(fontsize=8, loc="upper right")  # "best" is slow with 62k points

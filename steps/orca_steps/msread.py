@@ -10,7 +10,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .msio import CHUNK_BYTES, row_chunks
+from .constants import CHUNK_BYTES
+from .msio import row_chunks
 
 # casacore column data types that getcolnp can fill
 NUMPY_TYPES = {"boolean": np.bool_, "int": np.int32, "uint": np.uint32, "short": np.int16, "float": np.float32,

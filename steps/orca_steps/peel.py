@@ -37,7 +37,8 @@ from .msio import (antenna_positions, check_linear_correlations, data_row_bytes,
                    row_chunks, spectral_windows)
 from .msread import ChunkReader
 from .peeling_solver import Layout, PeelSolution, peel_sums
-from .predict import C_M_S, gaussian_taper
+from .constants import C_M_S
+from .predict import gaussian_taper
 from .skymodel import Component, RFISource, SkySource, load_rfi_model, load_sky_model
 
 _logger = get_logger("peel")

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .concat import DATA_COLUMNS
 from .config import PHASE_CENTRE_DEC_DEG, parse_lst_label
+from .constants import C_M_S
 from .coords import antenna_uvw, zenith_j2000
 from .errors import InputError
 from .fix_field import PHASE_DIR_COLUMN, field_phase_dirs
@@ -39,7 +40,6 @@ from .msio import antenna_positions, check_ms, ddid_to_spw, open_ms, open_table,
 from .msread import read_chunks
 
 _logger = get_logger("rephase")
-C_M_S = 299792458.0
 SAME_CENTRE_RAD = 1e-10  # rows closer than this to the target are already there
 MAX_ZENITH_DISTANCE_DEG = 10.0  # a new centre further than this from the zenith of the data is refused
 

@@ -12,13 +12,14 @@ TIME of the MS belongs to the nearest snapshot, and the rows of a bad snapshot's
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from .config import check_subband
+from .constants import STOKES_CODES, mjd_seconds, utc_of
 from .errors import InputError
 from .fileio import write_csv
 from .labels import Subband
@@ -27,8 +28,6 @@ from .msio import open_ms
 from .msread import read_chunks
 
 _logger = get_logger("snapshot-qa")
-MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
-STOKES_CODES = {"I": 1, "Q": 2, "U": 3, "V": 4}
 CSV_COLUMNS = ["file", "utc", "time_mjd_s", "rms", "peak", "bad", "reason"]
 _TIME_RE = re.compile(r"(\d{8}_\d{6})")
 
@@ -76,7 +75,7 @@ def snapshot_time(path: str | Path) -> float:
         when = datetime.strptime(match.group(1), "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
     except ValueError as exc:
         raise InputError(f"{path}: snapshot name has an invalid time {match.group(1)!r}") from exc
-    return (when - MJD_EPOCH).total_seconds()
+    return mjd_seconds(when)
 
 
 def _stokes_of(header) -> int | None:
@@ -205,7 +204,7 @@ def snapshot_qa(ms: str | Path, snapshots: list[str], qa_dir: str | Path, subban
     times, interval = ms_times(ms)
     owner = assign_times(times, snap_times, interval, chosen)
     bad_times = times[bad[owner]]
-    stats = [SnapshotStat(file=p, utc=(MJD_EPOCH + timedelta(seconds=float(t))).strftime("%Y-%m-%dT%H:%M:%S"),
+    stats = [SnapshotStat(file=p, utc=utc_of(t).strftime("%Y-%m-%dT%H:%M:%S"),
                           time_mjd_s=float(t), rms=r, peak=pk, bad=bool(b),
                           reason=("rms above median + %g MAD_std" % high_sigma if r > high else
                                   "rms below %g x median" % low_fraction if r < low else ""))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import config
+from .constants import utc_of
 from .errors import InputError, ToolFailedError
 from .logs import get_logger, log
 from .msio import open_ms
@@ -28,7 +28,6 @@ from .tools import require_tool, run_tool, tool_env
 
 _logger = get_logger("wsclean")
 
-MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01 (MS TIME is MJD seconds, UTC)
 
 
 class WSCleanOptions(BaseModel):
@@ -262,10 +261,6 @@ def interval_mid_times(ms: str | Path, n_intervals: int) -> list[float]:
     if times.size == 0:
         raise InputError(f"{ms}: Measurement Set has no rows to image")
     return [float((times[a] + times[b - 1]) / 2) for a, b in interval_bounds(times.size, n_intervals)]
-
-
-def utc_of(time_s: float) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=time_s - MJD_UNIX_OFFSET_S)
 
 
 def utc_stamp(time_s: float) -> str:
