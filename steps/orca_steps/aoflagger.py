@@ -20,6 +20,7 @@ from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .msio import ensure_column, open_ms
 from .msread import read_chunks
+from .products import LOGS_FOLDER
 from .tools import require_tool, run_tool
 
 _logger = get_logger("aoflagger")
@@ -97,7 +98,7 @@ def run_aoflagger(ms: str | Path, strategy: str | Path | None = None, column: st
     with open_ms(ms) as tab:
         if column not in tab.colnames():
             raise InputError(f"{ms}: has no {column} column for AOFlagger to read")
-    log_file = Path(log_file) if log_file else Path(ms).parent / "logs" / "aoflagger.log"
+    log_file = Path(log_file) if log_file else Path(ms).parent / LOGS_FOLDER / "aoflagger.log"
     before = flagged_fraction(ms)
     done = msstate.done_info(ms, "aoflagger")
     if done == {"strategy": str(strategy), "column": column}:

@@ -25,7 +25,7 @@ from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .msio import open_table
 from .pb_correct import BeamModel, pb_correct_image
-from .products import CUBE_FOLDER, CUBE_PRODUCTS, CUBE_RECIPE, cube_name
+from .products import CUBE_FOLDER, CUBE_PRODUCTS, CUBE_RECIPE, LOGS_FOLDER, cube_name
 from .tools import require_tool
 from .wsclean import (SCIENCE_RECIPES, default_threads, image_geometry, run_wsclean, unique_times,
                       utc_stamp)
@@ -195,7 +195,7 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         "name": str(prefix), "size": size, "scale_deg": scale_deg, "threads": default_threads(threads),
         "niter": deep_niter(nchan), "channels_out": nchan if nchan > 1 else None, "no_dirty": False,
         "temp_dir": str(work_dir / ".wsclean-tmp")})
-    done = run_wsclean(options, ms, log_file=work_dir / "logs" / "wsclean.log")
+    done = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log")
     channels = {p: channel_files(prefix, nchan, p) for p in CUBE_PRODUCTS}
     _set_mid_time(channels["image"], mid)
     beam = BeamModel(beam_path)

@@ -25,6 +25,7 @@ from . import msstate
 from .constants import C_M_S, CORR_NAMES, LINEAR_CORR_TYPES
 from .errors import InputError
 from .logs import get_logger, log, step_timer
+from .products import HOT_BASELINES_HEATMAP, HOT_BASELINES_REPORT, HOT_BASELINES_UV_PLOT, QA_FOLDER
 from .msio import antenna_positions, linear_correlation_index, open_ms, spectral_windows
 from .msread import read_chunks
 
@@ -185,7 +186,7 @@ def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_di
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    uv_png, heat_png = qa_dir / "hot_baselines_amp_vs_uv.png", qa_dir / "hot_baselines_heatmap.png"
+    uv_png, heat_png = qa_dir / HOT_BASELINES_UV_PLOT, qa_dir / HOT_BASELINES_HEATMAP
     fig, axes = plt.subplots(2, 2, figsize=(14, 10))
     for c, ax in enumerate(axes.flat):
         p, q = np.nonzero(usable & np.isfinite(mean[:, :, c]))
@@ -265,7 +266,7 @@ def find_hot_baselines(ms: str | Path, qa_dir: str | Path, column: str = "CORREC
     qa_dir.mkdir(parents=True, exist_ok=True)
     plots = _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_dir)
     rows = flag_baselines(ms, bad_ants, flag_pairs) if apply_flags else 0
-    report = qa_dir / "hot_baselines_report.txt"
+    report = qa_dir / HOT_BASELINES_REPORT
     _report(report, ms, names, options, min_length, dead, _pairs(uv_bad), _pairs(hm_bad), threshold, bad_ants,
             flag_pairs, rows, warnings_)
     result = Result(ms_path=str(ms), report=str(report), plots=plots, uv_outliers=_pairs(uv_bad),
@@ -281,4 +282,4 @@ def find_hot_baselines(ms: str | Path, qa_dir: str | Path, column: str = "CORREC
 def run(options: Options) -> Result:
     work_dir = Path(options.work_dir) if options.work_dir else Path(options.ms).parent
     with step_timer("hot-baselines", work_dir):
-        return find_hot_baselines(options.ms, work_dir / "QA", **options.model_dump(exclude={"ms", "work_dir"}))
+        return find_hot_baselines(options.ms, work_dir / QA_FOLDER, **options.model_dump(exclude={"ms", "work_dir"}))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import config
 from .fileio import write_atomic
-from .products import PARTIAL_MARKER, QA_PAGE, QA_STATUS
+from .products import PARTIAL_MARKER, QA_FOLDER, QA_PAGE, QA_STATUS, TIMINGS
 
 DASHBOARD_INDEX = "dashboards"  # <runs_root>/dashboards/<workflow>.html: the Argo UI's link target
 COLOURS = {"ok": "#2e7d32", "attention": "#ef6c00", "not run": "#757575", "partial": "#8e24aa",
@@ -47,7 +47,7 @@ def _read_json(path: Path):
 def archived_unit(path: Path) -> UnitOutcome:
     """The outcome of one archived unit (``<lst>/<date>/<run>/<sb>``)."""
     lst, date, sb = path.parts[-4], path.parts[-3], path.name
-    status = _read_json(path / "QA" / QA_STATUS) or {}
+    status = _read_json(path / QA_FOLDER / QA_STATUS) or {}
     partial = _read_json(path / PARTIAL_MARKER)
     outcome = "partial" if partial is not None else status.get("status", "not run")
     reason = (partial or {}).get("error", "")
@@ -55,7 +55,7 @@ def archived_unit(path: Path) -> UnitOutcome:
         bad = [s for s, state in status["steps"].items() if state in ("failed", "attention")]
         reason = f"{', '.join(bad)}: {'failed' if outcome == 'failed' else 'attention'}" if bad else ""
     per_step: dict[str, float] = {}
-    timings = path / "timings.jsonl"
+    timings = path / TIMINGS
     if timings.is_file():
         for line in timings.read_text().splitlines():
             try:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .fileio import write_csv
 from .logs import step_timer
+from .products import DETECTIONS_FOLDER, PHOTOMETRY_FOLDER, PHOTOMETRY_SUMMARY
 from .skyimage import SkyImage, load_image, robust_std
 from .targets import Target, load_targets, solar_system_targets
 
@@ -139,7 +140,7 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
                                                                             x - size // 2: x + size // 2 + 1]))
             if row["detected"]:
                 cut = save_cutout(img, target, int(2 * annulus[1]) + 1,
-                                  out_dir.parent / "detections" / f"{safe_name(target.name)}_{img.path.stem}.fits")
+                                  out_dir.parent / DETECTIONS_FOLDER / f"{safe_name(target.name)}_{img.path.stem}.fits")
                 detections.append({"target": target.name, "image": img.path.name, "stokes": stokes,
                                    "snr": row["snr"], "peak_jy": row["peak_jy"], "cutout": str(cut)})
             rows.append({k: row.get(k, "") for k in COLUMNS})
@@ -152,7 +153,7 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
 
 def run(options: Options) -> Result:
     work = Path(options.work_dir)
-    out = work / "photometry"
+    out = work / PHOTOMETRY_FOLDER
     with step_timer("photometry", options.work_dir):
         if not options.deep_images:
             raise InputError("photometry: no deep image given (--deep-images)")
@@ -163,6 +164,6 @@ def run(options: Options) -> Result:
             targets += solar_system_targets(images[0].time_s)
         rows, detections = target_photometry(images, targets, out, options.min_elevation_deg, options.detection_sigma,
                                              options.ionosphere_arcmin, tuple(options.annulus_beams))
-        summary = write_csv(out / "summary.csv", rows, COLUMNS)
+        summary = write_csv(out / PHOTOMETRY_SUMMARY, rows, COLUMNS)
     return Result(summary_csv=str(summary), n_targets=len(targets),
                   n_measurements=sum(r["status"] == "ok" for r in rows), detections=detections)

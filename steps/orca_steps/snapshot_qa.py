@@ -24,6 +24,7 @@ from .errors import InputError
 from .fileio import write_csv
 from .labels import Subband
 from .logs import get_logger, log, step_timer
+from .products import QA_FOLDER, snapshot_qa_csv, snapshot_rms_plot
 from .msio import open_ms
 from .msread import read_chunks
 
@@ -213,7 +214,7 @@ def snapshot_qa(ms: str | Path, snapshots: list[str], qa_dir: str | Path, subban
     rows = flag_times(ms, bad_times)
     qa_dir = Path(qa_dir)
     qa_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, plot_path = qa_dir / f"snapshot_qa_{subband}.csv", qa_dir / f"snapshot_rms_{subband}.png"
+    csv_path, plot_path = qa_dir / snapshot_qa_csv(subband), qa_dir / snapshot_rms_plot(subband)
     write_csv(csv_path, ({"file": Path(s.file).name, "utc": s.utc, "time_mjd_s": f"{s.time_mjd_s:.3f}",
                           "rms": f"{s.rms:.6g}", "peak": f"{s.peak:.6g}", "bad": int(s.bad), "reason": s.reason}
                          for s in stats), CSV_COLUMNS)
@@ -227,5 +228,5 @@ def snapshot_qa(ms: str | Path, snapshots: list[str], qa_dir: str | Path, subban
 def run(options: Options) -> Result:
     work_dir = Path(options.work_dir) if options.work_dir else Path(options.ms).parent
     with step_timer("snapshot-qa", work_dir, subband=options.subband):
-        return snapshot_qa(options.ms, options.snapshots, work_dir / "QA", options.subband, options.stokes,
+        return snapshot_qa(options.ms, options.snapshots, work_dir / QA_FOLDER, options.subband, options.stokes,
                            options.box, options.high_sigma, options.low_fraction)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from .errors import InputError
 from .fileio import write_csv, write_atomic
 from .logs import step_timer
+from .products import TRANSIENTS_FOLDER, TRANSIENT_CANDIDATES, TRANSIENT_SUMMARY
 from .photometry import safe_name, save_cutout
 from .skyimage import CATALOG_DIR, SkyImage, load_image, robust_std
 from .targets import Target, load_targets
@@ -177,7 +178,7 @@ def matched_deep_image(deep_i: list[SkyImage], intervals_i: list[SkyImage]) -> S
 
 
 def run(options: Options) -> Result:
-    out = Path(options.work_dir) / "transients"
+    out = Path(options.work_dir) / TRANSIENTS_FOLDER
     with step_timer("transient-search", options.work_dir):
         deeps = [load_image(path, "deep image") for path in options.deep_images]
         intervals = [load_image(p, "10-min image") for p in options.interval_images]
@@ -188,10 +189,10 @@ def run(options: Options) -> Result:
         deep["I"] = matched_deep_image(deep_i, [img for img in intervals if img.stokes == "I"])
         catalogue = load_targets(options.catalogue) if options.catalogue else []
         rows, rejected = search_transients(deep, intervals, options, out, catalogue)
-        csv_path = write_csv(out / "candidates.csv", rows, COLUMNS)
+        csv_path = write_csv(out / TRANSIENT_CANDIDATES, rows, COLUMNS)
     quality = "too many candidates" if len(rows) > options.max_candidates else "ok"
     result = Result(candidates_csv=str(csv_path), deep_i_image=str(deep["I"].path), n_candidates=len(rows),
                     n_rejected_bilobed=rejected,
                     quality=quality, candidates=rows[: options.max_candidates])
-    write_atomic(out / "summary.json", result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
+    write_atomic(out / TRANSIENT_SUMMARY, result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
     return result

@@ -24,6 +24,7 @@ from .constants import utc_of
 from .errors import InputError, ToolFailedError
 from .logs import get_logger, log
 from .msio import open_ms
+from .products import LOGS_FOLDER
 from .tools import require_tool, run_tool, tool_env
 
 _logger = get_logger("wsclean")
@@ -236,7 +237,7 @@ def image_recipe(recipe: Recipe, ms: str | Path, work_dir: str | Path, subband: 
         "name": str(prefix), "size": size, "scale_deg": scale_deg, "threads": default_threads(threads),
         "intervals_out": intervals if intervals > 1 else None,
         "temp_dir": str(work_dir / ".wsclean-tmp")})
-    result = run_wsclean(options, ms, log_file=work_dir / "logs" / "wsclean.log")
+    result = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log")
     result.images = [str(p) for p in stamp_images(prefix, ms, intervals)]
     if not result.images:
         raise ToolFailedError(f"wsclean wrote no images for {prefix.name} in {prefix.parent}")
