@@ -28,7 +28,7 @@ from .constants import utc_of
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .msio import check_ms, linear_correlation_index, open_ms, open_table, require_columns
-from .msread import read_chunks
+from .msread import flag_rows_where, read_chunks
 
 _logger = get_logger("flag-antennas")
 OnSourceFailure = Literal["autodetect", "error"]
@@ -177,18 +177,9 @@ def flag_rows(ms: str | Path, antennas: list[int]) -> int:
     """Set FLAG (all channels, correlations) and FLAG_ROW on rows touching ``antennas``; streams row chunks."""
     bad = np.zeros(_n_antennas(ms), bool)
     bad[antennas] = True
-    total = 0
     with open_ms(ms, readonly=False) as tab:
         require_columns(tab, ms, "FLAG")
-        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2", "FLAG", "FLAG_ROW"]):
-            hit = bad[chunk["ANTENNA1"]] | bad[chunk["ANTENNA2"]]
-            if not hit.any():
-                continue
-            chunk["FLAG"][hit] = True
-            chunk.put("FLAG", chunk["FLAG"])
-            chunk.put("FLAG_ROW", chunk["FLAG_ROW"] | hit)
-            total += int(hit.sum())
-    return total
+        return flag_rows_where(tab, ["ANTENNA1", "ANTENNA2"], lambda c: bad[c["ANTENNA1"]] | bad[c["ANTENNA2"]])
 
 
 def flag_antennas(ms: str | Path, bad_antennas: list[int] | None = None, flag_csv: str | None = None,

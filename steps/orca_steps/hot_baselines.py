@@ -27,7 +27,7 @@ from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .products import HOT_BASELINES_HEATMAP, HOT_BASELINES_REPORT, HOT_BASELINES_UV_PLOT, QA_FOLDER
 from .msio import antenna_positions, linear_correlation_index, open_ms, spectral_windows
-from .msread import read_chunks
+from .msread import flag_rows_where, read_chunks
 
 _logger = get_logger("hot-baselines")
 MAD_TO_SIGMA = 1.4826
@@ -166,18 +166,13 @@ def flag_baselines(ms: str | Path, antennas: list[int], pairs: list[tuple[int, i
         bad[a::n_ant] = True
     for p, q in pairs:
         bad[min(p, q) * n_ant + max(p, q)] = True
-    flagged = 0
+
+    def hit_of(chunk):
+        a1, a2 = chunk["ANTENNA1"], chunk["ANTENNA2"]
+        return bad[np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)]
+
     with open_ms(ms, readonly=False) as tab:
-        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2", "FLAG", "FLAG_ROW"]):
-            a1, a2 = chunk["ANTENNA1"], chunk["ANTENNA2"]
-            hit = bad[np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)]
-            if not hit.any():
-                continue
-            chunk["FLAG"][hit] = True
-            chunk.put("FLAG", chunk["FLAG"])
-            chunk.put("FLAG_ROW", chunk["FLAG_ROW"] | hit)
-            flagged += int(hit.sum())
-    return flagged
+        return flag_rows_where(tab, ["ANTENNA1", "ANTENNA2"], hit_of)
 
 
 def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_dir: Path) -> list[str]:

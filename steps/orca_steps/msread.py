@@ -6,7 +6,7 @@ page-faults) a fresh array for every chunk.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -85,3 +85,22 @@ def read_chunks(tab, columns: Sequence[str], chunk_bytes: int = CHUNK_BYTES) -> 
     readers = _Readers(tab, chunks[0][1])
     for start, n in chunks:
         yield Chunk(tab, start, n, readers)
+
+
+def flag_rows_where(tab, columns: Sequence[str], hit_of: Callable[[Chunk], np.ndarray]) -> int:
+    """Set FLAG (every channel and correlation) and FLAG_ROW on each row where ``hit_of(chunk)`` (one bool a
+    row, from ``columns``) is True; only the rows from a chunk's first hit to its last are read and
+    written. Returns the number of rows hit."""
+    flagged = 0
+    for chunk in read_chunks(tab, [*columns, "FLAG", "FLAG_ROW"]):
+        hit = hit_of(chunk)
+        rows = np.flatnonzero(hit)
+        if rows.size == 0:
+            continue
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        span, sel = chunk.span(lo, hi), hit[lo:hi]
+        span["FLAG"][sel] = True
+        span.put("FLAG", span["FLAG"])
+        span.put("FLAG_ROW", span["FLAG_ROW"] | sel)
+        flagged += rows.size
+    return flagged

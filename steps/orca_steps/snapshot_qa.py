@@ -26,7 +26,7 @@ from .labels import Subband
 from .logs import get_logger, log, step_timer
 from .products import QA_FOLDER, snapshot_qa_csv, snapshot_rms_plot
 from .msio import open_ms
-from .msread import read_chunks
+from .msread import flag_rows_where, read_chunks
 
 _logger = get_logger("snapshot-qa")
 CSV_COLUMNS = ["file", "utc", "time_mjd_s", "rms", "peak", "bad", "reason"]
@@ -143,20 +143,8 @@ def flag_times(ms: str | Path, bad_times: np.ndarray) -> int:
     """Flag every row whose TIME is in ``bad_times``; returns the number of rows flagged."""
     if bad_times.size == 0:
         return 0
-    flagged = 0
     with open_ms(ms, readonly=False) as tab:
-        for chunk in read_chunks(tab, ["TIME", "FLAG", "FLAG_ROW"]):
-            hit = np.isin(chunk["TIME"], bad_times)
-            if not hit.any():
-                continue
-            rows = np.flatnonzero(hit)
-            lo, hi = int(rows[0]), int(rows[-1]) + 1
-            span = chunk.span(lo, hi)  # read and write only the rows from the first to the last hit
-            span["FLAG"][hit[lo:hi]] = True
-            span.put("FLAG", span["FLAG"])
-            span.put("FLAG_ROW", span["FLAG_ROW"] | hit[lo:hi])
-            flagged += int(hit.sum())
-    return flagged
+        return flag_rows_where(tab, ["TIME"], lambda c: np.isin(c["TIME"], bad_times))
 
 
 def _plot(stats: list[SnapshotStat], median: float, high: float, low: float, subband: str, path: Path) -> None:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from casacore import tables
 
-from orca_steps.msread import cell_bytes, read_chunks
+from orca_steps.msread import cell_bytes, flag_rows_where, read_chunks
 
 N_ROWS = 37  # not a multiple of any chunk size below
 SHAPE = (3, 4)
@@ -14,6 +14,7 @@ def table(tmp_path):
     desc = tables.maketabdesc([tables.makearrcoldesc("DATA", 0j, shape=list(SHAPE), valuetype="complex"),
                                tables.makearrcoldesc("FLAG", False, shape=list(SHAPE)),
                                tables.makescacoldesc("TIME", 0.0),
+                               tables.makescacoldesc("FLAG_ROW", False),
                                tables.makescacoldesc("NAME", "")])
     tab = tables.table(str(tmp_path / "t.tab"), desc, nrow=N_ROWS, ack=False)
     rng = np.random.default_rng(1)
@@ -61,3 +62,12 @@ def test_an_empty_table_yields_nothing(tmp_path):
     desc = tables.maketabdesc([tables.makescacoldesc("TIME", 0.0)])
     with tables.table(str(tmp_path / "e.tab"), desc, nrow=0, ack=False) as tab:
         assert list(read_chunks(tab, ["TIME"])) == []
+
+
+def test_flag_rows_where_flags_exactly_the_rows_hit(table):
+    flag_before, time = table.getcol("FLAG"), table.getcol("TIME")
+    hit = np.isin(time, [20.0, 30.0, 170.0, 360.0])  # rows 2, 3, 17 and the last: a span with rows between hits
+    assert flag_rows_where(table, ["TIME"], lambda c: np.isin(c["TIME"], [20.0, 30.0, 170.0, 360.0])) == 4
+    flag = table.getcol("FLAG")
+    assert flag[hit].all() and np.array_equal(flag[~hit], flag_before[~hit])
+    assert np.array_equal(table.getcol("FLAG_ROW"), hit)
