@@ -30,3 +30,9 @@ def utc_of(time_s: float) -> datetime:
 def mjd_seconds(when: datetime) -> float:
     """MJD seconds of a datetime (naive datetimes are taken as UTC)."""
     return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp() + MJD_UNIX_OFFSET_S
+
+
+def isot(time_s: float) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.sss`` (UTC, to the millisecond) of an MJD-seconds time, as FITS DATE-* and
+    astropy's ``isot`` write it."""
+    return (MJD_EPOCH + timedelta(milliseconds=round(float(time_s) * 1000))).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import config
-from .constants import utc_of
+from .constants import isot
 from .errors import InputError, ToolFailedError
 from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
@@ -135,7 +135,7 @@ def _set_mid_time(paths: list[Path], mid_s: float) -> None:
 
     for path in paths:
         with fits.open(path, mode="update") as hdul:
-            hdul[0].header["DATE-AVG"] = (utc_of(mid_s).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+            hdul[0].header["DATE-AVG"] = (isot(mid_s),
                                           "UTC mid-time of the imaged interval")
 
 

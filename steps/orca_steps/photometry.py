@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .constants import isot
 from .errors import InputError
 from .fileio import write_csv
 from .logs import step_timer
@@ -116,8 +117,6 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
                       detection_sigma: float = 5.0, ionosphere_arcmin: float = 10.0,
                       annulus_beams: tuple[float, float] = (3.0, 6.0)) -> tuple[list[dict], list[dict]]:
     """Measure every target in every image; write per-target CSV/PNG and detection cutouts."""
-    from astropy.time import Time
-
     rows_all, detections = [], []
     for target in targets:
         rows, cutouts = [], []
@@ -128,7 +127,7 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
             annulus = (annulus_beams[0] * fwhm_px, annulus_beams[1] * fwhm_px)
             el = float(img.elevation_deg(target.ra_deg, target.dec_deg))
             row = {"target": target.name, "kind": target.kind, "image": img.path.name, "stokes": stokes,
-                   "time_utc": Time(img.time_s / 86400, format="mjd").isot, "elevation_deg": round(el, 2)}
+                   "time_utc": isot(img.time_s), "elevation_deg": round(el, 2)}
             row.update(measure(img, target, radius, annulus) if el >= min_elevation_deg
                        else {"status": f"below {min_elevation_deg:g} deg"})
             row["detected"] = bool(row["status"] == "ok" and stokes in target.stokes

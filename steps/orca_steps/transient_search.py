@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .constants import isot
 from .errors import InputError
 from .fileio import write_csv, write_atomic
 from .logs import step_timer
@@ -127,8 +128,6 @@ def find_candidates(data: np.ndarray, rms: np.ndarray, mask: np.ndarray, sigma: 
 
 def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts: Options, out_dir: Path,
                       catalogue: list[Target]) -> tuple[list[dict], int]:
-    from astropy.time import Time
-
     deep_i = deep["I"]
     mask = build_mask(deep_i, opts)
     beam_px = 2 * deep_i.beam_radius_pixels()
@@ -161,7 +160,7 @@ def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts
             cut = save_cutout(img, Target(cid, float(ra[0]), float(dec[0])), int(6 * beam_px) + 1,
                               out_dir / "cutouts" / f"{cid}_{safe_name(img.path.stem)}.fits")
             rows.append({"id": cid, "kind": kind, "image": img.path.name, "stokes": img.stokes,
-                         "time_utc": Time(img.time_s / 86400, format="mjd").isot, "ra_deg": round(float(ra[0]), 5),
+                         "time_utc": isot(img.time_s), "ra_deg": round(float(ra[0]), 5),
                          "dec_deg": round(float(dec[0]), 5), **{k: c[k] for k in ("x", "y")},
                          "peak_jy": round(c["peak_jy"], 4), "rms_jy": round(c["rms_jy"], 4),
                          "snr": round(c["snr"], 2), "label": label, "cutout": str(cut)})

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import config
-from .constants import utc_of
+from .constants import isot, utc_of
 from .errors import InputError, ToolFailedError
 from .logs import get_logger, log
 from .msio import open_ms
@@ -299,7 +299,7 @@ def stamp_images(prefix: str | Path, ms: str | Path, n_intervals: int) -> list[P
             raise ToolFailedError(f"{path}: interval {index} but only {len(mids)} intervals were requested")
         target = path.with_name(f"{prefix.name}-{utc_stamp(mids[index])}-{rest}")
         with fits.open(path, mode="update") as hdul:
-            hdul[0].header["DATE-AVG"] = (utc_of(mids[index]).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+            hdul[0].header["DATE-AVG"] = (isot(mids[index]),
                                           "UTC mid-time of the imaged interval")
         path.replace(target)
         out.append(target)

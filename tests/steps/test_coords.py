@@ -60,6 +60,8 @@ def test_ms_time_scale_agrees_with_astropy():
     assert constants.mjd_seconds(when) == pytest.approx(time.Time(when).mjd * 86400.0, abs=1e-4)
     assert constants.mjd_seconds(when.replace(tzinfo=None)) == constants.mjd_seconds(when)  # naive is UTC
     assert constants.mjd_seconds(constants.utc_of(t)) == pytest.approx(t, abs=1e-5)
+    for s in (t, t + 0.0004, t + 0.0006, 60841.0 * 86400.0 - 0.0004):  # rounds to the millisecond, as astropy
+        assert constants.isot(s) == time.Time(s / 86400.0, format="mjd", scale="utc").isot
 
 
 def test_physical_constants_agree_with_astropy():
