@@ -61,16 +61,14 @@ def _read_once(paths: list[str]) -> None:
     """Every defined column of every input, in row chunks into reused buffers (as concat reads)."""
     from casacore import tables
 
-    from orca_steps.msio import row_chunks
-    from orca_steps.msread import ChunkReader, max_row_bytes
+    from orca_steps.msread import read_chunks
 
     for path in paths:
         with tables.table(path, ack=False) as tab:
-            chunks = list(row_chunks(tab.nrows(), max_row_bytes(tab)))
-            readers = [ChunkReader(tab, c, chunks[0][1]) for c in tab.colnames() if tab.iscelldefined(c, 0)]
-            for start, n in chunks:
-                for reader in readers:
-                    reader.read(start, n)
+            columns = [c for c in tab.colnames() if tab.iscelldefined(c, 0)]
+            for chunk in read_chunks(tab, columns):
+                for column in columns:
+                    chunk[column]
 
 
 def _measure(step: str, args: dict, queue) -> None:

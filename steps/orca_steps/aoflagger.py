@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import ensure_column, open_ms, row_chunks
+from .msio import ensure_column, open_ms
+from .msread import read_chunks
+from .products import LOGS_FOLDER
 from .tools import require_tool, run_tool
 
 _logger = get_logger("aoflagger")
@@ -61,20 +63,10 @@ def flagged_fraction(ms: str | Path) -> float:
     """Fraction of FLAG values set, over the whole MS, read in row chunks."""
     flagged = total = 0
     with open_ms(ms) as tab:
-        n_rows = tab.nrows()
-        if n_rows == 0:
-            return 0.0
-        row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape))
-        for start, n in row_chunks(n_rows, row_bytes):
-            flags = tab.getcol("FLAG", startrow=start, nrow=n)
-            flagged += int(np.count_nonzero(flags))
-            total += flags.size
-    return flagged / total
-
-
-def _flag_chunks(tab):
-    row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape)) if tab.nrows() else 1
-    return row_chunks(tab.nrows(), row_bytes)
+        for chunk in read_chunks(tab, ["FLAG"]):
+            flagged += int(np.count_nonzero(chunk["FLAG"]))
+            total += chunk["FLAG"].size
+    return flagged / total if total else 0.0
 
 
 def keep_prior_flags(ms: str | Path) -> bool:
@@ -84,16 +76,16 @@ def keep_prior_flags(ms: str | Path) -> bool:
             return False
         with msstate.writing(tab, "aoflagger"):
             ensure_column(tab, PRIOR_FLAG_COLUMN, like="FLAG")
-            for start, n in _flag_chunks(tab):
-                tab.putcol(PRIOR_FLAG_COLUMN, tab.getcol("FLAG", start, n), start, n)
+            for chunk in read_chunks(tab, ["FLAG"]):
+                chunk.put(PRIOR_FLAG_COLUMN, chunk["FLAG"])
     return True
 
 
 def restore_prior_flags(ms: str | Path) -> None:
     """FLAG |= PRIOR_FLAG_COLUMN: flags set before AOFlagger survive any strategy."""
     with open_ms(ms, readonly=False) as tab:
-        for start, n in _flag_chunks(tab):
-            tab.putcol("FLAG", tab.getcol("FLAG", start, n) | tab.getcol(PRIOR_FLAG_COLUMN, start, n), start, n)
+        for chunk in read_chunks(tab, ["FLAG", PRIOR_FLAG_COLUMN]):
+            chunk.put("FLAG", chunk["FLAG"] | chunk[PRIOR_FLAG_COLUMN])
 
 
 def run_aoflagger(ms: str | Path, strategy: str | Path | None = None, column: str = "CORRECTED_DATA",
@@ -106,7 +98,7 @@ def run_aoflagger(ms: str | Path, strategy: str | Path | None = None, column: st
     with open_ms(ms) as tab:
         if column not in tab.colnames():
             raise InputError(f"{ms}: has no {column} column for AOFlagger to read")
-    log_file = Path(log_file) if log_file else Path(ms).parent / "logs" / "aoflagger.log"
+    log_file = Path(log_file) if log_file else Path(ms).parent / LOGS_FOLDER / "aoflagger.log"
     before = flagged_fraction(ms)
     done = msstate.done_info(ms, "aoflagger")
     if done == {"strategy": str(strategy), "column": column}:

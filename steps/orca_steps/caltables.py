@@ -13,9 +13,6 @@ G (V_obs = G_p V_true G_q^H); applying a table divides by it.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +21,7 @@ import numpy as np
 
 from .config import TELESCOPE_NAME
 from .errors import InputError
+from .fileio import atomic_path
 
 # MJD seconds of 2000-01-01T00:00 UTC: a neutral solution time for tables valid at any time.
 DEFAULT_TIME_S = 51544.0 * 86400.0
@@ -178,8 +176,7 @@ def _write_caltable(path, kind, params_list, flags_list, freqs_list, antenna_nam
             raise InputError(f"{path}: window {s} parameters have shape {params.shape}, "
                              f"expected (n_ant={n_ant}, n_chan={freqs.size}, {npar})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(path) as tmp:
         tab = tables.table(str(tmp), _main_desc(), nrow=0, ack=False)
         tab.putinfo({"type": "Calibration", "subType": VISCAL[kind], "readme": ""})
         tab.putkeywords({"ParType": "Complex", "MSName": ms_name, "VisCal": VISCAL[kind],
@@ -203,12 +200,6 @@ def _write_caltable(path, kind, params_list, flags_list, freqs_list, antenna_nam
             tab.putcol("WEIGHT", np.ones(params.shape, np.float32), **rows)
         _write_subtables(tab, tmp, freqs_list, antenna_names, antenna_positions, time_s)
         tab.close()
-        if path.exists():
-            shutil.rmtree(path)
-        os.rename(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return path
 
 

@@ -15,6 +15,7 @@ from . import config
 from .compress import fpack_files
 from .labels import Subband
 from .logs import step_timer
+from .products import LOGS_FOLDER
 from .tools import require_tool
 from .wsclean import CLEAN_SNAPSHOT, image_geometry, image_recipe, unique_times
 
@@ -54,7 +55,7 @@ def clean_snapshots(ms, work_dir, subband: str, size: int, scale_deg: float, thr
             keep.append(image)
     prefix = Path(work_dir) / CLEAN_SNAPSHOT.folder / f"{subband}-{CLEAN_SNAPSHOT.suffix}"
     Path(f"{prefix}-horizon-mask.fits").unlink(missing_ok=True)  # one for all intervals, not a snapshot
-    packed, fpack_seconds = fpack_files(keep, Path(work_dir) / "logs" / "fpack.log")
+    packed, fpack_seconds = fpack_files(keep, Path(work_dir) / LOGS_FOLDER / "fpack.log")
     return Result(snapshots_dir=str(Path(work_dir) / CLEAN_SNAPSHOT.folder), images=[str(p) for p in packed],
                   n_intervals=n_ints, tool_seconds={"wsclean": run.seconds, "fpack": round(fpack_seconds, 3)},
                   notes=run.notes)

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from .copy_ms import nvme_name
-from .discover import write_json_atomic
+from .fileio import write_json
 from .errors import InputError
 from .logs import get_logger, log, step_timer
 from .prepare_ms import phase1_failure_record, phase1_marker, unit_archived
@@ -57,8 +57,8 @@ def collect_ms(ms_list_file: str, min_ms_fraction: float, work_dir: str) -> Resu
     fraction = len(prepared) / len(expected) if expected else 0.0
     record = {"expected": expected, "prepared": prepared, "failed": failed, "failures": failures,
               "fraction": round(fraction, 4), "min_ms_fraction": min_ms_fraction}
-    write_json_atomic(Path(work_dir) / PHASE1_FILE, record)
-    out = write_json_atomic(Path(work_dir) / MS_LIST_FILE, prepared)
+    write_json(Path(work_dir) / PHASE1_FILE, record)
+    out = write_json(Path(work_dir) / MS_LIST_FILE, prepared)
     log(_logger, "phase 1 collected", n_expected=len(expected), n_prepared=len(prepared), n_failed=len(failed))
     if not prepared or fraction < min_ms_fraction:
         raise InputError(f"{work_dir}: only {len(prepared)} of {len(expected)} MS survived Phase 1 "

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from .errors import ToolFailedError
 from .logs import step_timer
+from .products import LOGS_FOLDER
 from .tools import require_tool, run_tool
 
 PACKED_SUFFIX = ".fs"
@@ -114,6 +115,6 @@ def compress_folder(folder: str | Path, log_file: str | Path | None = None) -> R
 def run(options: Options) -> Result:
     with step_timer("compress", options.work_dir, folder=options.folder) as timing:
         result = compress_folder(Path(options.work_dir) / options.folder,
-                                 Path(options.work_dir) / "logs" / "fpack.log")
+                                 Path(options.work_dir) / LOGS_FOLDER / "fpack.log")
         timing.update({f"{tool}_seconds": s for tool, s in result.tool_seconds.items()})
     return result

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +25,14 @@ from pydantic import BaseModel, Field
 
 from . import config, msstate
 from .config import check_subband
+from .constants import mjd_seconds, utc_of
 from .discover import file_start_time, file_subband
 from .errors import InputError
+from .fileio import atomic_path, remove_stale_temps, write_json
 from .labels import Subband
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, open_table, row_chunks
-from .msread import ChunkReader, max_row_bytes
-from .wsclean import MJD_UNIX_OFFSET_S
+from .msio import check_ms, open_table
+from .msread import read_chunks
 
 _logger = get_logger("concat")
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
@@ -161,10 +160,10 @@ def name_disagreement(item: _Input) -> str | None:
     subband = data_subband(item.signature["channels"])
     if subband != named_subband:
         return f"name says {named_subband}, but its data are {subband or 'in no subband'}"
-    named_s = named_time.timestamp() + MJD_UNIX_OFFSET_S
+    named_s = mjd_seconds(named_time)
     half = config.INTEGRATION_S / 2
     if not item.t_start - half - TIME_SLACK_S <= named_s <= item.t_end + half + TIME_SLACK_S:
-        data_start = datetime.fromtimestamp(item.t_start - half - MJD_UNIX_OFFSET_S, timezone.utc)
+        data_start = utc_of(item.t_start - half)
         return f"name says {named_time:%Y-%m-%d %H:%M:%S}, but its data start at {data_start:%Y-%m-%d %H:%M:%S} UTC"
     return None
 
@@ -212,14 +211,13 @@ def _append(out, item: _Input, field_offset: int) -> None:
         view = src if item.time_sorted else src.selectrows(np.argsort(src.getcol("TIME"), kind="stable"))
         start_out = out.nrows()
         out.addrows(item.nrows)
-        chunks = list(row_chunks(item.nrows, max_row_bytes(view)))
-        readers = [ChunkReader(view, c, chunks[0][1]) for c in out.colnames() if view.iscelldefined(c, 0)]
-        for start, n in chunks:
-            for reader in readers:
-                values = reader.read(start, n)
-                if reader.column == "FIELD_ID":
+        columns = [c for c in out.colnames() if view.iscelldefined(c, 0)]
+        for chunk in read_chunks(view, columns):
+            for column in columns:
+                values = chunk[column]
+                if column == "FIELD_ID":
                     values = values + field_offset
-                out.putcol(reader.column, values, startrow=start_out + start, nrow=n)
+                out.putcol(column, values, startrow=start_out + chunk.start, nrow=chunk.n)
         if view is not src:
             view.close()
     finally:
@@ -255,20 +253,18 @@ def _copy_subtables(first: str, out_path: Path, used: list[_Input]) -> list[int]
 def _build(used: list[_Input], out_ms: Path) -> int:
     from casacore import tables
 
-    partial = out_ms.with_name(out_ms.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    with open_table(used[0].path) as first:
-        first.copy(str(partial), deep=True, copynorows=True).close()
-    offsets = _copy_subtables(used[0].path, partial, used)
-    out = tables.table(str(partial), readonly=False, ack=False)
-    try:
-        for item, offset in zip(used, offsets):
-            _append(out, item, offset)
-        n_rows = out.nrows()
-    finally:
-        out.close()
-    shutil.rmtree(out_ms, ignore_errors=True)
-    partial.rename(out_ms)
+    remove_stale_temps(out_ms)
+    with atomic_path(out_ms) as partial:
+        with open_table(used[0].path) as first:
+            first.copy(str(partial), deep=True, copynorows=True).close()
+        offsets = _copy_subtables(used[0].path, partial, used)
+        out = tables.table(str(partial), readonly=False, ack=False)
+        try:
+            for item, offset in zip(used, offsets):
+                _append(out, item, offset)
+            n_rows = out.nrows()
+        finally:
+            out.close()
     return n_rows
 
 
@@ -321,9 +317,7 @@ def concatenate_ms(ms_paths: list[str], out_ms: str | Path) -> Result:
                     dropped=dropped, n_rows=n_rows, reused=False)
     body = {"inputs": inputs, "used": result.used, "dropped": [d.model_dump() for d in dropped], "n_rows": n_rows,
             "time_range": [used[0].t_start, used[-1].t_end]}
-    tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1) + "\n")
-    os.replace(tmp, record)
+    write_json(record, body)
     return result
 
 

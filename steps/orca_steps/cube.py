@@ -19,13 +19,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import config
+from .constants import isot
 from .errors import InputError, ToolFailedError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .msio import open_table
 from .pb_correct import BeamModel, pb_correct_image
-from .products import CUBE_FOLDER, CUBE_PRODUCTS, CUBE_RECIPE, cube_name
+from .products import CUBE_FOLDER, CUBE_PRODUCTS, CUBE_RECIPE, LOGS_FOLDER, cube_name
 from .tools import require_tool
-from .wsclean import (SCIENCE_RECIPES, default_threads, image_geometry, run_wsclean, unique_times, utc_of,
+from .wsclean import (SCIENCE_RECIPES, default_threads, image_geometry, run_wsclean, unique_times,
                       utc_stamp)
 
 _logger = get_logger("cube")
@@ -109,13 +111,6 @@ def stack_channels(paths: list[Path], out: Path) -> list[float]:
     header["CTYPE3"], header["CRPIX3"], header["CRVAL3"], header["CDELT3"], header["CUNIT3"] = (
         "FREQ", 1.0, float(freqs[0]), step, "Hz")
     header["NCHAN"] = (len(paths), "channels; CHANNELS table: each one's frequency and beam")
-    tmp = out.with_name(f".{out.name}.tmp")
-    stream = fits.StreamingHDU(tmp, header)
-    for path in paths:
-        with fits.open(path, memmap=False) as hdul:
-            plane = np.asarray(hdul[0].data, dtype=np.float32).reshape(ny, nx)
-        stream.write(plane.astype(">f4"))
-    stream.close()
     beams = np.array([[h.get("BMAJ", np.nan), h.get("BMIN", np.nan), h.get("BPA", np.nan)] for h in headers], float)
     table = fits.BinTableHDU.from_columns([
         fits.Column("CHAN", "J", array=np.arange(len(paths))),
@@ -123,8 +118,14 @@ def stack_channels(paths: list[Path], out: Path) -> list[float]:
         fits.Column("BMAJ", "D", unit="deg", array=beams[:, 0]),
         fits.Column("BMIN", "D", unit="deg", array=beams[:, 1]),
         fits.Column("BPA", "D", unit="deg", array=beams[:, 2])], name="CHANNELS")
-    fits.append(tmp, table.data, table.header)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        stream = fits.StreamingHDU(tmp, header)
+        for path in paths:
+            with fits.open(path, memmap=False) as hdul:
+                plane = np.asarray(hdul[0].data, dtype=np.float32).reshape(ny, nx)
+            stream.write(plane.astype(">f4"))
+        stream.close()
+        fits.append(tmp, table.data, table.header)
     return [float(f) for f in freqs]
 
 
@@ -134,7 +135,7 @@ def _set_mid_time(paths: list[Path], mid_s: float) -> None:
 
     for path in paths:
         with fits.open(path, mode="update") as hdul:
-            hdul[0].header["DATE-AVG"] = (utc_of(mid_s).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+            hdul[0].header["DATE-AVG"] = (isot(mid_s),
                                           "UTC mid-time of the imaged interval")
 
 
@@ -194,7 +195,7 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         "name": str(prefix), "size": size, "scale_deg": scale_deg, "threads": default_threads(threads),
         "niter": deep_niter(nchan), "channels_out": nchan if nchan > 1 else None, "no_dirty": False,
         "temp_dir": str(work_dir / ".wsclean-tmp")})
-    done = run_wsclean(options, ms, log_file=work_dir / "logs" / "wsclean.log")
+    done = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log")
     channels = {p: channel_files(prefix, nchan, p) for p in CUBE_PRODUCTS}
     _set_mid_time(channels["image"], mid)
     beam = BeamModel(beam_path)

@@ -23,7 +23,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError, ToolFailedError
+from .fileio import write_atomic
 from .logs import step_timer
+from .products import DEWARP_PLOT, DEWARP_RECORD, QA_FOLDER
 from .skyimage import SkyImage, load_image, write_image
 
 VLSSR_FREQ_HZ = 74e6
@@ -217,8 +219,8 @@ def run(options: Options) -> Result:
         if missing:
             raise InputError(f"{missing[0]}: image to dewarp does not exist")
         ref = load_vlssr(options.catalogue or site().vlssr_catalog)
-        (work / "QA").mkdir(parents=True, exist_ok=True)
-        found = find_sources(deep.path, work / "QA")
+        (work / QA_FOLDER).mkdir(parents=True, exist_ok=True)
+        found = find_sources(deep.path, work / QA_FOLDER)
         pairs = match(found, ref, deep.freq_hz, options)
         if len(pairs) < options.min_anchors:
             result = Result(status=f"not enough anchors ({len(pairs)} < {options.min_anchors})",
@@ -230,7 +232,7 @@ def run(options: Options) -> Result:
                              found[i, 1] - ref[j, 1]) * 60 for i, j in pairs]  # PyBDSF's RA may be negative
             anchors, shifts = anchor_shifts(deep, found, ref, pairs)
             loo = loo_residuals(anchors, shifts) * deep.pixel_deg * 60
-            plot_offsets(work / "QA" / "dewarp_offsets.png", deep, anchors, shifts, loo)
+            plot_offsets(work / QA_FOLDER / DEWARP_PLOT, deep, anchors, shifts, loo)
             raw_rms = float(np.sqrt(np.mean(np.square(seps))))
             loo_rms = float(np.sqrt(np.mean(np.square(loo))))
             if loo_rms >= raw_rms:  # the screen would fit noise, not the ionosphere: positions would get worse
@@ -246,5 +248,5 @@ def run(options: Options) -> Result:
                                 loo_rms_arcmin=loo_rms, dewarped=list(outs.values()), deep_image=outs[str(deep.path)],
                                 deep_images=[outs[str(Path(p))] for p in options.deep_images],
                                 interval_images=[outs[str(Path(p))] for p in options.interval_images])
-        (work / "QA" / "dewarp.json").write_text(result.model_dump_json(indent=1) + "\n")
+        write_atomic(work / QA_FOLDER / DEWARP_RECORD, result.model_dump_json(indent=1) + "\n")
     return result

@@ -14,11 +14,8 @@ that Argo passes paths, never long lists.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import uuid
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -26,77 +23,41 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import config
+from . import config, coords
+from .constants import mjd_seconds
 from .copy_ms import compressed_tar_problem
 from .errors import InputError
+from .fileio import write_json
 from .labels import check_obs_date, check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("discover")
-SIDEREAL_RATE = 1.00273790935  # sidereal hours per solar hour
 PREVIOUS_NIGHT = "previous-night"
 NIGHT_END_UTC_HOURS = 15  # every OVRO night (Sun below -10 deg) is over by ~14:30 UTC
 GRID_STEP_S = 60.0  # sidereal time and the Sun are interpolated on this grid
 _NAME_RE = re.compile(r"^(\d{8}_\d{6})_(\d{2}MHz)(?:_[A-Za-z0-9]+)*\.ms(\.tar)?$")
 
 
-# --- Time: IERS offline, LST, the Sun --------------------------------------------------------------
-def _astropy_offline() -> None:
-    """Never download IERS tables in a pod: use the bundled ones, warn when a date is beyond them."""
-    from astropy.utils import iers
-
-    iers.conf.auto_download = False
-    iers.conf.auto_max_age = None
-    iers.conf.iers_degraded_accuracy = "warn"
-
-
-def _location():
-    import astropy.units as u
-    from astropy.coordinates import EarthLocation
-
-    return EarthLocation.from_geodetic(config.OVRO_LON_DEG * u.deg, config.OVRO_LAT_DEG * u.deg,
-                                       config.OVRO_HEIGHT_M * u.m)
-
-
-def _times(times: list[datetime] | np.ndarray):
-    from astropy.time import Time
-
-    return Time(list(np.atleast_1d(times)), scale="utc")
-
-
+# --- Time: LST and the Sun (coords), on a grid ---------------------------------------------------------
 def _grid(start: datetime, hours: float, step_s: float = GRID_STEP_S):
     """UTC datetimes every ``step_s`` from ``start`` for ``hours`` (inclusive), and their offsets (s)."""
     offsets = np.arange(0.0, hours * 3600.0 + step_s / 2, step_s)
     return [start + timedelta(seconds=float(o)) for o in offsets], offsets
 
 
-def local_sidereal_hours(times: list[datetime] | np.ndarray) -> np.ndarray:
-    """Local apparent sidereal time (hours, 0..24) at OVRO for UTC datetimes."""
-    _astropy_offline()
-    return np.asarray(_times(times).sidereal_time("apparent", longitude=config.OVRO_LON_DEG).hour) % 24.0
-
-
-def sun_elevation_deg(times: list[datetime] | np.ndarray) -> np.ndarray:
-    """Elevation of the Sun (deg, no refraction) at OVRO for UTC datetimes, vectorised."""
-    import astropy.units as u
-    from astropy.coordinates import AltAz, get_body
-
-    _astropy_offline()
-    if not len(np.atleast_1d(times)):
-        return np.zeros(0)
-    t = _times(times)
-    frame = AltAz(obstime=t, location=_location())
-    return np.asarray(get_body("sun", t, _location()).transform_to(frame).alt.to_value(u.deg))
+def _mjd_seconds(times: list[datetime]) -> np.ndarray:
+    return np.array([mjd_seconds(t) for t in times])
 
 
 @lru_cache(maxsize=64)
 def _sun_over_hour(hour_start: datetime) -> np.ndarray:
-    """The Sun's elevation every GRID_STEP_S through one UTC hour (one astropy call per hour, cached)."""
-    return sun_elevation_deg(_grid(hour_start, 1.0)[0])
+    """The Sun's elevation every GRID_STEP_S through one UTC hour (computed once per hour, cached)."""
+    return coords.sun_elevation_deg(_mjd_seconds(_grid(hour_start, 1.0)[0]))
 
 
 def sun_elevation_fast(times: list[datetime]) -> np.ndarray:
-    """``sun_elevation_deg`` interpolated on a 60 s grid per UTC hour (error < 1e-3 deg), for many files."""
+    """The Sun's elevation (deg) at UTC datetimes, interpolated on a 60 s grid per UTC hour (error < 1e-3
+    deg): many files, few hours."""
     out = np.empty(len(times))
     for i, t in enumerate(times):
         hour = t.replace(minute=0, second=0, microsecond=0)
@@ -107,10 +68,10 @@ def sun_elevation_fast(times: list[datetime]) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def _lst_track(obs_date: str) -> tuple[datetime, np.ndarray, np.ndarray]:
-    """Unwrapped LST (h) every GRID_STEP_S over 26 h from ``obs_date`` 00:00 UTC: one astropy call a night."""
+    """Unwrapped LST (h) every GRID_STEP_S over 26 h from ``obs_date`` 00:00 UTC: computed once a night."""
     midnight = datetime.fromisoformat(obs_date).replace(tzinfo=timezone.utc)
     times, offsets = _grid(midnight, 26.0)
-    lst = np.unwrap(local_sidereal_hours(times) * (np.pi / 12)) * (12 / np.pi)
+    lst = np.unwrap(coords.local_sidereal_hours(_mjd_seconds(times)) * (np.pi / 12)) * (12 / np.pi)
     return midnight, offsets, lst
 
 
@@ -225,16 +186,6 @@ def check_ms_files(paths: list[str]) -> list[str]:
     return paths
 
 
-def write_json_atomic(path: str | Path, data) -> Path:
-    """Write JSON under a temporary name, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
 # --- Units -------------------------------------------------------------------------------------------
 class WorkUnit(BaseModel):
     """One (subband, LST hour) of one night: what a subband-pipeline run processes."""
@@ -307,7 +258,7 @@ def make_unit(site: config.SiteConfig, subband: str, hour: int, obs_date: str, r
     uid = unit_id(subband, lst, obs_date)
     list_file = list_dir / f"{uid}.json"
     if paths:
-        write_json_atomic(list_file, paths)
+        write_json(list_file, paths)
     unit = WorkUnit(id=uid, subband=subband, lst_label=lst, obs_date=obs_date,
                     node=resolve_node(site, subband, queue_override),
                     work_dir=nvme_work_dir or config.work_dir(site.nvme_root, lst, obs_date, run_label, subband),
@@ -392,7 +343,7 @@ def discover(options: Options, site: config.SiteConfig | None = None) -> Result:
                   "ms_list_file": u.ms_list_file}
                  for u in units if u.subband == sb]
         if hours:   # in a file: Argo names loop nodes after every field of their item (see chain_hours)
-            hours_file = write_json_atomic(list_dir / f"{sb}_{obs_date}_chain.json", hours)
+            hours_file = write_json(list_dir / f"{sb}_{obs_date}_chain.json", hours)
             chains.append({"subband": sb, "node": resolve_node(site, sb, options.queue_override),
                            "hours_file": str(hours_file)})
     log(_logger, "night discovered", obs_date=obs_date, units=len(units), ms=sum(u.n_ms for u in units),

@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, open_ms, open_table, row_chunks
+from .msio import check_ms, open_ms, open_table
+from .msread import read_chunks
 
 _logger = get_logger("fix-field")
 PHASE_DIR_COLUMN = "ORCA_PHASE_DIR"
@@ -58,18 +59,17 @@ def fix_field(ms: str | Path) -> Result:
         n_rows = tab.nrows()
         if msstate.done_in(tab, "fix-field") is not None:
             return Result(ms_path=str(ms), n_fields_before=len(dirs), n_rows=n_rows, already_done=True)
-        for start, n in row_chunks(n_rows, 16):  # check before writing anything
-            field_id = tab.getcol("FIELD_ID", startrow=start, nrow=n)
+        for chunk in read_chunks(tab, ["FIELD_ID"]):  # check before writing anything
+            field_id = chunk["FIELD_ID"]
             if field_id.min() < 0 or field_id.max() >= len(dirs):
                 raise InputError(f"{ms}: FIELD_ID {field_id.min()}..{field_id.max()} but the FIELD table has "
                                  f"{len(dirs)} rows")
         with msstate.writing(tab, "fix-field"):
             if PHASE_DIR_COLUMN not in tab.colnames():
                 _add_phase_dir_column(tab)
-            for start, n in row_chunks(n_rows, 16):
-                field_id = tab.getcol("FIELD_ID", startrow=start, nrow=n)
-                tab.putcol(PHASE_DIR_COLUMN, dirs[field_id], startrow=start, nrow=n)
-                tab.putcol("FIELD_ID", np.zeros(n, dtype=np.int32), startrow=start, nrow=n)
+            for chunk in read_chunks(tab, ["FIELD_ID", PHASE_DIR_COLUMN]):
+                chunk.put(PHASE_DIR_COLUMN, dirs[chunk["FIELD_ID"]])
+                chunk.put("FIELD_ID", np.zeros(chunk.n, dtype=np.int32))
             with open_table(Path(ms) / "FIELD", readonly=False) as field:
                 if field.nrows() > 1:
                     field.removerows(list(range(1, field.nrows())))

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import csv
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .constants import utc_of
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import check_ms, linear_correlation_index, open_ms, open_table, require_columns, row_chunks
+from .msio import check_ms, linear_correlation_index, open_ms, open_table, require_columns
+from .msread import flag_rows_where, read_chunks
 
 _logger = get_logger("flag-antennas")
-MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
 OnSourceFailure = Literal["autodetect", "error"]
 
 
@@ -65,10 +66,6 @@ class Result(BaseModel):
 
 
 # --- sources ----------------------------------------------------------------------------------
-def mjd_seconds_to_utc(t: float) -> datetime:
-    return MJD_EPOCH + timedelta(seconds=float(t))
-
-
 def _parse_utc(text: str) -> datetime:
     dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
@@ -166,35 +163,23 @@ def absent_antennas(ms: str | Path, n_ant: int) -> list[int]:
     """Antennas of the ANTENNA table that appear in no row (a subarray, or a station not yet built)."""
     seen = np.zeros(n_ant, bool)
     with open_ms(ms) as tab:
-        for start, n in row_chunks(tab.nrows(), 8):
-            seen[tab.getcol("ANTENNA1", start, n)] = True
-            seen[tab.getcol("ANTENNA2", start, n)] = True
+        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2"]):
+            seen[chunk["ANTENNA1"]] = True
+            seen[chunk["ANTENNA2"]] = True
     return [int(a) for a in np.flatnonzero(~seen)]
 
 
 def _ms_time(tab) -> datetime:
-    return mjd_seconds_to_utc(tab.getcell("TIME", 0))
+    return utc_of(tab.getcell("TIME", 0))
 
 
 def flag_rows(ms: str | Path, antennas: list[int]) -> int:
     """Set FLAG (all channels, correlations) and FLAG_ROW on rows touching ``antennas``; streams row chunks."""
     bad = np.zeros(_n_antennas(ms), bool)
     bad[antennas] = True
-    total = 0
     with open_ms(ms, readonly=False) as tab:
         require_columns(tab, ms, "FLAG")
-        row_bytes = max(1, int(np.prod(tab.getcell("FLAG", 0).shape))) if tab.nrows() else 1
-        for start, n in row_chunks(tab.nrows(), row_bytes):
-            hit = bad[tab.getcol("ANTENNA1", start, n)] | bad[tab.getcol("ANTENNA2", start, n)]
-            if not hit.any():
-                continue
-            flags = tab.getcol("FLAG", start, n)
-            flags[hit] = True
-            tab.putcol("FLAG", flags, start, n)
-            flag_row = tab.getcol("FLAG_ROW", start, n)
-            tab.putcol("FLAG_ROW", flag_row | hit, start, n)
-            total += int(hit.sum())
-    return total
+        return flag_rows_where(tab, ["ANTENNA1", "ANTENNA2"], lambda c: bad[c["ANTENNA1"]] | bad[c["ANTENNA2"]])
 
 
 def flag_antennas(ms: str | Path, bad_antennas: list[int] | None = None, flag_csv: str | None = None,

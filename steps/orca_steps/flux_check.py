@@ -9,14 +9,15 @@ given as ``noise_images``, Stokes I and V).
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .fileio import write_csv
 from .logs import step_timer
+from .products import FLUX_CHECK_CSV, FLUX_CHECK_PLOT, IMAGE_NOISE_CSV, QA_FOLDER
 from .skyimage import SkyImage, inner_rms, load_calibrators, load_image, spectrum_jy
 
 FLUX_COLUMNS = ["name", "ra_deg", "dec_deg", "elevation_deg", "freq_mhz", "expected_jy", "peak_jy_beam",
@@ -96,16 +97,6 @@ def check_flux_scale(img: SkyImage, calibrators: list[dict], min_elevation_deg: 
     return rows
 
 
-def write_csv(path: Path, rows: list[dict], columns: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-    return path
-
 
 def plot_ratios(path: Path, rows: list[dict]) -> Path | None:
     ok = [r for r in rows if r["status"] == "ok"]
@@ -128,7 +119,7 @@ def plot_ratios(path: Path, rows: list[dict]) -> Path | None:
 
 
 def run(options: Options) -> Result:
-    qa = Path(options.work_dir) / "QA"
+    qa = Path(options.work_dir) / QA_FOLDER
     with step_timer("flux-check", options.work_dir):
         img = load_image(options.deep_image, "deep Stokes I image")
         others = [load_image(p, "deep image") for p in options.noise_images if Path(p) != Path(options.deep_image)]
@@ -137,10 +128,10 @@ def run(options: Options) -> Result:
         rms_i = noise[0]["inner_rms_jy"]
         rows = check_flux_scale(img, load_calibrators(options.catalogue), options.min_elevation_deg,
                                 rms_i if np.isfinite(rms_i) else None, options.min_snr)
-        flux_csv = write_csv(qa / "flux_check.csv", rows, FLUX_COLUMNS)
-        plot = plot_ratios(qa / "flux_check.png", rows)
+        flux_csv = write_csv(qa / FLUX_CHECK_CSV, rows, FLUX_COLUMNS)
+        plot = plot_ratios(qa / FLUX_CHECK_PLOT, rows)
         rms_v = next((n["inner_rms_jy"] for n in noise if n["stokes"] == "V"), None)
-        noise_csv = write_csv(qa / "image_noise.csv", noise, ["image", "stokes", "inner_rms_jy"])
+        noise_csv = write_csv(qa / IMAGE_NOISE_CSV, noise, ["image", "stokes", "inner_rms_jy"])
     ratios = [r["ratio"] for r in rows if r["status"] == "ok"]
     if not np.isfinite(rms_i):
         raise InputError(f"{img.path}: the inner box of the deep I image is all blank")

@@ -22,14 +22,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import msstate
+from .constants import C_M_S, CORR_NAMES, LINEAR_CORR_TYPES
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .msio import antenna_positions, linear_correlation_index, open_ms, row_chunks, spectral_windows
-from .msread import ChunkReader
+from .products import HOT_BASELINES_HEATMAP, HOT_BASELINES_REPORT, HOT_BASELINES_UV_PLOT, QA_FOLDER
+from .msio import antenna_positions, linear_correlation_index, open_ms, spectral_windows
+from .msread import flag_rows_where, read_chunks
 
 _logger = get_logger("hot-baselines")
-C_M_S = 299792458.0
-CORRELATIONS = ("XX", "XY", "YX", "YY")
 MAD_TO_SIGMA = 1.4826
 WARNING_PREFIX = "WARNING: "  # report lines the QA page shows as needing attention
 DEAD_FRACTION = 0.2  # orca: an antenna whose median |V| is below this fraction of the array's is dead
@@ -72,16 +72,10 @@ def mean_amplitudes(ms: str | Path, column: str = "CORRECTED_DATA") -> np.ndarra
     with open_ms(ms) as tab:
         if column not in tab.colnames():
             raise InputError(f"{ms}: has no {column} column to analyse")
-        n_rows = tab.nrows()
-        row_bytes = int(np.prod(tab.getcell(column, 0).shape)) * 9 if n_rows else 8
-        chunks = list(row_chunks(n_rows, row_bytes))
-        data_reader = ChunkReader(tab, column, chunks[0][1]) if chunks else None
-        flag_reader = ChunkReader(tab, "FLAG", chunks[0][1]) if chunks else None
-        for start, n in chunks:
-            a1 = tab.getcol("ANTENNA1", startrow=start, nrow=n)
-            a2 = tab.getcol("ANTENNA2", startrow=start, nrow=n)
-            good = ~flag_reader.read(start, n)
-            amp = np.abs(data_reader.read(start, n)) * good
+        for chunk in read_chunks(tab, ["ANTENNA1", "ANTENNA2", "FLAG", column]):
+            a1, a2 = chunk["ANTENNA1"], chunk["ANTENNA2"]
+            good = ~chunk["FLAG"]
+            amp = np.abs(chunk[column]) * good
             index = np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)
             for c, k in enumerate(corr_index):
                 sums[:, c] += np.bincount(index, amp[:, :, k].sum(axis=1), minlength=n_ant * n_ant)
@@ -172,23 +166,13 @@ def flag_baselines(ms: str | Path, antennas: list[int], pairs: list[tuple[int, i
         bad[a::n_ant] = True
     for p, q in pairs:
         bad[min(p, q) * n_ant + max(p, q)] = True
-    flagged = 0
+
+    def hit_of(chunk):
+        a1, a2 = chunk["ANTENNA1"], chunk["ANTENNA2"]
+        return bad[np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)]
+
     with open_ms(ms, readonly=False) as tab:
-        row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape)) + 9
-        for start, n in row_chunks(tab.nrows(), row_bytes):
-            a1 = tab.getcol("ANTENNA1", startrow=start, nrow=n)
-            a2 = tab.getcol("ANTENNA2", startrow=start, nrow=n)
-            hit = bad[np.minimum(a1, a2) * n_ant + np.maximum(a1, a2)]
-            if not hit.any():
-                continue
-            flags = tab.getcol("FLAG", startrow=start, nrow=n)
-            flags[hit] = True
-            tab.putcol("FLAG", flags, startrow=start, nrow=n)
-            flag_row = tab.getcol("FLAG_ROW", startrow=start, nrow=n)
-            flag_row[hit] = True
-            tab.putcol("FLAG_ROW", flag_row, startrow=start, nrow=n)
-            flagged += int(hit.sum())
-    return flagged
+        return flag_rows_where(tab, ["ANTENNA1", "ANTENNA2"], hit_of)
 
 
 def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_dir: Path) -> list[str]:
@@ -197,7 +181,7 @@ def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_di
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    uv_png, heat_png = qa_dir / "hot_baselines_amp_vs_uv.png", qa_dir / "hot_baselines_heatmap.png"
+    uv_png, heat_png = qa_dir / HOT_BASELINES_UV_PLOT, qa_dir / HOT_BASELINES_HEATMAP
     fig, axes = plt.subplots(2, 2, figsize=(14, 10))
     for c, ax in enumerate(axes.flat):
         p, q = np.nonzero(usable & np.isfinite(mean[:, :, c]))
@@ -205,7 +189,7 @@ def _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_di
         ax.plot(*curves[c], color="lime", label="envelope")
         bp, bq = np.nonzero(uv_bad & np.isfinite(mean[:, :, c]))
         ax.scatter(lengths[bp, bq], mean[bp, bq, c], s=25, c="red", marker="x", label="outlier")
-        ax.set(title=CORRELATIONS[c], xlabel="baseline length (m)", ylabel="mean |V|")
+        ax.set(title=CORR_NAMES[LINEAR_CORR_TYPES[c]], xlabel="baseline length (m)", ylabel="mean |V|")
         if (mean[p, q, c] > 0).any():  # a log axis of nothing is a matplotlib error
             ax.set_yscale("log")
         ax.legend(fontsize=8, loc="upper right")  # "best" is slow with 62k points
@@ -277,7 +261,7 @@ def find_hot_baselines(ms: str | Path, qa_dir: str | Path, column: str = "CORREC
     qa_dir.mkdir(parents=True, exist_ok=True)
     plots = _plots(mean, lengths, usable, uv_bad, curves, cross, hm_bad, bad_ants, qa_dir)
     rows = flag_baselines(ms, bad_ants, flag_pairs) if apply_flags else 0
-    report = qa_dir / "hot_baselines_report.txt"
+    report = qa_dir / HOT_BASELINES_REPORT
     _report(report, ms, names, options, min_length, dead, _pairs(uv_bad), _pairs(hm_bad), threshold, bad_ants,
             flag_pairs, rows, warnings_)
     result = Result(ms_path=str(ms), report=str(report), plots=plots, uv_outliers=_pairs(uv_bad),
@@ -293,4 +277,4 @@ def find_hot_baselines(ms: str | Path, qa_dir: str | Path, column: str = "CORREC
 def run(options: Options) -> Result:
     work_dir = Path(options.work_dir) if options.work_dir else Path(options.ms).parent
     with step_timer("hot-baselines", work_dir):
-        return find_hot_baselines(options.ms, work_dir / "QA", **options.model_dump(exclude={"ms", "work_dir"}))
+        return find_hot_baselines(options.ms, work_dir / QA_FOLDER, **options.model_dump(exclude={"ms", "work_dir"}))

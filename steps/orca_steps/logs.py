@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .products import TIMINGS
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -64,5 +66,5 @@ def step_timer(step: str, work_dir: str | os.PathLike | None = None, **fields):
         if work_dir is not None and Path(work_dir).is_dir():
             record = {"step": step, "status": status, "start": start, "seconds": round(elapsed, 3),
                       "host": socket.gethostname(), **fields}
-            with open(Path(work_dir) / "timings.jsonl", "a") as fh:
+            with open(Path(work_dir) / TIMINGS, "a") as fh:
                 fh.write(json.dumps(record, default=str) + "\n")

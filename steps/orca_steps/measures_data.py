@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+from .fileio import atomic_path
 
 TABLE = "TAI_UTC"
 PRE_1972_MJD = 41317.0  # before 1972, TAI-UTC drifted (rate terms): those rows are kept as casacore has them
@@ -51,14 +52,13 @@ def wheel_table() -> Path:
 
 
 def rebuild(target: Path | None = None) -> dict:
-    """Rewrite TAI_UTC (default: the wheel's) with the IERS list; atomic: build aside, then swap."""
+    """Rewrite TAI_UTC (default: the wheel's) with the IERS list; atomic: built aside, then swapped in."""
     from casacore import tables
 
     target = target or wheel_table()
     source, mjd, tai_utc = iers_leap_seconds()
     stamp = release_date().strftime("%Y/%m/%d/00:00")
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        new = Path(tmp) / TABLE
+    with atomic_path(target) as new:
         old = tables.table(str(target), ack=False)
         keep = old.query(f"MJD < {PRE_1972_MJD}", sortlist="MJD").copy(str(new), deep=True)
         keep.close()
@@ -74,9 +74,6 @@ def rebuild(target: Path | None = None) -> dict:
         t.putkeyword("VS_CREATE", stamp)
         t.putkeyword("VS_TYPE", f"TAI_UTC difference from IERS Bulletin C via astropy-iers-data {version('astropy-iers-data')}")
         t.close()
-        aside = Path(tmp) / "old"
-        target.rename(aside)
-        new.rename(target)
     return {"table": str(target), "source": str(source), "vs_date": stamp, "rows": start + len(mjd),
             "last_leap_mjd": float(mjd[-1]), "tai_utc_now": float(tai_utc[-1])}
 

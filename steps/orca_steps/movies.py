@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import ToolFailedError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .products import MOVIE_FOLDER, movie_name
 from .skyimage import block_mean
@@ -72,23 +73,22 @@ def write_movie(frames, shape: tuple[int, int], out: Path) -> int:
     """Pipe 8-bit frames (an iterable of bytes) into ffmpeg (H.264, yuv420p); returns the frame count."""
     ffmpeg = require_tool("ffmpeg")
     ny, nx = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.mp4")
-    proc = subprocess.Popen([ffmpeg, "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray",
-                             "-s", f"{nx}x{ny}", "-r", str(FPS), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                             "-crf", "12", str(tmp)], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=tool_env())
-    count = 0
-    try:
-        for frame in frames:
-            proc.stdin.write(frame)
-            count += 1
-    finally:
-        proc.stdin.close()
-        err = proc.stderr.read().decode(errors="replace")
-        proc.wait()
-    if proc.returncode != 0:
-        raise ToolFailedError(f"ffmpeg failed writing {out.name}: {err.strip()[-800:]}")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:  # -f mp4: the temporary's name does not end in .mp4
+        proc = subprocess.Popen([ffmpeg, "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "gray",
+                                 "-s", f"{nx}x{ny}", "-r", str(FPS), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                                 "-crf", "12", "-f", "mp4", str(tmp)], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=tool_env())
+        count = 0
+        try:
+            for frame in frames:
+                proc.stdin.write(frame)
+                count += 1
+        finally:
+            proc.stdin.close()
+            err = proc.stderr.read().decode(errors="replace")
+            proc.wait()
+        if proc.returncode != 0:
+            raise ToolFailedError(f"ffmpeg failed writing {out.name}: {err.strip()[-800:]}")
     return count
 
 

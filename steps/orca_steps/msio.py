@@ -11,13 +11,9 @@ from typing import Iterator
 
 import numpy as np
 
+from .constants import CHUNK_BYTES, CORR_NAMES, LINEAR_CORR_TYPES
 from .errors import InputError
 
-LINEAR_CORR_TYPES = [9, 10, 11, 12]  # XX, XY, YX, YY: the order every step computes in
-CORR_NAMES = {9: "XX", 10: "XY", 11: "YX", 12: "YY"}
-
-# Rows per chunk are chosen so one complex64 chunk of DATA stays near this many bytes.
-CHUNK_BYTES = 64 * 2**20
 
 
 def _casacore_tables():

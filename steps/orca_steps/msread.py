@@ -1,24 +1,28 @@
-"""Reading MS columns in row chunks into reused numpy buffers.
+"""Reading MS columns in row chunks into reused numpy buffers: ``read_chunks`` is how every step streams
+a table, so memory stays bounded whatever the MS size.
 
 ``getcolnp`` into a preallocated buffer is several times faster than ``getcol``, which allocates (and
-page-faults) a fresh array for every chunk; the steps that stream whole columns use this.
+page-faults) a fresh array for every chunk.
 """
 from __future__ import annotations
 
+from typing import Callable, Iterator, Sequence
+
 import numpy as np
+
+from .constants import CHUNK_BYTES
+from .msio import row_chunks
 
 # casacore column data types that getcolnp can fill
 NUMPY_TYPES = {"boolean": np.bool_, "int": np.int32, "uint": np.uint32, "short": np.int16, "float": np.float32,
                "double": np.float64, "complex": np.complex64, "dcomplex": np.complex128}
 
 
-def max_row_bytes(tab, columns: list[str] | None = None) -> int:
-    """Bytes of the widest row cell among ``columns`` (default: every defined column)."""
-    widest = 8
-    for column in columns or tab.colnames():
-        if tab.nrows() and tab.iscelldefined(column, 0):
-            widest = max(widest, np.asarray(tab.getcell(column, 0)).nbytes)
-    return widest
+def cell_bytes(tab, column: str) -> int:
+    """Bytes of one row of ``column`` (at least 8; 8 when its first cell is undefined)."""
+    if tab.nrows() and tab.iscelldefined(column, 0):
+        return max(8, np.asarray(tab.getcell(column, 0)).nbytes)
+    return 8
 
 
 class ChunkReader:
@@ -37,3 +41,66 @@ class ChunkReader:
         out = self.buffer[:n]
         self.tab.getcolnp(self.column, out, startrow=start, nrow=n)
         return out
+
+
+class _Readers(dict):
+    """One ChunkReader a column, made when the column is first read."""
+
+    def __init__(self, tab, rows: int):
+        super().__init__()
+        self.tab, self.rows = tab, rows
+
+    def __missing__(self, column: str) -> ChunkReader:
+        self[column] = reader = ChunkReader(self.tab, column, self.rows)
+        return reader
+
+
+class Chunk:
+    """Rows ``start .. start + n`` of a table. ``chunk[column]`` reads that column's rows on first use into
+    its reused buffer (valid until the next chunk); ``put`` writes a column's rows back."""
+
+    def __init__(self, tab, start: int, n: int, readers: _Readers):
+        self.tab, self.start, self.n, self._readers, self._values = tab, start, n, readers, {}
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        if column not in self._values:
+            self._values[column] = self._readers[column].read(self.start, self.n)
+        return self._values[column]
+
+    def put(self, column: str, values) -> None:
+        self.tab.putcol(column, values, startrow=self.start, nrow=self.n)
+
+    def span(self, lo: int, hi: int) -> Chunk:
+        """Rows ``lo .. hi`` of this chunk (e.g. only the rows a step changes), nothing read yet."""
+        return Chunk(self.tab, self.start + lo, hi - lo, self._readers)
+
+
+def read_chunks(tab, columns: Sequence[str], chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+    """Every row of an open table in chunks of about ``chunk_bytes`` of ``columns`` (those the caller may
+    read or write); a column is read only when the caller asks for it."""
+    n_rows = tab.nrows()
+    if n_rows == 0:
+        return
+    chunks = list(row_chunks(n_rows, sum(cell_bytes(tab, c) for c in columns), chunk_bytes))
+    readers = _Readers(tab, chunks[0][1])
+    for start, n in chunks:
+        yield Chunk(tab, start, n, readers)
+
+
+def flag_rows_where(tab, columns: Sequence[str], hit_of: Callable[[Chunk], np.ndarray]) -> int:
+    """Set FLAG (every channel and correlation) and FLAG_ROW on each row where ``hit_of(chunk)`` (one bool a
+    row, from ``columns``) is True; only the rows from a chunk's first hit to its last are read and
+    written. Returns the number of rows hit."""
+    flagged = 0
+    for chunk in read_chunks(tab, [*columns, "FLAG", "FLAG_ROW"]):
+        hit = hit_of(chunk)
+        rows = np.flatnonzero(hit)
+        if rows.size == 0:
+            continue
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        span, sel = chunk.span(lo, hi), hit[lo:hi]
+        span["FLAG"][sel] = True
+        span.put("FLAG", span["FLAG"])
+        span.put("FLAG_ROW", span["FLAG_ROW"] | sel)
+        flagged += rows.size
+    return flagged

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
-from .products import PARTIAL_MARKER, QA_PAGE, QA_STATUS
+from .fileio import write_atomic
+from .products import PARTIAL_MARKER, QA_FOLDER, QA_PAGE, QA_STATUS, TIMINGS
 
 DASHBOARD_INDEX = "dashboards"  # <runs_root>/dashboards/<workflow>.html: the Argo UI's link target
 COLOURS = {"ok": "#2e7d32", "attention": "#ef6c00", "not run": "#757575", "partial": "#8e24aa",
@@ -46,7 +47,7 @@ def _read_json(path: Path):
 def archived_unit(path: Path) -> UnitOutcome:
     """The outcome of one archived unit (``<lst>/<date>/<run>/<sb>``)."""
     lst, date, sb = path.parts[-4], path.parts[-3], path.name
-    status = _read_json(path / "QA" / QA_STATUS) or {}
+    status = _read_json(path / QA_FOLDER / QA_STATUS) or {}
     partial = _read_json(path / PARTIAL_MARKER)
     outcome = "partial" if partial is not None else status.get("status", "not run")
     reason = (partial or {}).get("error", "")
@@ -54,7 +55,7 @@ def archived_unit(path: Path) -> UnitOutcome:
         bad = [s for s, state in status["steps"].items() if state in ("failed", "attention")]
         reason = f"{', '.join(bad)}: {'failed' if outcome == 'failed' else 'attention'}" if bad else ""
     per_step: dict[str, float] = {}
-    timings = path / "timings.jsonl"
+    timings = path / TIMINGS
     if timings.is_file():
         for line in timings.read_text().splitlines():
             try:
@@ -144,21 +145,14 @@ def index_path(site: config.SiteConfig, workflow: str) -> Path:
     return Path(site.runs_root) / DASHBOARD_INDEX / f"{workflow}.html"
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_dashboard(site: config.SiteConfig, run_label: str, workflow: str, failed_nodes: list[dict],
                     queue_units: list[dict] = ()) -> Path:
     out = dashboard_path(site, run_label, workflow)
     units = collect(site.archive_root, run_label, queue_units)
-    _write(out, render(units, out, f"{run_label} ({workflow})", failed_nodes))
+    write_atomic(out, render(units, out, f"{run_label} ({workflow})", failed_nodes))
     index = index_path(site, workflow)
     target = _esc(Path(os.path.relpath(out, index.parent)).as_posix())
-    _write(index, f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='0; url={target}'>"
+    write_atomic(index, f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='0; url={target}'>"
                   f"<title>{_esc(workflow)}</title></head><body><a href='{target}'>night dashboard of {_esc(workflow)}"
                   "</a></body></html>")
     return out

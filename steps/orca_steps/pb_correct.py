@@ -6,14 +6,13 @@ grid: ``freq_Hz``, ``theta_pts``, ``phi_pts`` (degrees), ``X_pol_Efields/{etheta
 interpolated linearly in frequency, theta and phi.
 
 Every pixel's azimuth and elevation at the image's mid-time (``DATE-AVG``, else ``DATE-OBS``) comes from
-one rotation J2000 -> local east/north/up fitted to casacore's AZELGEO directions (the measures the
+``coords.altaz_deg``: one rotation J2000 -> local east/north/up fitted to casacore's AZELGEO directions (the measures the
 simulator and WSClean use); what a rotation cannot hold (annual aberration, < 30") is far below a pixel.
 Pixels below 10 deg elevation or with a response under 5 % become NaN. Output: ``<image>.pbcorr.fits``
 next to each image, with ``PBCORR = T`` in its header.
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,10 +20,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from . import config
-from .coords import altaz
+from .constants import mjd_seconds
+from .coords import altaz_deg
 from .errors import InputError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
-from .wsclean import MJD_UNIX_OFFSET_S, SCIENCE_RECIPES
+from .wsclean import SCIENCE_RECIPES
 
 MIN_ELEVATION_DEG = 10.0
 MIN_RESPONSE = 0.05
@@ -34,7 +35,6 @@ BEAM_KEYS = ("freq_Hz", "theta_pts", "phi_pts", "X_pol_Efields/etheta", "X_pol_E
 REFERENCE_DEEP_I = "I-Deep-Taper-Robust-0.75"  # orca's choice for image QA and dewarping
 ROWS_PER_CHUNK = 256  # image rows per vectorised block: bounds memory on 4096^2 images
 BEAM_GRID_DEG = 0.5  # spacing of the exactly computed points the beam map is interpolated from
-MAX_ROTATION_RESIDUAL_ARCSEC = 60.0
 
 _logger = get_logger("pb-correct")
 
@@ -132,30 +132,6 @@ class BeamModel:
 
 
 # --- Pixel directions ----------------------------------------------------------------------------
-def _unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
-
-
-def j2000_to_enu(time_s: float, n_samples: int = 48) -> np.ndarray:
-    """3x3 rotation taking J2000 unit vectors to (east, north, up) at the array at ``time_s``.
-
-    Fitted (Kabsch) to casacore AZELGEO directions of points spread over the sky; raises if the fit
-    is worse than an arcminute anywhere.
-    """
-    k = np.arange(n_samples) + 0.5
-    dec = np.arcsin(1 - 2 * k / n_samples)
-    ra = np.mod(np.pi * (1 + 5**0.5) * k, 2 * np.pi)
-    az, el = altaz(ra, dec, time_s)
-    a = _unit(ra, dec)
-    b = np.stack([np.cos(el) * np.sin(az), np.cos(el) * np.cos(az), np.sin(el)])
-    u, _, vt = np.linalg.svd(b @ a.T)
-    rot = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
-    worst = np.rad2deg(np.arccos(np.clip(np.sum((rot @ a) * b, axis=0), -1, 1)).max()) * 3600
-    if worst > MAX_ROTATION_RESIDUAL_ARCSEC:
-        raise InputError(f"alt-az rotation fit is off by {worst:.0f} arcsec at MJD-s {time_s}")
-    return rot
-
-
 def celestial_wcs(header):
     """The image's RA/Dec WCS (astropy's date fix-up notes silenced)."""
     import warnings
@@ -170,19 +146,7 @@ def celestial_wcs(header):
 def pixel_altaz(wcs, x: np.ndarray, y: np.ndarray, time_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Azimuth and elevation (deg) of pixels (0-based x, y arrays) of a sky image; NaN off the sky."""
     ra, dec = wcs.wcs_pix2world(np.asarray(x, dtype=float), np.asarray(y, dtype=float), 0)
-    enu = np.tensordot(j2000_to_enu_cached(time_s), _unit(np.deg2rad(ra), np.deg2rad(dec)), axes=1)
-    el = np.rad2deg(np.arcsin(np.clip(enu[2], -1, 1)))
-    az = np.mod(np.rad2deg(np.arctan2(enu[0], enu[1])), 360.0)
-    return az, el
-
-
-_ROTATIONS: dict[float, np.ndarray] = {}
-
-
-def j2000_to_enu_cached(time_s: float) -> np.ndarray:
-    if time_s not in _ROTATIONS:
-        _ROTATIONS[time_s] = j2000_to_enu(time_s)
-    return _ROTATIONS[time_s]
+    return altaz_deg(ra, dec, time_s)
 
 
 def image_time(header, path: Path) -> float:
@@ -194,7 +158,7 @@ def image_time(header, path: Path) -> float:
         t = datetime.fromisoformat(str(text)).replace(tzinfo=timezone.utc)
     except ValueError as exc:
         raise InputError(f"{path}: unreadable image time {text!r}") from exc
-    return t.timestamp() + MJD_UNIX_OFFSET_S
+    return mjd_seconds(t)
 
 
 def image_frequency(header, path: Path) -> float:
@@ -262,9 +226,8 @@ def pb_correct_image(path: str | Path, beam: BeamModel, cache: dict | None = Non
     header["PBMINEL"] = (MIN_ELEVATION_DEG, "[deg] NaN below this elevation")
     header["PBMINRSP"] = (MIN_RESPONSE, "NaN where the response is below this")
     out = path.with_name(path.name[: -len(".fits")] + ".pbcorr.fits")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    fits.writeto(tmp, corrected, header, overwrite=True)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        fits.writeto(tmp, corrected, header)
     return out
 
 

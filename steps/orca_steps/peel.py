@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import zlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,11 +34,14 @@ from pydantic import BaseModel, Field
 
 from .coords import altaz, direction_cosines
 from .errors import InputError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .msio import (antenna_positions, baseline_runs, check_linear_correlations, data_row_bytes, ddid_to_spw, open_ms,
                    open_table, row_chunks, spectral_windows)
+from .msread import ChunkReader
 from .peeling_solver import Layout, PeelSolution, peel_sums
-from .predict import C_M_S, gaussian_taper
+from .constants import C_M_S
+from .predict import gaussian_taper
 from .skymodel import Component, RFISource, SkySource, load_rfi_model, load_sky_model
 
 _logger = get_logger("peel")
@@ -354,20 +356,6 @@ def _row_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("rc,rc->r", a, b)
 
 
-class _ChunkReader:
-    """Row chunks of one column read with ``getcolnp`` into a reused buffer (no allocation a chunk)."""
-
-    def __init__(self, tab, column: str, max_rows: int):
-        self.tab, self.column = tab, column
-        cell = tab.getcell(column, 0)
-        self.buffer = np.empty((max_rows, *cell.shape), cell.dtype)
-
-    def read(self, start: int, n: int) -> np.ndarray:
-        out = self.buffer[:n]
-        self.tab.getcolnp(self.column, out, start, n)
-        return out
-
-
 def _chunks(tab, meta: MSLayout) -> list[tuple[int, int]]:
     return list(row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES))
 
@@ -402,8 +390,8 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
     max_rows = max(n for _, n in chunks)
-    data_reader = _ChunkReader(tab, "CORRECTED_DATA", max_rows)
-    flag_reader = _ChunkReader(tab, "FLAG", max_rows)
+    data_reader = ChunkReader(tab, "CORRECTED_DATA", max_rows)
+    flag_reader = ChunkReader(tab, "FLAG", max_rows)
     buffers: dict = {}  # w conj(F) per (source, Stokes), reused by every chunk
     for start, n in chunks:
         rows = slice(start, start + n)
@@ -445,7 +433,7 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
     crc = 0
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
-    reader = _ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
+    reader = ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
     model = np.empty(reader.buffer.shape[:2], np.complex64)  # one model plane, reused
     for start, n in chunks:
         rows = slice(start, start + n)
@@ -472,13 +460,12 @@ def solutions_path(ms: str | Path) -> Path:
 def save_solutions_npz(path: Path, sources: list[PeelSource], meta: MSLayout, solution: PeelSolution,
                        settings: dict) -> Path:
     """gains[source, time, antenna, polarisation] and what they mean, written atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, gains=solution.gains, axes=np.array(["source", "time", "antenna", "polarisation"]),
-             source_names=np.array([s.name for s in sources]), source_kinds=np.array([s.kind for s in sources]),
-             antenna_names=np.array(meta.antenna_names), polarisations=np.array(["X", "Y"]),
-             times_mjd_s=meta.times, freqs_hz=meta.freqs, converged=solution.converged,
-             subtracted=~solution.rejected, **{k: np.array(v) for k, v in settings.items()})
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no .npz
+        np.savez(fh, gains=solution.gains, axes=np.array(["source", "time", "antenna", "polarisation"]),
+                 source_names=np.array([s.name for s in sources]), source_kinds=np.array([s.kind for s in sources]),
+                 antenna_names=np.array(meta.antenna_names), polarisations=np.array(["X", "Y"]),
+                 times_mjd_s=meta.times, freqs_hz=meta.freqs, converged=solution.converged,
+                 subtracted=~solution.rejected, **{k: np.array(v) for k, v in settings.items()})
     return path
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .constants import isot
 from .errors import InputError
-from .flux_check import write_csv
+from .fileio import write_csv
 from .logs import step_timer
+from .products import DETECTIONS_FOLDER, PHOTOMETRY_FOLDER, PHOTOMETRY_SUMMARY
 from .skyimage import SkyImage, load_image, robust_std
 from .targets import Target, load_targets, solar_system_targets
 
@@ -115,8 +117,6 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
                       detection_sigma: float = 5.0, ionosphere_arcmin: float = 10.0,
                       annulus_beams: tuple[float, float] = (3.0, 6.0)) -> tuple[list[dict], list[dict]]:
     """Measure every target in every image; write per-target CSV/PNG and detection cutouts."""
-    from astropy.time import Time
-
     rows_all, detections = [], []
     for target in targets:
         rows, cutouts = [], []
@@ -127,7 +127,7 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
             annulus = (annulus_beams[0] * fwhm_px, annulus_beams[1] * fwhm_px)
             el = float(img.elevation_deg(target.ra_deg, target.dec_deg))
             row = {"target": target.name, "kind": target.kind, "image": img.path.name, "stokes": stokes,
-                   "time_utc": Time(img.time_s / 86400, format="mjd").isot, "elevation_deg": round(el, 2)}
+                   "time_utc": isot(img.time_s), "elevation_deg": round(el, 2)}
             row.update(measure(img, target, radius, annulus) if el >= min_elevation_deg
                        else {"status": f"below {min_elevation_deg:g} deg"})
             row["detected"] = bool(row["status"] == "ok" and stokes in target.stokes
@@ -139,7 +139,7 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
                                                                             x - size // 2: x + size // 2 + 1]))
             if row["detected"]:
                 cut = save_cutout(img, target, int(2 * annulus[1]) + 1,
-                                  out_dir.parent / "detections" / f"{safe_name(target.name)}_{img.path.stem}.fits")
+                                  out_dir.parent / DETECTIONS_FOLDER / f"{safe_name(target.name)}_{img.path.stem}.fits")
                 detections.append({"target": target.name, "image": img.path.name, "stokes": stokes,
                                    "snr": row["snr"], "peak_jy": row["peak_jy"], "cutout": str(cut)})
             rows.append({k: row.get(k, "") for k in COLUMNS})
@@ -152,7 +152,7 @@ def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Pa
 
 def run(options: Options) -> Result:
     work = Path(options.work_dir)
-    out = work / "photometry"
+    out = work / PHOTOMETRY_FOLDER
     with step_timer("photometry", options.work_dir):
         if not options.deep_images:
             raise InputError("photometry: no deep image given (--deep-images)")
@@ -163,6 +163,6 @@ def run(options: Options) -> Result:
             targets += solar_system_targets(images[0].time_s)
         rows, detections = target_photometry(images, targets, out, options.min_elevation_deg, options.detection_sigma,
                                              options.ionosphere_arcmin, tuple(options.annulus_beams))
-        summary = write_csv(out / "summary.csv", rows, COLUMNS)
+        summary = write_csv(out / PHOTOMETRY_SUMMARY, rows, COLUMNS)
     return Result(summary_csv=str(summary), n_targets=len(targets),
                   n_measurements=sum(r["status"] == "ok" for r in rows), detections=detections)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .constants import C_M_S
 from .coords import direction_cosines
 from .skymodel import Component, RFISource, stokes_to_linear
 
-C_M_S = 299792458.0
 _FWHM_TO_EXP = np.pi**2 / (4 * np.log(2))
 
 

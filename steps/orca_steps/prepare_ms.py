@@ -23,7 +23,7 @@ from . import copy_ms as copy_step
 from . import flag_antennas as flag_step
 from . import peel as peel_step
 from . import stage_refs as stage_step
-from .discover import write_json_atomic
+from .fileio import write_json
 from .errors import InputError, as_orca_error
 from .labels import WriteRoot
 from .logs import get_logger, log, step_timer
@@ -115,7 +115,7 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
                         all_options, step)
     except Exception as exc:
         error = as_orca_error(exc, src_ms)
-        write_json_atomic(phase1_failure_record(nvme_work_dir, ms_name),
+        write_json(phase1_failure_record(nvme_work_dir, ms_name),
                           {"src_ms": src_ms, "step": step[0], "reason": str(error), "error": type(error).__name__})
         raise
 
@@ -174,7 +174,7 @@ def _prepare(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, peel
     result = Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
                     apply_calibration=calibrated, peel=peeled)
     phase1_failure_record(work, Path(ms).name).unlink(missing_ok=True)
-    write_json_atomic(phase1_marker(work, Path(ms).name), {**result.model_dump(mode="json"), "options": all_options})
+    write_json(phase1_marker(work, Path(ms).name), {**result.model_dump(mode="json"), "options": all_options})
     return result
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from pydantic import BaseModel, Field
 from . import config
 from .archive import check_destination, remove_stale_partials
 from .errors import InputError
+from .fileio import write_json
 from .logs import get_logger, log, step_timer
 from .pipeline import PHASE2, Phase2Step, UnitParameters
 from .movies import MIN_FRAMES
@@ -81,9 +81,7 @@ def _write_marker(path: Path, options: BaseModel, result: BaseModel) -> None:
     path.parent.mkdir(exist_ok=True)
     record = {"options": options.model_dump(mode="json"), "result": result.model_dump(mode="json"),
               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
+    write_json(path, record)
 
 
 def preflight(params: UnitParameters) -> None:
@@ -130,7 +128,7 @@ def write_partial(params: UnitParameters, failed: str, exc: BaseException, resul
     reason = f"step {failed} failed: {type(exc).__name__}: {exc}"
     marker = {"failed_step": failed, "error": reason, "steps_done": list(results),
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (work_dir / PARTIAL_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+    write_json(work_dir / PARTIAL_MARKER, marker)
     page = next(s for s in PHASE2 if s.name == "qa-summary")
     try:
         _module(page.name).run(step_options(page, params, results))

@@ -1,5 +1,6 @@
-"""Names of the newer orca products (cube, movies, partial archive), written once: the steps that write
-them and the QA page that shows them both import these names.
+"""Names of a unit's products, written once: the step that writes a product and the QA page, archive,
+provenance or night dashboard that reads it both import the name from here (a test refuses a product
+name typed anywhere else).
 """
 from __future__ import annotations
 
@@ -10,9 +11,44 @@ CUBE_FOLDER = "I/cube"
 CUBE_PRODUCTS = ("image", "residual", "psf", "model", "dirty")
 MOVIE_FOLDER = "Movies"
 MOVIE_KINDS = ("I_Raw", "I_Filtered", "V_Raw")
+QA_FOLDER = "QA"  # QA tables, plots and the page
+LOGS_FOLDER = "logs"  # tools' log files
+PHOTOMETRY_FOLDER = "photometry"  # per-target tables and plots
+DETECTIONS_FOLDER = "detections"  # cutouts of photometry detections
+TRANSIENTS_FOLDER = "transients"
 QA_STATUS = "qa_status.json"  # QA/<this>: the page's verdict per step, read by the night dashboard
-QA_PAGE = "QA/index.html"
+QA_PAGE = f"{QA_FOLDER}/index.html"
 PARTIAL_MARKER = "PARTIAL.json"  # in a partial archive: why it is partial, which step failed
+TIMINGS = "timings.jsonl"  # every step timer appends a line (logs.step_timer)
+PROVENANCE = "provenance.json"
+# in QA/
+FLUX_CHECK_CSV = "flux_check.csv"
+FLUX_CHECK_PLOT = "flux_check.png"
+IMAGE_NOISE_CSV = "image_noise.csv"
+DEWARP_RECORD = "dewarp.json"
+DEWARP_PLOT = "dewarp_offsets.png"
+HOT_BASELINES_REPORT = "hot_baselines_report.txt"
+HOT_BASELINES_UV_PLOT = "hot_baselines_amp_vs_uv.png"
+HOT_BASELINES_HEATMAP = "hot_baselines_heatmap.png"
+# in photometry/ and transients/
+PHOTOMETRY_SUMMARY = "summary.csv"
+TRANSIENT_CANDIDATES = "candidates.csv"
+TRANSIENT_SUMMARY = "summary.json"
+_SNAPSHOT_QA, _SNAPSHOT_RMS = "snapshot_qa_", "snapshot_rms_"
+
+
+def snapshot_qa_csv(subband: str) -> str:
+    """QA/<this>: one row per snapshot ("*" as the subband makes a glob pattern)."""
+    return f"{_SNAPSHOT_QA}{subband}.csv"
+
+
+def snapshot_rms_plot(subband: str) -> str:
+    return f"{_SNAPSHOT_RMS}{subband}.png"
+
+
+def snapshot_qa_subband(csv_name: str) -> str:
+    """The subband of a ``snapshot_qa_csv`` name."""
+    return csv_name[len(_SNAPSHOT_QA):-len(".csv")]
 
 
 def cube_name(subband: str, product: str, stamp: str, pbcorr: bool = False, dewarped: bool = False) -> str:

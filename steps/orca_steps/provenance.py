@@ -18,7 +18,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from .fileio import write_json
 from .logs import step_timer
+from .products import PROVENANCE, TIMINGS
 from .pipeline import UnitParameters
 from .tools import tool_env
 
@@ -88,13 +90,9 @@ def write_provenance(params: UnitParameters) -> Path:
         "inputs": _inputs(params.ms_paths),
         "node": {"node_name": os.environ.get("NODE_NAME"), "hostname": socket.gethostname()},
         "steps": step_records(work_dir),
-        "timings": _jsonl(work_dir / "timings.jsonl"),
+        "timings": _jsonl(work_dir / TIMINGS),
     }
-    out = work_dir / "provenance.json"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    tmp.replace(out)
-    return out
+    return write_json(work_dir / PROVENANCE, record)
 
 
 def run(options: Options) -> Result:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .products import cube_files, movie_files
+from .products import FLUX_CHECK_CSV, QA_FOLDER, cube_files, movie_files
 from .skyimage import block_mean, load_image
 from .wsclean import PILOT_SNAPSHOT
 
@@ -40,7 +40,7 @@ def picture_sources(work: Path) -> dict[str, Path | None]:
 
 def measured_sources(work: Path) -> list[tuple[str, float, float]]:
     """(name, ra, dec) of the calibrators the flux check measured (status ok)."""
-    path = work / "QA" / "flux_check.csv"
+    path = work / QA_FOLDER / FLUX_CHECK_CSV
     if not path.is_file():
         return []
     with open(path, newline="") as fh:
@@ -80,7 +80,7 @@ def pictures(work: Path) -> list[tuple[str, Path | None, Path | None, int]]:
     sources = measured_sources(work)
     out = []
     for k, (title, image) in enumerate(picture_sources(work).items()):
-        png, shown = render_picture(image, work / "QA" / "pictures" / f"sky_{k}.png", title, sources) if image \
+        png, shown = render_picture(image, work / QA_FOLDER / "pictures" / f"sky_{k}.png", title, sources) if image \
             else (None, 0)
         out.append((title, image, png, shown))
     return out

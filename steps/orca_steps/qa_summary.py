@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from .collect_ms import PHASE1_FILE
 from .concat import concat_paths
 from .errors import InputError
+from .fileio import write_atomic
 from .hot_baselines import WARNING_PREFIX
 from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import step_timer
@@ -31,7 +32,11 @@ from .refusals import phase1_refused, refused_ms
 from .skyimage import load_image
 from .wsclean import SCIENCE_RECIPES
 from . import qa_pictures
-from .products import CUBE_FOLDER, MOVIE_FOLDER, PARTIAL_MARKER, QA_PAGE, QA_STATUS
+from .products import (CUBE_FOLDER, DEWARP_PLOT, DEWARP_RECORD, FLUX_CHECK_CSV, FLUX_CHECK_PLOT, HOT_BASELINES_HEATMAP,
+                       HOT_BASELINES_REPORT, HOT_BASELINES_UV_PLOT, IMAGE_NOISE_CSV, MOVIE_FOLDER, PARTIAL_MARKER,
+                       PHOTOMETRY_FOLDER, PHOTOMETRY_SUMMARY, PROVENANCE, QA_FOLDER, QA_PAGE, QA_STATUS, TIMINGS,
+                       TRANSIENT_CANDIDATES, TRANSIENT_SUMMARY, TRANSIENTS_FOLDER, snapshot_qa_csv, snapshot_qa_subband,
+                       snapshot_rms_plot)
 
 # worst first: the page's status is the worst of its steps
 STATES = ("failed", "attention", "not run", "ok", "skipped")
@@ -131,14 +136,14 @@ class Unit:
     def __init__(self, options: Options):
         self.opts = options
         self.work = Path(options.work_dir)
-        self.qa = self.work / "QA"
+        self.qa = self.work / QA_FOLDER
         self.timings, self.timing_problem = self._read_timings()
         self.last = {t.get("step"): t for t in self.timings}
         self.steps = phase2_steps()
         self.skipped = [s.name for s in PHASE2 if not s.enabled(options)]
 
     def _read_timings(self) -> tuple[list[dict], str]:
-        path = self.work / "timings.jsonl"
+        path = self.work / TIMINGS
         if not path.is_file():
             return [], ""
         records, bad = [], 0
@@ -174,8 +179,7 @@ class Unit:
 
 def snapshot_section(u: Unit) -> Section:
     step, title = "snapshot-qa", "Snapshot QA"
-    pattern = f"snapshot_qa_{u.opts.subband}.csv" if u.opts.subband else "snapshot_qa_*.csv"
-    files = sorted(u.qa.glob(pattern))
+    files = sorted(u.qa.glob(snapshot_qa_csv(u.opts.subband or "*")))
     if not files:
         return u.absent(step, title)
     try:
@@ -187,7 +191,7 @@ def snapshot_section(u: Unit) -> Section:
     frac = len(bad) / len(rows) if rows else 1.0
     state = "attention" if frac > u.opts.max_bad_snapshot_fraction else "ok"
     summary = f"{len(bad)} of {len(rows)} snapshots flagged; median rms {fmt(np.median(rms)) if rows else '-'} Jy/beam"
-    plot = files[0].with_name(files[0].name.replace("snapshot_qa_", "snapshot_rms_").replace(".csv", ".png"))
+    plot = u.qa / snapshot_rms_plot(snapshot_qa_subband(files[0].name))
     body = (image(plot, "snapshot rms") + "<h4>Flagged snapshots</h4>"
             + table(bad, ["file", "utc", "rms", "peak", "reason"], u.opts.max_rows))
     return Section(step, title, u.judged(step, state), summary, body)
@@ -195,7 +199,7 @@ def snapshot_section(u: Unit) -> Section:
 
 def hot_baselines_section(u: Unit) -> Section:
     step, title = "hot-baselines", "Hot baselines"
-    report = u.qa / "hot_baselines_report.txt"
+    report = u.qa / HOT_BASELINES_REPORT
     if not report.is_file():
         return u.absent(step, title)
     text = report.read_text(errors="replace")
@@ -203,15 +207,15 @@ def hot_baselines_section(u: Unit) -> Section:
     summary = "flagged" + flagged[0][len("[flagged]"):] if flagged else "report written"
     warned = [ln[len(WARNING_PREFIX):] for ln in text.splitlines() if ln.startswith(WARNING_PREFIX)]
     summary = "; ".join(warned + [summary])
-    body = (image(u.qa / "hot_baselines_amp_vs_uv.png", "amplitude vs uv length")
-            + image(u.qa / "hot_baselines_heatmap.png", "cross-hand heatmap")
+    body = (image(u.qa / HOT_BASELINES_UV_PLOT, "amplitude vs uv length")
+            + image(u.qa / HOT_BASELINES_HEATMAP, "cross-hand heatmap")
             + f"<details><summary>Full report</summary><pre>{esc(text)}</pre></details>")
     return Section(step, title, u.judged(step, "attention" if warned else "ok"), summary, body)
 
 
 def flux_section(u: Unit) -> Section:
     step, title = "flux-check", "Flux-scale check"
-    path = u.qa / "flux_check.csv"
+    path = u.qa / FLUX_CHECK_CSV
     if not path.is_file():
         return u.absent(step, title)
     try:
@@ -229,7 +233,7 @@ def flux_section(u: Unit) -> Section:
     summary += "".join(f"; {n} {why}" for why, n in others.items())
     if off:
         summary += f"; off by more than {u.opts.flux_tolerance:.0%}: {', '.join(off)}"
-    body = (image(u.qa / "flux_check.png", "flux ratios")
+    body = (image(u.qa / FLUX_CHECK_PLOT, "flux ratios")
             + table(rows, ["name", "elevation_deg", "expected_jy", "integrated_jy", "ratio", "offset_arcmin", "status"],
                     u.opts.max_rows))
     return Section(step, title, u.judged(step, state), summary, body)
@@ -237,7 +241,7 @@ def flux_section(u: Unit) -> Section:
 
 def noise_section(u: Unit) -> Section:
     step, title = "flux-check", "Image noise"
-    path = u.qa / "image_noise.csv"
+    path = u.qa / IMAGE_NOISE_CSV
     if not path.is_file():
         return u.absent(step, title)
     try:
@@ -253,7 +257,7 @@ def noise_section(u: Unit) -> Section:
 
 def dewarp_section(u: Unit) -> Section:
     step, title = "dewarp", "Ionospheric dewarping"
-    path = u.qa / "dewarp.json"
+    path = u.qa / DEWARP_RECORD
     if not path.is_file():
         return u.absent(step, title)
     try:
@@ -269,14 +273,14 @@ def dewarp_section(u: Unit) -> Section:
     rows = [{"quantity": k, "value": "-" if v is None else fmt(v) if isinstance(v, float) else v}
             for k, v in res.items() if not isinstance(v, list) and k != "deep_image"]
     rows.append({"quantity": "dewarped images", "value": len(res.get("dewarped", []))})
-    body = ((image(u.qa / "dewarp_offsets.png", "anchor offsets") if status == "ok" else "")
+    body = ((image(u.qa / DEWARP_PLOT, "anchor offsets") if status == "ok" else "")
             + table(rows, ["quantity", "value"], u.opts.max_rows))
     return Section(step, title, u.judged(step, "ok" if status == "ok" else "attention"), summary, body)
 
 
 def photometry_section(u: Unit) -> Section:
     step, title = "photometry", "Target photometry"
-    path = u.work / "photometry" / "summary.csv"
+    path = u.work / PHOTOMETRY_FOLDER / PHOTOMETRY_SUMMARY
     if not path.is_file():
         return u.absent(step, title)
     try:
@@ -298,7 +302,7 @@ def photometry_section(u: Unit) -> Section:
         return u.unreadable(step, title, path, exc)
     summary = f"{len(per_target)} targets, {sum(t['measured'] > 0 for t in per_target.values())} measured, " \
               f"{len(detections)} detections"
-    plots = "".join(image(u.work / "photometry" / f"{_safe(name)}.png", name)
+    plots = "".join(image(u.work / PHOTOMETRY_FOLDER / f"{_safe(name)}.png", name)
                     for name in sorted({d["target"] for d in detections})[:6])
     body = (table(list(per_target.values()),
                                               ["target", "kind", "measured", "best |snr| I", "best |snr| V", "detections",
@@ -316,14 +320,14 @@ def _safe(name: str) -> str:
 
 def transient_section(u: Unit) -> Section:
     step, title = "transient-search", "Transient candidates"
-    folder = u.work / "transients"
-    path = folder / "candidates.csv"
+    folder = u.work / TRANSIENTS_FOLDER
+    path = folder / TRANSIENT_CANDIDATES
     if not path.is_file():
         return u.absent(step, title)
     try:
         rows = read_csv(path)
         rows.sort(key=lambda r: -abs(float(r["snr"])))
-        info = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+        info = json.loads((folder / TRANSIENT_SUMMARY).read_text()) if (folder / TRANSIENT_SUMMARY).is_file() else {}
     except UNREADABLE as exc:
         return u.unreadable(step, title, path, exc)
     quality = info.get("quality", "unknown")
@@ -386,7 +390,7 @@ def timings_section(u: Unit) -> Section:
 
 def provenance_section(u: Unit) -> Section:
     step, title = "provenance", "Provenance"
-    path = u.work / "provenance.json"
+    path = u.work / PROVENANCE
     if not path.is_file():
         return u.absent(step, title)
     try:
@@ -570,11 +574,9 @@ def qa_summary(options: Options) -> Result:
     page, overall = render(u, sections, states)
     u.qa.mkdir(parents=True, exist_ok=True)
     out = u.work / QA_PAGE
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    write_atomic(out, page)
     result = Result(html=str(out), status=overall, steps={k: v[0] for k, v in states.items()})
-    (u.qa / QA_STATUS).write_text(result.model_dump_json(indent=1) + "\n")  # for the night dashboard
+    write_atomic(u.qa / QA_STATUS, result.model_dump_json(indent=1) + "\n")  # for the night dashboard
     return result
 
 

@@ -30,16 +30,16 @@ from pydantic import BaseModel, Field
 from . import msstate
 from .concat import DATA_COLUMNS
 from .config import PHASE_CENTRE_DEC_DEG, parse_lst_label
+from .constants import C_M_S
 from .coords import antenna_uvw, zenith_j2000
 from .errors import InputError
 from .fix_field import PHASE_DIR_COLUMN, field_phase_dirs
 from .labels import LstLabel
 from .logs import get_logger, log, step_timer
-from .msio import antenna_positions, check_ms, ddid_to_spw, open_ms, open_table, row_chunks, spectral_windows
-from .msread import ChunkReader
+from .msio import antenna_positions, check_ms, ddid_to_spw, open_ms, open_table, spectral_windows
+from .msread import read_chunks
 
 _logger = get_logger("rephase")
-C_M_S = 299792458.0
 SAME_CENTRE_RAD = 1e-10  # rows closer than this to the target are already there
 MAX_ZENITH_DISTANCE_DEG = 10.0  # a new centre further than this from the zenith of the data is refused
 
@@ -134,39 +134,31 @@ def rephase_ms(ms: str | Path, ra: float, dec: float,
             raise InputError(f"{ms}: FIELD table is empty and there is no {PHASE_DIR_COLUMN} column")
         uvw_new = _UVWCache(itrf, ra, dec)
         inv_lambda = np.stack([spw_freqs[spw] / C_M_S for spw in spw_of_ddid])  # (nddid, nchan)
-        row_bytes = sum(int(np.prod(tab.getcell(c, 0).shape)) * 8 for c in columns) if n_rows else 8
-        chunks = list(row_chunks(n_rows, max(row_bytes, 8)))
-        readers = [ChunkReader(tab, c, chunks[0][1]) for c in columns] if chunks else []
+        centre_column = PHASE_DIR_COLUMN if per_row_dirs else "FIELD_ID"
         with msstate.writing(tab, "rephase"):
-            for start, n in chunks:
-                if per_row_dirs:
-                    centre = tab.getcol(PHASE_DIR_COLUMN, startrow=start, nrow=n)
-                else:
-                    centre = fields[tab.getcol("FIELD_ID", startrow=start, nrow=n)]
+            for chunk in read_chunks(tab, [centre_column, "TIME", "ANTENNA1", "ANTENNA2", "UVW", "DATA_DESC_ID",
+                                           *columns]):
+                centre = chunk[PHASE_DIR_COLUMN] if per_row_dirs else fields[chunk["FIELD_ID"]]
                 shift = _separation(centre, ra, dec)
                 rows = np.flatnonzero(shift > SAME_CENTRE_RAD)
                 if rows.size == 0:
                     continue
                 lo, hi = int(rows[0]), int(rows[-1]) + 1  # write the span of rows that move
-                s, m = start + lo, hi - lo
+                span = chunk.span(lo, hi)
                 sel = shift[lo:hi] > SAME_CENTRE_RAD
-                time = tab.getcol("TIME", startrow=s, nrow=m)
-                a1 = tab.getcol("ANTENNA1", startrow=s, nrow=m)
-                a2 = tab.getcol("ANTENNA2", startrow=s, nrow=m)
-                uvw = tab.getcol("UVW", startrow=s, nrow=m)
-                new = uvw_new.baseline_uvw(time, a1, a2)
+                uvw = span["UVW"]
+                new = uvw_new.baseline_uvw(span["TIME"], span["ANTENNA1"], span["ANTENNA2"])
                 new[~sel] = uvw[~sel]
-                ddid = tab.getcol("DATA_DESC_ID", startrow=s, nrow=m)
-                phasor = np.exp(-2j * np.pi * (new[:, 2] - uvw[:, 2])[:, None] * inv_lambda[ddid])
+                phasor = np.exp(-2j * np.pi * (new[:, 2] - uvw[:, 2])[:, None] * inv_lambda[span["DATA_DESC_ID"]])
                 phasor = phasor.astype(np.complex64)[:, :, None]
-                for reader in readers:
-                    data = reader.read(s, m)
+                for column in columns:
+                    data = span[column]
                     data *= phasor
-                    tab.putcol(reader.column, data, startrow=s, nrow=m)
-                tab.putcol("UVW", new, startrow=s, nrow=m)
+                    span.put(column, data)
+                span.put("UVW", new)
                 if per_row_dirs:
                     centre[lo:hi][sel] = target
-                    tab.putcol(PHASE_DIR_COLUMN, centre[lo:hi], startrow=s, nrow=m)
+                    span.put(PHASE_DIR_COLUMN, centre[lo:hi])
                 moved += int(sel.sum())
                 max_shift = max(max_shift, float(shift.max()))
             with open_table(ms / "FIELD", readonly=False) as field:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from . import config, work_queue
-from .discover import write_json_atomic
+from .fileio import write_json
 from .errors import OrcaError
 from .labels import check_run_label, check_write_root, path_under
 from .logs import get_logger, log, step_timer
@@ -121,7 +121,7 @@ def run_report(options: Options, site: config.SiteConfig | None = None) -> Resul
     report["failed_units"] = [f"{sb} {lst}" for sb, lst in units]
     dashboard = write_dashboard(site, run_label, options.workflow, failures, queue_units)
     report["dashboard"] = str(dashboard)
-    out = write_json_atomic(report_file, report)
+    out = write_json(report_file, report)
     log(_logger, "run report", status=options.status, failed_nodes=len(failures), dashboard=str(dashboard), **counts)
     result = Result(report_file=str(out), dashboard=str(dashboard), status=options.status,
                     n_failed_nodes=len(failures), queue=counts, failed_units=report["failed_units"])

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import OVRO_LAT_DEG
+from .constants import MJD_UNIX_OFFSET_S
+from .coords import altaz_deg
 from .errors import InputError
+from .fileio import atomic_path
 
 CATALOG_DIR = Path(__file__).parent / "catalogs"
-MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01 (as the MS TIME column)
 
 
 @dataclass
@@ -69,10 +70,8 @@ class SkyImage:
         return ok & (x >= margin) & (y >= margin) & (x <= nx - 1 - margin) & (y <= ny - 1 - margin)
 
     def elevation_deg(self, ra_deg, dec_deg) -> np.ndarray:
-        """Elevation (deg) of J2000 directions at the image time (precession ignored: < 0.5 deg)."""
-        ha = np.deg2rad(lst_deg(self.time_s) - np.asarray(ra_deg))
-        dec, lat = np.deg2rad(np.asarray(dec_deg)), np.deg2rad(OVRO_LAT_DEG)
-        return np.rad2deg(np.arcsin(np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(ha)))
+        """Elevation (deg) of J2000 directions at the image time."""
+        return altaz_deg(ra_deg, dec_deg, self.time_s)[1]
 
     def elevation_map(self) -> np.ndarray:
         """Elevation (deg) of every pixel; NaN off the projected sphere."""
@@ -80,15 +79,6 @@ class SkyImage:
         yy, xx = np.mgrid[0:ny, 0:nx]
         ra, dec = self.wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
         return self.elevation_deg(ra, dec).reshape(ny, nx)
-
-
-def lst_deg(time_s: float) -> float:
-    """Local mean sidereal time (deg) at OVRO from MJD seconds (IAU 1982 GMST; 0.1 s accurate)."""
-    from .config import OVRO_LON_DEG
-
-    days = time_s / 86400.0 - 51544.5
-    gmst = 280.46061837 + 360.98564736629 * days
-    return float((gmst + OVRO_LON_DEG) % 360.0)
 
 
 def load_image(path: str | Path, what: str = "image") -> SkyImage:
@@ -136,9 +126,8 @@ def write_image(path: str | Path, like: SkyImage, data: np.ndarray) -> Path:
 
     p = Path(path)
     shape = tuple(like.header[f"NAXIS{k}"] for k in range(like.header["NAXIS"], 0, -1))
-    tmp = p.with_name(p.name + ".tmp")
-    fits.PrimaryHDU(np.asarray(data, dtype=np.float32).reshape(shape), header=like.header).writeto(tmp, overwrite=True)
-    tmp.replace(p)
+    with atomic_path(p) as tmp:
+        fits.PrimaryHDU(np.asarray(data, dtype=np.float32).reshape(shape), header=like.header).writeto(tmp)
     return p
 
 

@@ -11,23 +11,25 @@ TIME of the MS belongs to the nearest snapshot, and the rows of a bad snapshot's
 """
 from __future__ import annotations
 
-import csv
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from .config import check_subband
+from .constants import STOKES_CODES, mjd_seconds, utc_of
 from .errors import InputError
+from .fileio import write_csv
 from .labels import Subband
 from .logs import get_logger, log, step_timer
-from .msio import open_ms, row_chunks
+from .products import QA_FOLDER, snapshot_qa_csv, snapshot_rms_plot
+from .msio import open_ms
+from .msread import flag_rows_where, read_chunks
 
 _logger = get_logger("snapshot-qa")
-MJD_EPOCH = datetime(1858, 11, 17, tzinfo=timezone.utc)
-STOKES_CODES = {"I": 1, "Q": 2, "U": 3, "V": 4}
+CSV_COLUMNS = ["file", "utc", "time_mjd_s", "rms", "peak", "bad", "reason"]
 _TIME_RE = re.compile(r"(\d{8}_\d{6})")
 
 
@@ -74,7 +76,7 @@ def snapshot_time(path: str | Path) -> float:
         when = datetime.strptime(match.group(1), "%Y%m%d_%H%M%S").replace(tzinfo=timezone.utc)
     except ValueError as exc:
         raise InputError(f"{path}: snapshot name has an invalid time {match.group(1)!r}") from exc
-    return (when - MJD_EPOCH).total_seconds()
+    return mjd_seconds(when)
 
 
 def _stokes_of(header) -> int | None:
@@ -116,8 +118,8 @@ def ms_times(ms: str | Path) -> tuple[np.ndarray, float]:
     """Distinct TIME values of the MS (streamed) and its median INTERVAL (s)."""
     seen = []
     with open_ms(ms) as tab:
-        for start, n in row_chunks(tab.nrows(), 8):
-            seen.append(np.unique(tab.getcol("TIME", startrow=start, nrow=n)))
+        for chunk in read_chunks(tab, ["TIME"]):
+            seen.append(np.unique(chunk["TIME"]))
         interval = float(np.median(tab.getcol("INTERVAL", startrow=0, nrow=min(tab.nrows(), 1000))))
     return np.unique(np.concatenate(seen)) if seen else np.zeros(0), interval
 
@@ -141,23 +143,8 @@ def flag_times(ms: str | Path, bad_times: np.ndarray) -> int:
     """Flag every row whose TIME is in ``bad_times``; returns the number of rows flagged."""
     if bad_times.size == 0:
         return 0
-    flagged = 0
     with open_ms(ms, readonly=False) as tab:
-        row_bytes = int(np.prod(tab.getcell("FLAG", 0).shape))
-        for start, n in row_chunks(tab.nrows(), row_bytes):
-            hit = np.isin(tab.getcol("TIME", startrow=start, nrow=n), bad_times)
-            if not hit.any():
-                continue
-            rows = np.flatnonzero(hit)
-            lo, hi = int(rows[0]), int(rows[-1]) + 1
-            flags = tab.getcol("FLAG", startrow=start + lo, nrow=hi - lo)
-            flags[hit[lo:hi]] = True
-            tab.putcol("FLAG", flags, startrow=start + lo, nrow=hi - lo)
-            flag_row = tab.getcol("FLAG_ROW", startrow=start + lo, nrow=hi - lo)
-            flag_row[hit[lo:hi]] = True
-            tab.putcol("FLAG_ROW", flag_row, startrow=start + lo, nrow=hi - lo)
-            flagged += int(hit.sum())
-    return flagged
+        return flag_rows_where(tab, ["TIME"], lambda c: np.isin(c["TIME"], bad_times))
 
 
 def _plot(stats: list[SnapshotStat], median: float, high: float, low: float, subband: str, path: Path) -> None:
@@ -206,7 +193,7 @@ def snapshot_qa(ms: str | Path, snapshots: list[str], qa_dir: str | Path, subban
     times, interval = ms_times(ms)
     owner = assign_times(times, snap_times, interval, chosen)
     bad_times = times[bad[owner]]
-    stats = [SnapshotStat(file=p, utc=(MJD_EPOCH + timedelta(seconds=float(t))).strftime("%Y-%m-%dT%H:%M:%S"),
+    stats = [SnapshotStat(file=p, utc=utc_of(t).strftime("%Y-%m-%dT%H:%M:%S"),
                           time_mjd_s=float(t), rms=r, peak=pk, bad=bool(b),
                           reason=("rms above median + %g MAD_std" % high_sigma if r > high else
                                   "rms below %g x median" % low_fraction if r < low else ""))
@@ -215,13 +202,10 @@ def snapshot_qa(ms: str | Path, snapshots: list[str], qa_dir: str | Path, subban
     rows = flag_times(ms, bad_times)
     qa_dir = Path(qa_dir)
     qa_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, plot_path = qa_dir / f"snapshot_qa_{subband}.csv", qa_dir / f"snapshot_rms_{subband}.png"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["file", "utc", "time_mjd_s", "rms", "peak", "bad", "reason"])
-        for s in stats:
-            writer.writerow([Path(s.file).name, s.utc, f"{s.time_mjd_s:.3f}", f"{s.rms:.6g}", f"{s.peak:.6g}",
-                             int(s.bad), s.reason])
+    csv_path, plot_path = qa_dir / snapshot_qa_csv(subband), qa_dir / snapshot_rms_plot(subband)
+    write_csv(csv_path, ({"file": Path(s.file).name, "utc": s.utc, "time_mjd_s": f"{s.time_mjd_s:.3f}",
+                          "rms": f"{s.rms:.6g}", "peak": f"{s.peak:.6g}", "bad": int(s.bad), "reason": s.reason}
+                         for s in stats), CSV_COLUMNS)
     _plot(stats, median, high, low, subband, plot_path)
     log(_logger, "snapshot QA", ms=str(ms), n_snapshots=len(stats), n_bad=int(bad.sum()), rows_flagged=rows)
     return Result(ms_path=str(ms), csv=str(csv_path), plot=str(plot_path), n_snapshots=len(stats), median_rms=median,
@@ -232,5 +216,5 @@ def snapshot_qa(ms: str | Path, snapshots: list[str], qa_dir: str | Path, subban
 def run(options: Options) -> Result:
     work_dir = Path(options.work_dir) if options.work_dir else Path(options.ms).parent
     with step_timer("snapshot-qa", work_dir, subband=options.subband):
-        return snapshot_qa(options.ms, options.snapshots, work_dir / "QA", options.subband, options.stokes,
+        return snapshot_qa(options.ms, options.snapshots, work_dir / QA_FOLDER, options.subband, options.stokes,
                            options.box, options.high_sigma, options.low_fraction)

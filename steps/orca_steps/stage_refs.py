@@ -8,19 +8,18 @@ finds every reference already there returns without taking the lock.
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .fileio import atomic_path, remove_stale_temps
 from .labels import WriteRoot
 from .logs import get_logger, log, step_timer
 
 _logger = get_logger("stage-refs")
 LOCK_NAME = ".stage.lock"
-TMP_MARK = ".staging-"
 
 
 class Options(BaseModel):
@@ -47,24 +46,11 @@ def _check_sources(refs: list[str]) -> list[Path]:
 
 
 def _copy_atomic(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f"{TMP_MARK}{dest.name}.{os.getpid()}")
-    try:
+    with atomic_path(dest) as tmp:
         if src.is_dir():
             shutil.copytree(src, tmp, symlinks=False)
         else:
             shutil.copy2(src, tmp)
-        os.rename(tmp, dest)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp)
-        elif tmp.exists():
-            tmp.unlink()
-
-
-def _remove_leftovers(refs_dir: Path) -> None:
-    """Temporary copies of a pod killed mid-copy; only ever called under the lock."""
-    for left in refs_dir.glob(f"{TMP_MARK}*"):
-        shutil.rmtree(left) if left.is_dir() else left.unlink()
 
 
 def stage_refs(nvme_work_dir: str | Path, refs: list[str]) -> Result:
@@ -78,8 +64,8 @@ def stage_refs(nvme_work_dir: str | Path, refs: list[str]) -> Result:
         with open(refs_dir / LOCK_NAME, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                _remove_leftovers(refs_dir)
                 for src, dest in zip(sources, dests):
+                    remove_stale_temps(dest)  # a pod killed mid-copy; only ever under the lock
                     if dest.exists():
                         continue
                     _copy_atomic(src, dest)

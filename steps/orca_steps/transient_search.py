@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .constants import isot
 from .errors import InputError
-from .flux_check import write_csv
+from .fileio import write_csv, write_atomic
 from .logs import step_timer
+from .products import TRANSIENTS_FOLDER, TRANSIENT_CANDIDATES, TRANSIENT_SUMMARY
 from .photometry import safe_name, save_cutout
 from .skyimage import CATALOG_DIR, SkyImage, load_image, robust_std
 from .targets import Target, load_targets
@@ -126,8 +128,6 @@ def find_candidates(data: np.ndarray, rms: np.ndarray, mask: np.ndarray, sigma: 
 
 def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts: Options, out_dir: Path,
                       catalogue: list[Target]) -> tuple[list[dict], int]:
-    from astropy.time import Time
-
     deep_i = deep["I"]
     mask = build_mask(deep_i, opts)
     beam_px = 2 * deep_i.beam_radius_pixels()
@@ -160,7 +160,7 @@ def search_transients(deep: dict[str, SkyImage], intervals: list[SkyImage], opts
             cut = save_cutout(img, Target(cid, float(ra[0]), float(dec[0])), int(6 * beam_px) + 1,
                               out_dir / "cutouts" / f"{cid}_{safe_name(img.path.stem)}.fits")
             rows.append({"id": cid, "kind": kind, "image": img.path.name, "stokes": img.stokes,
-                         "time_utc": Time(img.time_s / 86400, format="mjd").isot, "ra_deg": round(float(ra[0]), 5),
+                         "time_utc": isot(img.time_s), "ra_deg": round(float(ra[0]), 5),
                          "dec_deg": round(float(dec[0]), 5), **{k: c[k] for k in ("x", "y")},
                          "peak_jy": round(c["peak_jy"], 4), "rms_jy": round(c["rms_jy"], 4),
                          "snr": round(c["snr"], 2), "label": label, "cutout": str(cut)})
@@ -177,7 +177,7 @@ def matched_deep_image(deep_i: list[SkyImage], intervals_i: list[SkyImage]) -> S
 
 
 def run(options: Options) -> Result:
-    out = Path(options.work_dir) / "transients"
+    out = Path(options.work_dir) / TRANSIENTS_FOLDER
     with step_timer("transient-search", options.work_dir):
         deeps = [load_image(path, "deep image") for path in options.deep_images]
         intervals = [load_image(p, "10-min image") for p in options.interval_images]
@@ -188,10 +188,10 @@ def run(options: Options) -> Result:
         deep["I"] = matched_deep_image(deep_i, [img for img in intervals if img.stokes == "I"])
         catalogue = load_targets(options.catalogue) if options.catalogue else []
         rows, rejected = search_transients(deep, intervals, options, out, catalogue)
-        csv_path = write_csv(out / "candidates.csv", rows, COLUMNS)
+        csv_path = write_csv(out / TRANSIENT_CANDIDATES, rows, COLUMNS)
     quality = "too many candidates" if len(rows) > options.max_candidates else "ok"
     result = Result(candidates_csv=str(csv_path), deep_i_image=str(deep["I"].path), n_candidates=len(rows),
                     n_rejected_bilobed=rejected,
                     quality=quality, candidates=rows[: options.max_candidates])
-    (out / "summary.json").write_text(result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
+    write_atomic(out / TRANSIENT_SUMMARY, result.model_dump_json(indent=1, exclude={"candidates"}) + "\n")
     return result

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from . import config
 from .collect_ms import PHASE1_FILE
-from .discover import write_json_atomic
+from .fileio import write_json
 from .errors import InputError
 from .labels import LstLabel, ObsDate, RunLabel, Subband
 from .logs import get_logger, log, step_timer
@@ -72,7 +72,7 @@ def unit_report(options: Options, site: config.SiteConfig | None = None) -> Resu
             if entry.name != REPORT_FILE:
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         cleaned = True
-    out = write_json_atomic(work / REPORT_FILE, report)
+    out = write_json(work / REPORT_FILE, report)
     log(_logger, "unit report", status=options.status, failed_ms=len(failed), cleaned=cleaned)
     return Result(report_file=str(out), status=options.status, n_expected=len(expected),
                   n_failed_ms=len(failed), cleaned=cleaned)

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import config
-from .discover import WorkUnit, write_json_atomic
+from .discover import WorkUnit
+from .fileio import write_json
 from .errors import InputError
 from .labels import check_run_label, path_under
 
@@ -85,7 +86,7 @@ def _create_or_resume(path: Path, dynamic_run_label: str, units: list[WorkUnit])
         entries.append({**unit.model_dump(), **state})
     known = {e["id"] for e in entries}
     entries += [u for uid, u in old.items() if uid not in known]  # units of an earlier discovery stay queued
-    return write_json_atomic(path, {"dynamic_run_label": dynamic_run_label, "units": entries})
+    return write_json(path, {"dynamic_run_label": dynamic_run_label, "units": entries})
 
 
 def claim(path: str | Path, worker: str, workflow: str) -> dict | None:
@@ -104,7 +105,7 @@ def claim(path: str | Path, worker: str, workflow: str) -> dict | None:
         for unit in pending + left_by_earlier_run:
             unit.update(state=RUNNING, worker=worker, workflow=workflow, claimed_at=_now(), finished_at="",
                         attempts=unit["attempts"] + 1)
-            write_json_atomic(path, queue)
+            write_json(path, queue)
             return unit
         return None
 
@@ -124,7 +125,7 @@ def release(path: str | Path, workflow: str) -> list[str]:
         for unit in released:
             unit.update(state=FAILED, finished_at=_now())
         if released:
-            write_json_atomic(path, queue)
+            write_json(path, queue)
         return [u["id"] for u in released]
 
 
@@ -139,7 +140,7 @@ def finish(path: str | Path, unit_id: str, status: str, workflow: str) -> dict:
         if unit["workflow"] != workflow:
             raise InputError(f"{path}: unit {unit_id} was claimed by {unit['workflow']!r}, not {workflow!r}")
         unit.update(state=SUCCEEDED if status == "Succeeded" else FAILED, finished_at=_now())
-        write_json_atomic(path, queue)
+        write_json(path, queue)
         return unit
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,14 +20,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import config
+from .constants import isot, utc_of
 from .errors import InputError, ToolFailedError
 from .logs import get_logger, log
 from .msio import open_ms
+from .products import LOGS_FOLDER
 from .tools import require_tool, run_tool, tool_env
 
 _logger = get_logger("wsclean")
 
-MJD_UNIX_OFFSET_S = 3506716800.0  # MJD seconds at 1970-01-01 (MS TIME is MJD seconds, UTC)
 
 
 class WSCleanOptions(BaseModel):
@@ -237,7 +237,7 @@ def image_recipe(recipe: Recipe, ms: str | Path, work_dir: str | Path, subband: 
         "name": str(prefix), "size": size, "scale_deg": scale_deg, "threads": default_threads(threads),
         "intervals_out": intervals if intervals > 1 else None,
         "temp_dir": str(work_dir / ".wsclean-tmp")})
-    result = run_wsclean(options, ms, log_file=work_dir / "logs" / "wsclean.log")
+    result = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log")
     result.images = [str(p) for p in stamp_images(prefix, ms, intervals)]
     if not result.images:
         raise ToolFailedError(f"wsclean wrote no images for {prefix.name} in {prefix.parent}")
@@ -262,10 +262,6 @@ def interval_mid_times(ms: str | Path, n_intervals: int) -> list[float]:
     if times.size == 0:
         raise InputError(f"{ms}: Measurement Set has no rows to image")
     return [float((times[a] + times[b - 1]) / 2) for a, b in interval_bounds(times.size, n_intervals)]
-
-
-def utc_of(time_s: float) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=time_s - MJD_UNIX_OFFSET_S)
 
 
 def utc_stamp(time_s: float) -> str:
@@ -303,7 +299,7 @@ def stamp_images(prefix: str | Path, ms: str | Path, n_intervals: int) -> list[P
             raise ToolFailedError(f"{path}: interval {index} but only {len(mids)} intervals were requested")
         target = path.with_name(f"{prefix.name}-{utc_stamp(mids[index])}-{rest}")
         with fits.open(path, mode="update") as hdul:
-            hdul[0].header["DATE-AVG"] = (utc_of(mids[index]).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+            hdul[0].header["DATE-AVG"] = (isot(mids[index]),
                                           "UTC mid-time of the imaged interval")
         path.replace(target)
         out.append(target)

@@ -14,7 +14,8 @@ from orca_steps.fix_field import fix_field
 from orca_steps.msio import ensure_column
 from orca_steps.rephase import lst_phase_centre, rephase_ms
 from orca_steps.sim import simulate_night
-from orca_steps.snapshot_qa import MJD_EPOCH, ms_times
+from orca_steps.constants import MJD_EPOCH
+from orca_steps.snapshot_qa import ms_times
 from orca_steps.tools import run_tool
 
 

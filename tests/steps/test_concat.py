@@ -138,7 +138,7 @@ def test_a_complete_concat_is_reused_and_an_incomplete_one_rebuilt(hour, tmp_pat
 
     more = concatenate_ms([str(p) for p in paths[:4]], out)  # other inputs: rebuilt
     assert not more.reused and more.n_rows == 4 * N_BL
-    assert not (tmp_path / "73MHz_concat.ms.partial").exists()
+    assert not list(tmp_path.glob(".73MHz_concat.ms.*.tmp")), "no temporary is left"
 
 
 def test_no_valid_ms_is_one_clear_error(tmp_path):

@@ -15,7 +15,8 @@ from orca_steps.cube import deep_niter, make_cube
 from orca_steps.pipeline import UnitParameters
 from orca_steps.products import CUBE_FOLDER, CUBE_PRODUCTS, cube_name
 from orca_steps.coords import altaz
-from orca_steps.wsclean import MJD_UNIX_OFFSET_S, utc_stamp
+from orca_steps.constants import MJD_UNIX_OFFSET_S
+from orca_steps.wsclean import utc_stamp
 from phase2_data import prepared_concat
 
 NCHAN, SIZE, SCALE = 4, 256, 0.5

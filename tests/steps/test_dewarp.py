@@ -10,11 +10,11 @@ from orca_steps import dewarp
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
 from orca_steps.sim.sky import write_vlssr
-from orca_steps.skyimage import load_image, lst_deg
+from orca_steps.skyimage import load_image
+from sky_fixtures import time_at_lst, zenith_deg
 
-T0 = 60841.0 * 86400.0
-TIME = T0 + ((14.5 * 15 - lst_deg(T0)) % 360.0) / 360.98564736629 * 86400.0
-ZEN = (lst_deg(TIME), 37.24)
+TIME = time_at_lst(14.5)
+ZEN = zenith_deg(TIME)
 FREQ = 75.4e6
 
 

@@ -1,6 +1,6 @@
 """discover and plan-unit: LST hours (wrap, 00-24, UTC midnight), input listing, Sun cut, units.
 
-Sidereal time and the Sun are checked against casacore's measures, independently of astropy.
+Sidereal time and the Sun are checked against astropy, independently of the casacore measures discover uses.
 """
 import json
 import subprocess
@@ -11,26 +11,28 @@ import pytest
 
 from orca_steps import chain_hours, config
 from orca_steps import discover as d
-from orca_steps.coords import _measures_at, local_sidereal_hours
+from orca_steps.constants import SIDEREAL_RATE
 from orca_steps.errors import InputError
 from orca_steps.labels import check_run_label
 from orca_steps.plan_unit import Options as PlanOptions
 from orca_steps.plan_unit import plan_unit
+from orca_steps.sim import geometry as simgeo
+from orca_steps.sim.geometry import local_sidereal_hours
 from orca_steps.sim.night import lst_hour_start, mjd_seconds, utc_of
 
-SIDEREAL_HOUR_S = 3600.0 / d.SIDEREAL_RATE  # 3590.17 s
+SIDEREAL_HOUR_S = 3600.0 / SIDEREAL_RATE  # 3590.17 s
 UTC = timezone.utc
 
 
-def casacore_lst(t: datetime) -> float:
-    return local_sidereal_hours(mjd_seconds(t.replace(tzinfo=None)))
+def astropy_lst(t: datetime) -> float:
+    return local_sidereal_hours(mjd_seconds(t.replace(tzinfo=None)))  # the simulator's astropy geometry
 
 
-def casacore_sun_elevation_deg(t: datetime) -> float:
-    import numpy as np
-
-    dm, _ = _measures_at(mjd_seconds(t.replace(tzinfo=None)))
-    return float(np.rad2deg(dm.measure(dm.direction("SUN"), "AZELGEO")["m1"]["value"]))
+def astropy_sun_elevation_deg(t: datetime) -> float:
+    _, coordinates, _ = simgeo._astropy()  # IERS tables offline
+    when, site = simgeo._time(mjd_seconds(t.replace(tzinfo=None))), simgeo._site()
+    sun = coordinates.get_body("sun", when, site)
+    return float(sun.transform_to(coordinates.AltAz(obstime=when, location=site)).alt.deg)
 
 
 def make_files(root, subband, times, tar=False):
@@ -73,9 +75,9 @@ def test_lst_interval_is_one_sidereal_hour_at_the_right_lst(hour):
     start, end = d.lst_interval("2025-06-15", hour)
     assert (end - start).total_seconds() == pytest.approx(SIDEREAL_HOUR_S, abs=0.5)
     assert datetime(2025, 6, 15, tzinfo=UTC) <= start < datetime(2025, 6, 15, 23, 57, tzinfo=UTC)
-    # casacore, independently: LST is `hour` at the start and hour+1 (mod 24) at the end, within 0.5 s
-    assert ((casacore_lst(start) - hour + 12) % 24 - 12) == pytest.approx(0, abs=0.5 / 3600)
-    assert ((casacore_lst(end) - (hour + 1) + 12) % 24 - 12) == pytest.approx(0, abs=0.5 / 3600)
+    # astropy, independently: LST is `hour` at the start and hour+1 (mod 24) at the end, within 0.5 s
+    assert ((astropy_lst(start) - hour + 12) % 24 - 12) == pytest.approx(0, abs=0.5 / 3600)
+    assert ((astropy_lst(end) - (hour + 1) + 12) % 24 - 12) == pytest.approx(0, abs=0.5 / 3600)
     # the simulator places its integrations with the same definition
     assert (start - utc_of(lst_hour_start("2025-06-15", hour))).total_seconds() == pytest.approx(0, abs=1.0)
 
@@ -84,7 +86,7 @@ def test_23h_ends_where_00h_begins_no_rounding_to_24():
     s23, e23 = d.lst_interval("2025-06-15", 23)
     s00, e00 = d.lst_interval("2025-06-15", 0)
     assert abs((e23 - s00).total_seconds()) < 0.01  # 23h runs up to LST 24 = 0 and 00h starts there
-    assert ((casacore_lst(e23) + 12) % 24 - 12) == pytest.approx(0, abs=0.5 / 3600)
+    assert ((astropy_lst(e23) + 12) % 24 - 12) == pytest.approx(0, abs=0.5 / 3600)
 
 
 def test_integrations_either_side_of_lst_midnight_go_to_23h_and_00h(tmp_path):
@@ -169,7 +171,7 @@ def test_sun_cut_at_dusk_and_dawn(tmp_path, obs_date, hour, when):
     else:  # day breaks: the cut keeps the start of the hour
         assert max(index[p] for p in kept) < min(index[p] for p in dropped)
     for p in paths:  # casacore's Sun at each integration's mid-time agrees (0.05 deg tolerance)
-        el = casacore_sun_elevation_deg(d.file_start_time(p) + timedelta(seconds=config.INTEGRATION_S / 2))
+        el = astropy_sun_elevation_deg(d.file_start_time(p) + timedelta(seconds=config.INTEGRATION_S / 2))
         if abs(el + 10.0) > 0.05:
             assert (p in kept) == (el < -10.0), (p.name, el)
 
@@ -281,7 +283,8 @@ def test_cli_writes_one_output_file_per_field(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "orca_steps.cli", "discover", "--obs_date", "2025-06-15",
                            "--lst_start", "15", "--lst_end", "16", "--subbands", "73MHz", "--run_label", "c1",
                            "--hour_specs", "", "--outputs-dir", str(out)],
-                          capture_output=True, text=True, env={"ORCA_CONFIG": str(site), "PATH": "/usr/bin"})
+                          capture_output=True, text=True,  # HOME as the image sets it: casacore reads ~/.casarc
+                          env={"ORCA_CONFIG": str(site), "PATH": "/usr/bin", "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     chains = json.loads((out / "chains").read_text())
     assert chains[0]["subband"] == "73MHz" and json.loads(open(chains[0]["hours_file"]).read())[0]["lst_label"] == "15h"

@@ -10,7 +10,8 @@ from casacore import tables
 from orca_steps.cli import main
 from orca_steps.copy_ms import copy_ms
 from orca_steps.errors import InputError
-from orca_steps.flag_antennas import flag_antennas, mjd_seconds_to_utc
+from orca_steps.constants import utc_of
+from orca_steps.flag_antennas import flag_antennas
 from phase1_data import columns, make_source, tree_hash
 
 
@@ -56,7 +57,7 @@ def warnings_seen():
 
 
 def _ms_time(ms):
-    return mjd_seconds_to_utc(columns(ms, "TIME")[0][0])
+    return utc_of(columns(ms, "TIME")[0][0])
 
 
 def test_explicit_list_flags_exactly_those(source, ms):

@@ -12,23 +12,17 @@ import pytest
 from orca_steps import flux_check
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
-from orca_steps.skyimage import lst_deg, load_calibrators, spectrum_jy
+from orca_steps.skyimage import load_calibrators, spectrum_jy
+from sky_fixtures import time_at_lst, zenith_deg
 
 FREQ = 75.4e6
-LAT = 37.24
-
-
-def zenith_time(lst_hours: float) -> float:
-    """An MJD-second time on 2025-06-15 at which the local sidereal time is ``lst_hours``."""
-    t0 = 60841.0 * 86400.0
-    return t0 + ((lst_hours * 15 - lst_deg(t0)) % 360.0) / 360.98564736629 * 86400.0
 
 
 def calibrator_image(path, scale: float = 1.0, noise: float = 0.3, stokes: str = "I"):
-    time_s = zenith_time(14.5)
+    time_s = time_at_lst(14.5)
     sources = [{"ra_deg": c["ra_deg"], "dec_deg": c["dec_deg"], "flux_jy": scale * spectrum_jy(c, FREQ)}
                for c in load_calibrators()] if stokes == "I" else []
-    write_sky_image(path, sources, (lst_deg(time_s), LAT), time_s, FREQ, size=512, scale_deg=0.25,
+    write_sky_image(path, sources, zenith_deg(time_s), time_s, FREQ, size=512, scale_deg=0.25,
                     beam_fwhm_deg=1.0, noise_jy=noise, stokes=stokes, seed=3)
     return path
 

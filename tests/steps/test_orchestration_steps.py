@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from orca_steps import collect_ms, config, run_report, unit_report, work_queue
-from orca_steps.discover import write_json_atomic
+from orca_steps.fileio import write_json
 from orca_steps.prepare_ms import phase1_marker
 from orca_steps.discover import WorkUnit
 from orca_steps.errors import InputError
@@ -73,7 +73,7 @@ def test_a_unit_held_by_a_run_killed_without_its_exit_handler_is_taken_after_its
     queue = work_queue.load(q)
     queue["units"][0]["claimed_at"] = (datetime.now(timezone.utc) - work_queue.RUNNING_LEASE
                                        - timedelta(minutes=1)).isoformat(timespec="seconds")
-    write_json_atomic(q, queue)
+    write_json(q, queue)
     assert work_queue.claim(q, "node-b", "wf-2")["id"] == held["id"]
 
 
@@ -92,7 +92,7 @@ def prepared(work, src, marker=True):
     ms = work / collect_ms.nvme_name(src)
     ms.mkdir()
     if marker:
-        write_json_atomic(phase1_marker(work, ms.name), {"ms_path": str(ms)})
+        write_json(phase1_marker(work, ms.name), {"ms_path": str(ms)})
     return ms
 
 

@@ -19,7 +19,8 @@ from orca_steps.errors import InputError
 from orca_steps.msio import ensure_column
 from orca_steps.peel import PeelSource, peel_ms, peel_sources, rfi_peel_source, solutions_path
 from orca_steps.peeling_solver import Layout, gain_products, peel_sums
-from orca_steps.predict import C_M_S, predict_near_field
+from orca_steps.constants import C_M_S
+from orca_steps.predict import predict_near_field
 from orca_steps.sim import simulate_ms
 from orca_steps.sim import sky as simsky
 from orca_steps.sim.beam import stokes_i_response

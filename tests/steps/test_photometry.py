@@ -9,13 +9,11 @@ import pytest
 from orca_steps import photometry
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
-from orca_steps.skyimage import lst_deg
 from orca_steps.targets import load_targets
+from sky_fixtures import time_at_lst, zenith_deg
 
-LAT = 37.24
-T0 = 60841.0 * 86400.0
-TIME = T0 + ((14.5 * 15 - lst_deg(T0)) % 360.0) / 360.98564736629 * 86400.0
-ZEN = (lst_deg(TIME), LAT)
+TIME = time_at_lst(14.5)
+ZEN = zenith_deg(TIME)
 INTERVAL_S = 600.0
 BURST_INTERVAL = 3
 

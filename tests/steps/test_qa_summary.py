@@ -18,13 +18,13 @@ from orca_steps import dewarp, flux_check, photometry, qa_summary, transient_sea
 from orca_steps.errors import InputError
 from orca_steps.logs import step_timer
 from orca_steps.sim.images import write_sky_image
-from orca_steps.skyimage import load_calibrators, lst_deg, spectrum_jy
+from orca_steps.skyimage import load_calibrators, spectrum_jy
 from orca_steps.snapshot_qa import SnapshotStat, _plot
+from sky_fixtures import time_at_lst, zenith_deg
 
 FREQ = 75.4e6
-T0 = 60841.0 * 86400.0
-TIME = T0 + ((14.5 * 15 - lst_deg(T0)) % 360.0) / 360.98564736629 * 86400.0
-ZEN = (lst_deg(TIME), 37.24)
+TIME = time_at_lst(14.5)
+ZEN = zenith_deg(TIME)
 KW = dict(size=256, scale_deg=0.35, beam_fwhm_deg=1.5)
 TARGET = (ZEN[0] + 6 / np.cos(np.deg2rad(ZEN[1] + 4)), ZEN[1] + 4)
 TRANSIENT = (ZEN[0] - 9 / np.cos(np.deg2rad(ZEN[1] - 12)), ZEN[1] - 12)

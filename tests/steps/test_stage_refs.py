@@ -71,10 +71,10 @@ def test_second_call_copies_nothing_and_new_references_are_added(tmp_path, refer
 def test_leftover_of_a_killed_pod_is_cleaned(tmp_path, references):
     refs_dir = tmp_path / "work" / "refs"
     refs_dir.mkdir(parents=True)
-    (refs_dir / ".staging-sources.json.12345").write_text("half a fi")
+    (refs_dir / ".sources.json.12345-deadbeef.tmp").write_text("half a fi")
     result = stage_refs(tmp_path / "work", references)
     assert len(result.copied) == 3
-    assert not list(refs_dir.glob(".staging-*"))
+    assert not list(refs_dir.glob(".*.tmp"))
 
 
 def test_missing_reference_is_a_clear_error_and_cli_exits_nonzero(tmp_path, references, capsys):

@@ -10,12 +10,10 @@ import pytest
 from orca_steps import transient_search
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
-from orca_steps.skyimage import lst_deg
+from sky_fixtures import time_at_lst, zenith_deg
 
-LAT = 37.24
-T0 = 60841.0 * 86400.0
-TIME = T0 + ((14.5 * 15 - lst_deg(T0)) % 360.0) / 360.98564736629 * 86400.0
-ZEN = (lst_deg(TIME), LAT)
+TIME = time_at_lst(14.5)
+ZEN = zenith_deg(TIME)
 KW = dict(size=256, scale_deg=0.35, beam_fwhm_deg=1.5)
 
 

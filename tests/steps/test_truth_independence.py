@@ -15,7 +15,8 @@ import pytest
 
 import orca_steps.sim
 from orca_steps import coords
-from orca_steps.predict import C_M_S, predict_components
+from orca_steps.constants import C_M_S
+from orca_steps.predict import predict_components
 from orca_steps.sim import geometry as simgeo
 from orca_steps.sim import sky as simsky
 from orca_steps.sim.array import make_layout

@@ -9,9 +9,10 @@ import pytest
 from astropy.io import fits
 
 from orca_steps import wsclean
+from orca_steps.constants import utc_of
 from orca_steps.snapshot_qa import ms_times
 from orca_steps.wsclean import (CLEAN_SNAPSHOT, PILOT_SNAPSHOT, SCIENCE_RECIPES, Recipe, WSCleanOptions,
-                                adapt_to_version, image_geometry, image_recipe, interval_bounds, utc_of)
+                                adapt_to_version, image_geometry, image_recipe, interval_bounds)
 from phase2_data import prepared_concat
 
 SHARED_I = ["-pol", "I", "-multiscale", "-multiscale-scale-bias", "0.8", "-mgain", "0.95", "-horizon-mask", "10deg",
