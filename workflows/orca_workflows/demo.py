@@ -29,9 +29,11 @@ DEMO_DATE = "2025-06-15"
 DEMO_SUBBANDS = ("73MHz", "78MHz")
 DEMO_HOURS = (14, 15)
 SIM_ROOT = "/lustre/pipeline/demo-sim"   # where the simulated night lies, as the pods see it
-# The site as the demo runs it: the simulated inputs and references, small images, this machine's cores.
+# The site as the demo runs it: the simulated inputs and references, this machine's cores, and small
+# all-sky images (one tier): a ~150 m core's beam sampled by 3-4 pixels.
 DEMO_SITE = {"input_root": f"{SIM_ROOT}/input", "beam_model": f"{SIM_ROOT}/refs/beam.h5",
-             "vlssr_catalog": f"{SIM_ROOT}/refs/vlssr_catalog.txt", "pixel_tiers": "small", "wsclean_threads": 2}
+             "vlssr_catalog": f"{SIM_ROOT}/refs/vlssr_catalog.txt",
+             "pixel_tiers": [{"max_mhz": 90, "size": 512, "scale_deg": 0.25}], "wsclean_threads": 2}
 
 
 @dataclass
