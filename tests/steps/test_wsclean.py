@@ -6,12 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from astropy.io import fits
 
 from orca_steps import wsclean
+from orca_steps.errors import InputError, ToolStoppedError
 from orca_steps.snapshot_qa import ms_times
-from orca_steps.wsclean import (CLEAN_SNAPSHOT, PILOT_SNAPSHOT, SCIENCE_RECIPES, Recipe, WSCleanOptions,
-                                adapt_to_version, image_geometry, image_recipe, interval_bounds, utc_of)
+from orca_steps.wsclean import (CLEAN_SNAPSHOT, PILOT_SNAPSHOT, SCIENCE_RECIPES, DivergenceWatch, Recipe, Recipes,
+                                WSCleanOptions, adapt_to_version, image_geometry, image_recipe, interval_bounds,
+                                site_recipes, utc_of)
 from phase2_data import prepared_concat
 
 SHARED_I = ["-pol", "I", "-multiscale", "-multiscale-scale-bias", "0.8", "-mgain", "0.95", "-horizon-mask", "10deg",
@@ -69,12 +72,167 @@ def test_installed_wsclean_accepts_every_recipe(recipe, tmp_path):
 
 def test_wsclean_31_cannot_combine_multiscale_and_local_rms():
     opts = WSCleanOptions(multiscale=True, local_rms=True)
-    adapted, notes = adapt_to_version(opts, "3.1.0")
-    assert not adapted.local_rms and adapted.multiscale and notes
-    kept, notes = adapt_to_version(opts, "3.4")
-    assert kept.local_rms and not notes
-    single, notes = adapt_to_version(WSCleanOptions(local_rms=True), "3.1.0")
-    assert single.local_rms and not notes
+    adapted, changes = adapt_to_version(opts, "3.1.0")
+    assert not adapted.local_rms and adapted.multiscale
+    assert changes == ["wsclean 3.1.0: -local-rms dropped (it aborts when combined with -multiscale)"]
+    kept, changes = adapt_to_version(opts, "3.4")
+    assert kept.local_rms and not changes
+    single, changes = adapt_to_version(WSCleanOptions(local_rms=True), "3.1.0")
+    assert single.local_rms and not changes
+
+
+# orca's seven science runs, argument by argument (FACTS.md, Phase 2 step 8; the seed's recipes): what a
+# WSClean that supports them (3.6, the step image's) must be given, -local-rms included.
+ORCA_SCIENCE = {
+    "I-Deep-Taper-Robust-0.75": ["-niter", "500000", "-taper-inner-tukey", "30", "-weight", "briggs", "-0.75"],
+    "I-Deep-Taper-Robust-0": ["-niter", "500000", "-taper-inner-tukey", "30", "-weight", "briggs", "0"],
+    "I-Deep-NoTaper-Robust-0.75": ["-niter", "150000", "-weight", "briggs", "-0.75"],
+    "I-Deep-NoTaper-Robust-0": ["-niter", "150000", "-weight", "briggs", "0"],
+    "I-Taper-10min": ["-niter", "50000", "-taper-inner-tukey", "30", "-weight", "briggs", "0", "-intervals-out", "6"],
+    "V-Taper-Deep": ["-pol", "V", "-niter", "0", "-horizon-mask", "10deg", "-taper-inner-tukey", "30", "-weight",
+                     "briggs", "0", "-no-dirty", "-no-update-model-required"],
+    "V-Taper-10min": ["-pol", "V", "-niter", "0", "-horizon-mask", "10deg", "-taper-inner-tukey", "30", "-weight",
+                      "briggs", "0", "-no-dirty", "-no-update-model-required", "-intervals-out", "6"],
+}
+RUN_SETTINGS = ["-log-time", "-mem", "50"]  # this project's: timestamps in the log, half the node's memory
+
+
+@pytest.mark.parametrize("version", ["3.6", "3.4"])
+def test_a_wsclean_that_supports_them_gets_orcas_recipes_exactly(version):
+    assert [r.suffix for r in SCIENCE_RECIPES] == list(ORCA_SCIENCE)
+    for recipe in SCIENCE_RECIPES:
+        adapted, changes = adapt_to_version(recipe.options, version)
+        assert changes == [], recipe.suffix
+        own = ORCA_SCIENCE[recipe.suffix]
+        expected = RUN_SETTINGS + (own if recipe.options.pol == "V" else SHARED_I + own)
+        assert pairs(adapted.args()) == pairs(expected), recipe.suffix
+        assert len(adapted.args()) == len(expected), recipe.suffix
+
+
+def test_wsclean_31_changes_only_the_multiscale_recipes_and_says_so():
+    changed = {}
+    for recipe in [PILOT_SNAPSHOT, CLEAN_SNAPSHOT, *SCIENCE_RECIPES]:
+        adapted, changes = adapt_to_version(recipe.options, "3.1.0")
+        dropped = pairs(recipe.options.args()) - pairs(adapted.args())
+        assert (dropped == {("-local-rms",)}) == bool(changes), recipe.suffix
+        if changes:
+            changed[recipe.suffix] = changes
+    assert list(changed) == ["I-Deep-Taper-Robust-0.75", "I-Deep-Taper-Robust-0", "I-Deep-NoTaper-Robust-0.75",
+                             "I-Deep-NoTaper-Robust-0", "I-Taper-10min"]
+
+
+def test_the_recipes_are_site_data(tmp_path, monkeypatch):
+    """Without a site file the recipes are orca's; a site file changes them (and the pixel tiers) without code,
+    and what it cannot mean is refused naming the file."""
+    monkeypatch.delenv("ORCA_CONFIG", raising=False)
+    assert site_recipes() == Recipes(pilot_snapshot=PILOT_SNAPSHOT, clean_snapshot=CLEAN_SNAPSHOT,
+                                     science=list(SCIENCE_RECIPES))
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({
+        "pixel_tiers": [{"max_mhz": 90, "size": 300, "scale_deg": 0.4}],
+        "wsclean_recipes": {"clean_snapshot": {**CLEAN_SNAPSHOT.model_dump(exclude_none=True),
+                                               "options": {"pol": "I", "niter": 10, "nmiter": 1}},
+                            "science": [{"suffix": "I-Quick", "folder": "I/quick",
+                                         "options": {"pol": "I", "niter": 100, "local_rms": True}}]}}))
+    monkeypatch.setenv("ORCA_CONFIG", str(site))
+    recipes = site_recipes()
+    assert [r.suffix for r in recipes.science] == ["I-Quick"] and recipes.pilot_snapshot == PILOT_SNAPSHOT
+    assert ("-niter", "10") in pairs(recipes.clean_snapshot.options.args())
+    assert image_geometry("18MHz", reduced=True) == (300, 0.4)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"wsclean_recipes": {"science": [{"suffix": "x", "folder": "x",
+                                                                     "options": {"no_such_argument": 1}}]}}))
+    monkeypatch.setenv("ORCA_CONFIG", str(bad))
+    with pytest.raises(InputError, match=r"(?s)bad\.yaml: site configuration is invalid.*no_such_argument"):
+        site_recipes()
+
+
+def test_the_science_step_runs_the_sites_recipes(five_integrations, tmp_path, monkeypatch):
+    """A site whose only science recipe is a quick Stokes V one: the step runs that, with its arguments."""
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"wsclean_recipes": {"science": [
+        {"suffix": "V-Site", "folder": "V/site", "options": {"pol": "V", "niter": 0, "robust": 0.5}}]}}))
+    monkeypatch.setenv("ORCA_CONFIG", str(site))
+    from orca_steps.science_images import science_images
+
+    result = science_images(five_integrations, tmp_path / "unit", "73MHz", 64, 2.0, threads=1)
+    assert list(result.images) == ["V-Site"] and result.recipe_changes == []
+    image = next(p for p in result.images["V-Site"] if p.endswith("-image.fits"))
+    assert "/V/site/73MHz-V-Site-" in image
+    assert "-weight briggs 0.5" in "".join(str(h) for h in fits.getheader(image)["HISTORY"])
+
+
+# --- A diverging clean is stopped --------------------------------------------------------------------
+# Recorded here from WSClean 3.1 (Debian 12), -log-time, multi-scale clean of the 8-antenna simulated hour:
+# the peak starts at 1.37 KJy, falls, then grows past 8 KJy: a diverging clean.
+RECORDED_31 = """\
+2026-Dec-06 08:11:10.949989  == Deconvolving (1) ==
+2026-Dec-06 08:11:10.950364 Estimated standard deviation of background noise: 148.99 Jy
+2026-Dec-06 08:11:10.950499 Scale info:
+2026-Dec-06 08:11:10.950548 - Scale 0, bias factor=1, psfpeak=1, gain=0.1, kernel peak=0.144066
+2026-Dec-06 08:11:10.952743 - Scale 7, bias factor=1.7, psfpeak=0.0711434, gain=1.40561, kernel peak=0.0487552
+2026-Dec-06 08:11:10.953172 - Scale 14, bias factor=2.8, psfpeak=-0.00280849, gain=-35.6063, kernel peak=0.0181424
+2026-Dec-06 08:11:10.965846 - Scale 28, bias factor=4.6, psfpeak=-0.000243246, gain=-411.106, kernel peak=0.00510837
+2026-Dec-06 08:11:10.966353 - Scale 55, bias factor=7.7, psfpeak=-2.855e-05, gain=-3502.63, kernel peak=0.00136012
+2026-Dec-06 08:11:10.985963 RMS per scale: {0: 203.93 Jy, 7: 40.71 Jy, 14: 8.57 Jy, 28: 3.4 Jy, 55: 1.22 Jy}
+2026-Dec-06 08:11:10.986021 Starting multi-scale cleaning. Start peak=1.37 KJy, major iteration threshold=274 Jy
+2026-Dec-06 08:11:11.012723 Iteration 5, scale 0 px : 1.08 KJy at 25,93
+2026-Dec-06 08:11:11.013280 Iteration 15, scale 0 px : 887.26 Jy at 7,85
+2026-Dec-06 08:11:11.034050 Iteration 37, scale 0 px : 759.15 Jy at 44,116
+2026-Dec-06 08:11:11.034659 Iteration 91, scale 0 px : 715.01 Jy at 36,111
+2026-Dec-06 08:11:11.035186 Iteration 160, scale 0 px : 719.18 Jy at 7,63
+2026-Dec-06 08:11:11.035682 Iteration 182, scale 0 px : -695.5 Jy at 33,112
+2026-Dec-06 08:11:11.036218 Iteration 384, scale 0 px : 1.1 KJy at 12,61
+2026-Dec-06 08:11:11.036709 Iteration 392, scale 0 px : -883.76 Jy at 113,24
+2026-Dec-06 08:11:11.037208 Iteration 443, scale 0 px : -832.68 Jy at 33,111
+2026-Dec-06 08:11:11.059910 Iteration 2000, scale 0 px : 8.27 KJy at 10,69
+2026-Dec-06 08:11:11.059956 Cleaning finished because maximum number of iterations was reached.
+"""
+
+
+def watch_lines(lines: list[str], recipe: str = "R") -> tuple[int | None, str | None]:
+    """(index of the line that stops the clean, the reason), or (None, None)."""
+    watch = DivergenceWatch(recipe)
+    for k, line in enumerate(lines):
+        if reason := watch(line):
+            return k, reason
+    return None, None
+
+
+def test_divergence_rule_on_recorded_wsclean_output():
+    lines = RECORDED_31.splitlines()
+    k, reason = watch_lines(lines, "I-Deep-Taper-Robust-0")
+    assert lines[k].endswith("Iteration 2000, scale 0 px : 8.27 KJy at 10,69")  # not the 1.1 KJy before it
+    assert reason.startswith("the clean of recipe I-Deep-Taper-Robust-0 diverged: peak 8.27 KJy, more than 4 "
+                             "times the starting peak 1370 Jy")
+    assert watch_lines(lines[:-2]) == (None, None)  # a bright (kJy) sky alone is not divergence
+    # Recorded from WSClean 3.1 single-scale clean with -gain 3, and WSClean's own warning (radler, WSClean
+    # >= 3.2; its source, not run here): both stop at once.
+    nan = ["2026-Dec-06 08:12:00.323432 Initial peak: 1.35 KJy at 48,187",
+           "2026-Dec-06 08:12:00.367674 Stopped on peak -nan Jy, because the threshold was reached."]
+    assert watch_lines(nan)[0] == 1 and "peak -nan Jy (not a number)" in watch_lines(nan)[1]
+    assert watch_lines(["WARNING: Stopping clean because of divergence!"])[0] == 0
+    # A later major iteration that starts from far above the first one's start has diverged between them.
+    majors = [" == Deconvolving (1) ==", "Initial peak: 2 Jy at 1,1", "Stopped on peak 150 mJy, because x",
+              " == Deconvolving (2) ==", "Initial peak: 900 mJy at 1,1", " == Deconvolving (3) ==",
+              "Initial peak: 12.5 Jy at 1,1"]
+    assert watch_lines(majors)[0] == 6
+
+
+def test_a_diverging_clean_is_stopped_with_an_error_naming_the_recipe(five_integrations, tmp_path):
+    """Real WSClean: a minor-loop gain of 3 overshoots every component, the peak turns NaN; the clean is
+    stopped before it writes a restored image, and the error names the recipe and what WSClean printed."""
+    recipe = Recipe(suffix="Gain-3", folder="div", options=WSCleanOptions(pol="I", niter=1000000, gain=3,
+                                                                           mgain=0.8, robust=0))
+    with pytest.raises(ToolStoppedError) as caught:
+        image_recipe(recipe, five_integrations, tmp_path, "73MHz", 512, 0.125, threads=1)
+    message = str(caught.value)
+    assert message.startswith("wsclean stopped: the clean of recipe Gain-3 diverged: peak -nan Jy (not a number)")
+    assert f"full output in {tmp_path / 'logs' / 'wsclean.log'}" in message and "\n" not in message
+    assert "Stopped on peak -nan Jy" in (tmp_path / "logs" / "wsclean.log").read_text()
+    assert (tmp_path / "div" / "73MHz-Gain-3-dirty.fits").is_file()  # it ran, and was stopped before the end:
+    assert not list((tmp_path / "div").glob("*-image.fits"))
+    assert ToolStoppedError.exit_code == 2  # a rerun would diverge again: not retried
 
 
 def test_geometry_from_pixel_tiers(tmp_path, monkeypatch):
@@ -84,8 +242,9 @@ def test_geometry_from_pixel_tiers(tmp_path, monkeypatch):
     assert image_geometry("73MHz", reduced=True) == (4096, 0.03125)
     assert image_geometry("18MHz", reduced=False) == (4096, 0.03125)  # finest tier: same field of view
     assert image_geometry("73MHz", reduced=False, size=256, scale_deg=0.5) == (256, 0.5)
-    site = tmp_path / "site.json"
-    site.write_text(json.dumps({"pixel_tiers": "wide116"}))
+    site = tmp_path / "site.json"  # newer orca's tiers: a ~116 degree field
+    site.write_text(json.dumps({"pixel_tiers": [{"max_mhz": m, "size": n, "scale_deg": 116 / n}
+                                                for m, n in [(36, 1507), (59, 2357), (90, 3122)]]}))
     monkeypatch.setenv("ORCA_CONFIG", str(site))
     size, scale = image_geometry("41MHz", reduced=True)
     assert size == 2357 and size * scale == pytest.approx(116.0)
