@@ -164,7 +164,7 @@ def test_empty_work_dir_shows_not_run_without_crashing(tmp_path):
 def test_a_recipe_changed_for_the_installed_wsclean_is_a_line_on_the_page(tmp_path):
     """The imaging steps record their recipe changes in their timers; the page lists each once, as attention,
     without changing the unit's status (the images were made)."""
-    change = "I-Deep-Taper-Robust-0: wsclean 3.1.0: -local-rms dropped (it aborts when combined with -multiscale)"
+    change = "I-Deep-Taper-Robust-0: wsclean 3.1.0: -multiscale dropped, single-scale clean (3.1 aborts on ...)"
     with step_timer("science-images", tmp_path) as timing:
         timing.update(recipe_changes=[change, change.replace("I-Deep-Taper-Robust-0", "I-Taper-10min")])
     with step_timer("science-images", tmp_path) as timing:  # a rerun records the same change again
