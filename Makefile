@@ -57,8 +57,10 @@ clean:
 # tag are the chart's default image (charts/orca-pipeline/values.yaml); the tag is the package version.
 IMAGE_REPOSITORY := ghcr.io/ovro-lwa/orca-steps
 IMAGE := $(IMAGE_REPOSITORY):$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
-# A localhost/ base is made here with debootstrap; with a registry, e.g. docker.io/library/debian:bookworm-slim.
-BASE_IMAGE ?= localhost/orca-base:bookworm
+# The image's Debian release: trixie (13) ships a WSClean that runs orca's recipes unmodified (3.6).
+# A localhost/ base is made here with debootstrap; with a registry, e.g. docker.io/library/debian:trixie-slim.
+DEBIAN_RELEASE := trixie
+BASE_IMAGE ?= localhost/orca-base:$(DEBIAN_RELEASE)
 images: image-tools
 	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) images/build.sh
 

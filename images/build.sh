@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the step image with buildah (no Docker engine, no registry needed).
-#   IMAGE=ghcr.io/ovro-lwa/orca-steps:0.1.0 BASE_IMAGE=localhost/orca-base:bookworm images/build.sh
+#   IMAGE=ghcr.io/ovro-lwa/orca-steps:0.1.0 BASE_IMAGE=localhost/orca-base:trixie images/build.sh
 # A BASE_IMAGE under localhost/ is made here with debootstrap (images/make-base.sh); any other is
 # pulled. The build context holds only what pip needs: pyproject.toml, README.md, steps/, workflows/.
 # Storage is buildah's vfs driver (works anywhere, even inside a container). It keeps a full copy of
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 image=${IMAGE:?set IMAGE, e.g. ghcr.io/ovro-lwa/orca-steps:0.1.0}
-base=${BASE_IMAGE:?set BASE_IMAGE, e.g. localhost/orca-base:bookworm}
+base=${BASE_IMAGE:?set BASE_IMAGE, e.g. localhost/orca-base:trixie}
 cache=${IMAGE_CACHE:-build/image-cache}
 ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 buildah=(buildah --storage-driver vfs)

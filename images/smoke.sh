@@ -26,7 +26,7 @@ say() { echo "--- smoke: $*"; }
 
 say "user, tools and orca-step --help"
 in_image sh -c 'test "$(id -u)" = 1000 || { echo "runs as uid $(id -u), not 1000"; exit 1; }'
-in_image sh -c 'for t in wsclean aoflagger fpack funpack taql orca-step; do command -v $t >/dev/null || { echo "missing: $t"; exit 1; }; done'
+in_image sh -c 'for t in stdbuf wsclean aoflagger fpack funpack taql ffmpeg orca-step; do command -v $t >/dev/null || { echo "missing: $t"; exit 1; }; done'
 in_image orca-step --help | grep apply-calibration
 in_image python /smoke/smoke_check.py imports
 
@@ -54,6 +54,12 @@ in_image wsclean -quiet -j 2 -size 256 256 -scale 0.5deg -niter 0 -pol I -data-c
   -name /work/img/dirty "$ms"
 in_image orca-step aoflagger --ms "$ms" --column CORRECTED_DATA --threads 2
 in_image fpack /work/img/dirty-image.fits
+
+say "orca's science recipe I-Deep-Taper-Robust-0 as written: -multiscale with -local-rms"
+in_image orca-step science-images --ms "$ms" --work_dir /work/unit --subband 73MHz \
+  --recipes I-Deep-Taper-Robust-0 --image_size 256 --image_scale_deg 0.5 --wsclean_threads 2 \
+  --result-file /work/science.json >/dev/null
+in_image python /smoke/smoke_check.py recipe /work/science.json I-Deep-Taper-Robust-0
 
 say "check the outputs"
 in_image python /smoke/smoke_check.py outputs "$ms" /work/flags-before-aoflagger.npy \

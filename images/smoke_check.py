@@ -4,6 +4,7 @@
     python smoke_check.py flags MS FLAGS.npy            save the FLAG column of MS
     python smoke_check.py outputs MS FLAGS.npy FITS FZ PNG
                                                         check what the smoke run wrote; exit 1 if wrong
+    python smoke_check.py recipe RESULT.json SUFFIX     science-images ran orca's recipe SUFFIX as written
 """
 from __future__ import annotations
 
@@ -113,12 +114,38 @@ def plot(png: str) -> list[str]:
     return []
 
 
+def check_recipe(result_file: str, suffix: str) -> list[str]:
+    """The image's WSClean ran the site's recipe unchanged (-multiscale with -local-rms): the step reports no
+    change, and WSClean's own command line (the image's HISTORY) has every argument of the recipe."""
+    import json
+
+    from astropy.io import fits
+    from orca_steps.wsclean import site_recipes, wsclean_version
+
+    result = json.load(open(result_file))
+    recipe = next(r for r in site_recipes().science if r.suffix == suffix)
+    images = [p for p in result["images"].get(suffix, []) if p.endswith("-image.fits")]
+    print(f"wsclean {wsclean_version()}: {suffix}: {len(images)} restored image(s), "
+          f"recipe changes: {result['recipe_changes']}")
+    if result["recipe_changes"]:
+        return [f"{suffix} was changed for the installed WSClean: {result['recipe_changes']}"]
+    if not images:
+        return [f"{suffix}: no restored image in {result_file}"]
+    command = "".join(str(h) for h in fits.getheader(images[0])["HISTORY"]).split()
+    missing = [a for a in recipe.options.args() if a not in command]
+    if missing or "-local-rms" not in command or "-multiscale" not in command:
+        return [f"{images[0]}: WSClean's command line lacks {missing or ['-multiscale', '-local-rms']}"]
+    return []
+
+
 def main(argv: list[str]) -> int:
     if argv == ["imports"]:
         problems = check_imports()
     elif argv[:1] == ["flags"] and len(argv) == 3:
         np.save(argv[2], read_flags(argv[1]))
         return 0
+    elif argv[:1] == ["recipe"] and len(argv) == 3:
+        problems = check_recipe(argv[1], argv[2])
     elif argv[:1] == ["outputs"] and len(argv) == 6:
         ms, flags_file, fits_path, fz_path, png = argv[1:]
         problems = check_ms(ms, np.load(flags_file)) + check_image(fits_path, fz_path) + plot(png)

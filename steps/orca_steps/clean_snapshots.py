@@ -1,6 +1,6 @@
 """Step ``clean-snapshots`` (``clean_snapshots``): CLEANed Stokes I image of every integration, fpacked.
 
-orca's clean-snapshot recipe (``wsclean.CLEAN_SNAPSHOT``: at most 2 major cycles) into
+The site's clean-snapshot recipe (orca's ``wsclean.CLEAN_SNAPSHOT`` by default: at most 2 major cycles) into
 ``<work_dir>/snapshots_clean/``; PSF, model and residual images are removed, the restored images are
 always compressed to ``.fits.fs``. ``clean_reduced_pixels`` picks the subband's pixel tier (size and
 scale together, so the field of view is kept).
@@ -17,7 +17,7 @@ from .labels import Subband
 from .logs import step_timer
 from .products import LOGS_FOLDER
 from .tools import require_tool
-from .wsclean import CLEAN_SNAPSHOT, image_geometry, image_recipe, unique_times
+from .wsclean import image_geometry, image_recipe, site_recipes, unique_times
 
 DISCARDED = ("-psf.fits", "-model.fits", "-residual.fits", "-dirty.fits")
 
@@ -37,7 +37,7 @@ class Result(BaseModel):
     images: list[str] = Field(description="fpacked restored images (.fits.fs), time-ordered")
     n_intervals: int
     tool_seconds: dict[str, float] = Field(description="seconds inside each external tool")
-    notes: list[str] = []
+    recipe_changes: list[str] = Field([], description="what the installed WSClean could not run as written")
 
 
 def clean_snapshots(ms, work_dir, subband: str, size: int, scale_deg: float, threads: int | None = None) -> Result:
@@ -46,19 +46,20 @@ def clean_snapshots(ms, work_dir, subband: str, size: int, scale_deg: float, thr
     require_tool("fpack")
     config.check_subband(subband)
     n_ints = len(unique_times(ms))
-    run = image_recipe(CLEAN_SNAPSHOT, ms, work_dir, subband, size, scale_deg, threads, intervals_out=n_ints)
+    recipe = site_recipes().clean_snapshot
+    run = image_recipe(recipe, ms, work_dir, subband, size, scale_deg, threads, intervals_out=n_ints)
     keep = []
     for image in map(Path, run.images):
         if image.name.endswith(DISCARDED):
             image.unlink()
         else:
             keep.append(image)
-    prefix = Path(work_dir) / CLEAN_SNAPSHOT.folder / f"{subband}-{CLEAN_SNAPSHOT.suffix}"
+    prefix = Path(work_dir) / recipe.folder / f"{subband}-{recipe.suffix}"
     Path(f"{prefix}-horizon-mask.fits").unlink(missing_ok=True)  # one for all intervals, not a snapshot
     packed, fpack_seconds = fpack_files(keep, Path(work_dir) / LOGS_FOLDER / "fpack.log")
-    return Result(snapshots_dir=str(Path(work_dir) / CLEAN_SNAPSHOT.folder), images=[str(p) for p in packed],
+    return Result(snapshots_dir=str(Path(work_dir) / recipe.folder), images=[str(p) for p in packed],
                   n_intervals=n_ints, tool_seconds={"wsclean": run.seconds, "fpack": round(fpack_seconds, 3)},
-                  notes=run.notes)
+                  recipe_changes=run.recipe_changes)
 
 
 def run(options: Options) -> Result:
@@ -67,5 +68,6 @@ def run(options: Options) -> Result:
     with step_timer("clean-snapshots", options.work_dir, subband=options.subband) as timing:
         result = clean_snapshots(options.ms, options.work_dir, options.subband, size, scale,
                                  options.wsclean_threads)
-        timing.update({f"{tool}_seconds": s for tool, s in result.tool_seconds.items()})
+        timing.update({f"{tool}_seconds": s for tool, s in result.tool_seconds.items()},
+                      recipe_changes=result.recipe_changes)
     return result

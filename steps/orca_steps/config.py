@@ -1,4 +1,4 @@
-"""The one place that knows the telescope, the cluster and the imaging recipes.
+"""The one place that knows the telescope, the cluster and the imaging recipes (``wsclean`` defines them).
 
 Every step, the Argo templates and the local runner read their defaults from here. A site overrides
 them with a YAML or JSON file named by ``ORCA_CONFIG`` (same field names); nothing copies these lists.
@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .errors import InputError
+from .wsclean import Recipes
 
 # --- The telescope -------------------------------------------------------------------------------
 TELESCOPE_NAME = "OVRO-LWA"
@@ -82,17 +83,10 @@ class PixelTier(BaseModel):
     scale_deg: float
 
 
-# orca's original tiers and the newer ~116 degree field tiers: both selectable by ``pixel_tiers``.
-PIXEL_TIER_TABLES: dict[str, list[PixelTier]] = {
-    "classic": [PixelTier(max_mhz=36, size=1024, scale_deg=0.125),
-                PixelTier(max_mhz=59, size=2048, scale_deg=0.0625),
-                PixelTier(max_mhz=90, size=4096, scale_deg=0.03125)],
-    "wide116": [PixelTier(max_mhz=36, size=1507, scale_deg=116 / 1507),
-                PixelTier(max_mhz=59, size=2357, scale_deg=116 / 2357),
-                PixelTier(max_mhz=90, size=3122, scale_deg=116 / 3122)],
-    # Small all-sky images for the demo on one machine: a ~150 m core's beam sampled by 3-4 pixels.
-    "small": [PixelTier(max_mhz=90, size=512, scale_deg=0.25)],
-}
+# orca's tiers. Newer orca uses a ~116 degree field: 1507, 2357 and 3122 pixels of 116/size degrees.
+ORCA_PIXEL_TIERS = [PixelTier(max_mhz=36, size=1024, scale_deg=0.125),
+                    PixelTier(max_mhz=59, size=2048, scale_deg=0.0625),
+                    PixelTier(max_mhz=90, size=4096, scale_deg=0.03125)]
 
 
 class SiteConfig(BaseModel):
@@ -120,7 +114,13 @@ class SiteConfig(BaseModel):
     vlssr_catalog: str = Field(
         default="/lustre/gh/calibration/pipeline/reference/catalogs/VLSSr.txt",
         description="VLSSr text catalogue (74 MHz) that dewarp matches sources against.")
-    pixel_tiers: str = Field(default="classic", description="Key of PIXEL_TIER_TABLES.")
+    pixel_tiers: list[PixelTier] = Field(
+        default=ORCA_PIXEL_TIERS, min_length=1,
+        description="Image size and pixel scale by subband: the first tier whose max_mhz is at least the "
+                    "subband's label frequency; images that are not reduced use the largest tier.")
+    wsclean_recipes: Recipes = Field(
+        default_factory=Recipes,
+        description="WSClean recipes of pilot snapshots, clean snapshots and science images (orca's by default).")
     wsclean_threads: int = 44
     phase1_parallelism: int = 45
 
@@ -132,12 +132,11 @@ class SiteConfig(BaseModel):
 
     def pixel_tier(self, subband: str) -> PixelTier:
         mhz = int(check_subband(subband)[:2])
-        if self.pixel_tiers not in PIXEL_TIER_TABLES:
-            raise InputError(f"unknown pixel tier table {self.pixel_tiers!r}: {sorted(PIXEL_TIER_TABLES)}")
-        for tier in PIXEL_TIER_TABLES[self.pixel_tiers]:
+        for tier in sorted(self.pixel_tiers, key=lambda t: t.max_mhz):
             if mhz <= tier.max_mhz:
                 return tier
-        raise InputError(f"no pixel tier covers {subband}")
+        raise InputError(f"no pixel tier covers {subband}: the site's pixel_tiers end at "
+                         f"{max(t.max_mhz for t in self.pixel_tiers)} MHz")
 
 
 @lru_cache(maxsize=None)

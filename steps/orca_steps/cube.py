@@ -27,7 +27,7 @@ from .msio import open_table
 from .pb_correct import BeamModel, pb_correct_image
 from .products import CUBE_FOLDER, CUBE_PRODUCTS, CUBE_RECIPE, LOGS_FOLDER, cube_name
 from .tools import require_tool
-from .wsclean import (SCIENCE_RECIPES, default_threads, image_geometry, run_wsclean, unique_times,
+from .wsclean import (default_threads, image_geometry, run_wsclean, site_recipes, unique_times,
                       utc_stamp)
 
 _logger = get_logger("cube")
@@ -54,7 +54,7 @@ class Result(BaseModel):
     freqs_hz: list[float]
     dewarp_status: str | None = Field(None, description="what cube_dewarp did (None: not asked)")
     tool_seconds: dict[str, float]
-    notes: list[str] = []
+    recipe_changes: list[str] = Field([], description="what the installed WSClean could not run as written")
 
 
 def ms_channels(ms: str | Path) -> int:
@@ -187,7 +187,10 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         raise InputError(f"{ms}: Measurement Set has no rows to image")
     mid = float((times[0] + times[-1]) / 2)
     stamp = utc_stamp(mid)
-    recipe = next(r for r in SCIENCE_RECIPES if r.suffix == CUBE_RECIPE)
+    recipe = next((r for r in site_recipes().science if r.suffix == CUBE_RECIPE), None)
+    if recipe is None:
+        raise InputError(f"the cube images with the science recipe {CUBE_RECIPE}, which the site's "
+                         f"wsclean_recipes do not have")
     chan_dir = work_dir / CHANNEL_DIR
     shutil.rmtree(chan_dir, ignore_errors=True)  # a re-run starts clean
     prefix = chan_dir / f"{subband}-{CUBE_RECIPE}-cube"
@@ -195,7 +198,7 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
         "name": str(prefix), "size": size, "scale_deg": scale_deg, "threads": default_threads(threads),
         "niter": deep_niter(nchan), "channels_out": nchan if nchan > 1 else None, "no_dirty": False,
         "temp_dir": str(work_dir / ".wsclean-tmp")})
-    done = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log")
+    done = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log", recipe=f"{CUBE_RECIPE} (cube)")
     channels = {p: channel_files(prefix, nchan, p) for p in CUBE_PRODUCTS}
     _set_mid_time(channels["image"], mid)
     beam = BeamModel(beam_path)
@@ -229,7 +232,7 @@ def make_cube(ms: str | Path, work_dir: str | Path, subband: str, size: int, sca
     shutil.rmtree(chan_dir)
     log(_logger, "cube written", nchan=nchan, cubes=len(cubes), dewarp=status)
     return Result(cubes=cubes, nchan=nchan, freqs_hz=freqs, dewarp_status=status,
-                  tool_seconds={"wsclean": done.seconds}, notes=done.notes)
+                  tool_seconds={"wsclean": done.seconds}, recipe_changes=done.recipe_changes)
 
 
 def run(options: Options) -> Result:
@@ -239,5 +242,6 @@ def run(options: Options) -> Result:
     with step_timer("cube", options.work_dir, subband=options.subband) as timing:
         result = make_cube(options.ms, options.work_dir, options.subband, size, scale,
                            options.beam or config.site().beam_model, catalogue, options.wsclean_threads)
-        timing.update({f"{tool}_seconds": s for tool, s in result.tool_seconds.items()})
+        timing.update({f"{tool}_seconds": s for tool, s in result.tool_seconds.items()},
+                      recipe_changes=result.recipe_changes)
     return result

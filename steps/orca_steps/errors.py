@@ -25,6 +25,11 @@ class ToolFailedError(OrcaError):
     exit_code = 4
 
 
+class ToolStoppedError(OrcaError):
+    """A tool was stopped because its output showed it going wrong (a diverging clean); a rerun would do
+    the same, so it is not retried."""
+
+
 class CalibrationError(OrcaError):
     """A calibration table cannot be applied to this MS."""
 

@@ -22,7 +22,7 @@ from .logs import get_logger, log, step_timer
 from .products import MOVIE_FOLDER, movie_name
 from .skyimage import block_mean
 from .tools import require_tool, tool_env
-from .wsclean import CLEAN_SNAPSHOT, PILOT_SNAPSHOT
+from .wsclean import site_recipes
 
 _logger = get_logger("movies")
 MAX_FRAMES, MIN_FRAMES = 150, 10
@@ -119,10 +119,10 @@ def snapshot_movies(kind_paths: dict[str, list[Path]], subband: str, out_dir: Pa
 
 def snapshots_of(work_dir: Path, subband: str) -> dict[str, list[Path]]:
     """Time-ordered Stokes I clean snapshots and Stokes V pilot snapshots (names carry the UTC time)."""
-    clean = work_dir / CLEAN_SNAPSHOT.folder
-    pilot = work_dir / PILOT_SNAPSHOT.folder
-    return {"I": sorted(p for p in clean.glob(f"{subband}-{CLEAN_SNAPSHOT.suffix}-*-image.fits*")),
-            "V": sorted(pilot.glob(f"{subband}-{PILOT_SNAPSHOT.suffix}-*-V-image.fits*"))}
+    recipes = site_recipes()
+    clean, pilot = recipes.clean_snapshot, recipes.pilot_snapshot
+    return {"I": sorted((work_dir / clean.folder).glob(f"{subband}-{clean.suffix}-*-image.fits*")),
+            "V": sorted((work_dir / pilot.folder).glob(f"{subband}-{pilot.suffix}-*-V-image.fits*"))}
 
 
 def run(options: Options) -> Result:

@@ -25,7 +25,7 @@ from .coords import altaz_deg
 from .errors import InputError
 from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
-from .wsclean import SCIENCE_RECIPES
+from .wsclean import site_recipes
 
 MIN_ELEVATION_DEG = 10.0
 MIN_RESPONSE = 0.05
@@ -233,7 +233,7 @@ def pb_correct_image(path: str | Path, beam: BeamModel, cache: dict | None = Non
 
 def science_images_in(work_dir: str | Path) -> list[Path]:
     """The restored images of the science recipes under ``work_dir`` (not yet corrected ones)."""
-    folders = sorted({r.folder for r in SCIENCE_RECIPES})
+    folders = sorted({r.folder for r in site_recipes().science})
     found = []
     for folder in folders:
         found += sorted((Path(work_dir) / folder).glob("*-image.fits"))

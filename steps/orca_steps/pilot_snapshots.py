@@ -1,6 +1,6 @@
 """Step ``pilot-snapshots``: a dirty Stokes I and V image of every integration, for snapshot QA.
 
-orca's pilot recipe (``wsclean.PILOT_SNAPSHOT``) with ``-intervals-out`` = the number of integrations,
+The site's pilot recipe (orca's ``wsclean.PILOT_SNAPSHOT`` by default) with ``-intervals-out`` = the number of integrations,
 into ``<work_dir>/snapshots/<sb>-Pilot-Snapshot-<YYYYMMDD_HHMMSS>-{I,V}-image.fits``. Only the first
 PSF is kept (as orca does): they differ little and would otherwise double the snapshot volume.
 """
@@ -14,7 +14,7 @@ from . import config
 from .labels import Subband
 from .logs import step_timer
 from .tools import require_tool
-from .wsclean import PILOT_SNAPSHOT, image_geometry, image_recipe, unique_times
+from .wsclean import image_geometry, image_recipe, site_recipes, unique_times
 
 
 class Options(BaseModel):
@@ -32,7 +32,7 @@ class Result(BaseModel):
     images: list[str] = Field(description="Stokes I and V images, time-ordered")
     n_intervals: int
     tool_seconds: dict[str, float] = Field(description="seconds inside each external tool")
-    notes: list[str] = []
+    recipe_changes: list[str] = Field([], description="what the installed WSClean could not run as written")
 
 
 def pilot_snapshots(ms: str | Path, work_dir: str | Path, subband: str, size: int, scale_deg: float,
@@ -41,13 +41,14 @@ def pilot_snapshots(ms: str | Path, work_dir: str | Path, subband: str, size: in
     require_tool("wsclean")
     config.check_subband(subband)
     n_ints = len(unique_times(ms))
-    run = image_recipe(PILOT_SNAPSHOT, ms, work_dir, subband, size, scale_deg, threads, intervals_out=n_ints)
+    recipe = site_recipes().pilot_snapshot
+    run = image_recipe(recipe, ms, work_dir, subband, size, scale_deg, threads, intervals_out=n_ints)
     psfs = sorted(p for p in map(Path, run.images) if p.name.endswith("-psf.fits"))
     for extra in psfs[1:]:
         extra.unlink()
     images = [p for p in run.images if p.endswith("-image.fits")]
-    return Result(snapshots_dir=str(Path(work_dir) / PILOT_SNAPSHOT.folder), images=images, n_intervals=n_ints,
-                  tool_seconds={"wsclean": run.seconds}, notes=run.notes)
+    return Result(snapshots_dir=str(Path(work_dir) / recipe.folder), images=images, n_intervals=n_ints,
+                  tool_seconds={"wsclean": run.seconds}, recipe_changes=run.recipe_changes)
 
 
 def run(options: Options) -> Result:
@@ -56,5 +57,6 @@ def run(options: Options) -> Result:
     with step_timer("pilot-snapshots", options.work_dir, subband=options.subband) as timing:
         result = pilot_snapshots(options.ms, options.work_dir, options.subband, size, scale,
                                  options.wsclean_threads)
-        timing.update({f"{tool}_seconds": s for tool, s in result.tool_seconds.items()})
+        timing.update({f"{tool}_seconds": s for tool, s in result.tool_seconds.items()},
+                      recipe_changes=result.recipe_changes)
     return result

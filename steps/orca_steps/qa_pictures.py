@@ -14,7 +14,7 @@ import numpy as np
 
 from .products import FLUX_CHECK_CSV, QA_FOLDER, cube_files, movie_files
 from .skyimage import block_mean, load_image
-from .wsclean import PILOT_SNAPSHOT
+from .wsclean import site_recipes
 
 MAX_SIDE = 800
 
@@ -35,7 +35,8 @@ def picture_sources(work: Path) -> dict[str, Path | None]:
     return {"Deep Stokes I (I-Deep-Taper-Robust-0.75)": pick("I/deep", "I-Deep-Taper-Robust-0.75-"),
             "Deep Stokes V": pick("V/deep", ""),
             "10-minute Stokes I (first interval)": pick("I/10min", ""),
-            "Snapshot Stokes I (first pilot snapshot)": _first(work / PILOT_SNAPSHOT.folder, ["*-I-image.fits*"])}
+            "Snapshot Stokes I (first pilot snapshot)": _first(work / site_recipes().pilot_snapshot.folder,
+                                                                         ["*-I-image.fits*"])}
 
 
 def measured_sources(work: Path) -> list[tuple[str, float, float]]:

@@ -30,7 +30,7 @@ from .logs import step_timer
 from .pipeline import PHASE2
 from .refusals import phase1_refused, refused_ms
 from .skyimage import load_image
-from .wsclean import SCIENCE_RECIPES
+from .wsclean import site_recipes
 from . import qa_pictures
 from .products import (CUBE_FOLDER, DEWARP_PLOT, DEWARP_RECORD, FLUX_CHECK_CSV, FLUX_CHECK_PLOT, HOT_BASELINES_HEATMAP,
                        HOT_BASELINES_REPORT, HOT_BASELINES_UV_PLOT, IMAGE_NOISE_CSV, MOVIE_FOLDER, PARTIAL_MARKER,
@@ -41,8 +41,6 @@ from .products import (CUBE_FOLDER, DEWARP_PLOT, DEWARP_RECORD, FLUX_CHECK_CSV, 
 # worst first: the page's status is the worst of its steps
 STATES = ("failed", "attention", "not run", "ok", "skipped")
 COLOURS = {"failed": "#c62828", "attention": "#ef6c00", "not run": "#757575", "ok": "#2e7d32", "skipped": "#9e9e9e"}
-DEEP_FOLDERS = sorted({r.folder for r in SCIENCE_RECIPES if r.folder.endswith("/deep")})
-HORIZON_MASK_DEG = max(r.options.horizon_mask_deg or 0 for r in SCIENCE_RECIPES)
 UNREADABLE = (OSError, ValueError, KeyError, TypeError, csv.Error, json.JSONDecodeError)
 
 
@@ -408,7 +406,8 @@ def provenance_section(u: Unit) -> Section:
 def judge_deep_image(path: Path, max_rms: float, max_peak: float) -> dict:
     """One deep image's numbers above the horizon mask, and what is absurd about them ("" if nothing)."""
     img = load_image(path, "deep image")
-    sky = img.elevation_map() > HORIZON_MASK_DEG  # NaN (off the sphere) compares False
+    horizon_mask_deg = max(r.options.horizon_mask_deg or 0 for r in site_recipes().science)
+    sky = img.elevation_map() > horizon_mask_deg  # NaN (off the sphere) compares False
     pixels = img.data[sky]
     finite = pixels[np.isfinite(pixels)]
     rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else float("nan")
@@ -426,7 +425,8 @@ def judge_deep_image(path: Path, max_rms: float, max_peak: float) -> dict:
 def deep_images_section(u: Unit) -> Section:
     """A deep image with absurd numbers (a diverged clean, an unpeeled 24-antenna hour) fails the unit."""
     step, title = "science-images", "Deep images"
-    files = sorted(p for folder in DEEP_FOLDERS for p in (u.work / folder).glob("*-image.fits"))
+    deep_folders = sorted({r.folder for r in site_recipes().science if r.folder.endswith("/deep")})
+    files = sorted(p for folder in deep_folders for p in (u.work / folder).glob("*-image.fits"))
     if not files:
         return u.absent(step, title)
     try:
@@ -438,6 +438,20 @@ def deep_images_section(u: Unit) -> Section:
                else f"{len(rows)} deep images, rms and peak plausible")
     return Section(step, title, u.judged(step, "failed" if bad else "ok"), summary,
                    table(rows, ["image", "rms_jy", "peak_jy", "problem"], u.opts.max_rows))
+
+
+def recipe_changes_section(u: Unit) -> Section:
+    """A line per recipe run that the installed WSClean could not run as written (the imaging steps record
+    their ``recipe_changes`` in timings.jsonl). Shown as attention; not a step, so the unit's status stands."""
+    title = "WSClean recipes"
+    changes = list(dict.fromkeys(change for t in u.timings if isinstance(t.get("recipe_changes"), list)
+                                 for change in t["recipe_changes"]))
+    if not changes:
+        return Section("wsclean-recipes", title, "ok", "no recipe was changed for the installed WSClean")
+    body = "<ul>" + "".join(f"<li class='recipe-change'>{esc(change)}</li>" for change in changes) + "</ul>"
+    return Section("wsclean-recipes", title, "attention",
+                   f"{len(changes)} recipe runs changed for the installed WSClean (not orca's recipes as written)",
+                   body)
 
 
 def refused_section(u: Unit) -> Section:
@@ -490,8 +504,8 @@ def cube_section(u: Unit) -> Section:
 
 
 SECTIONS = (refused_section, sky_section, snapshot_section, movies_section, cube_section, hot_baselines_section,
-            deep_images_section, dewarp_section, photometry_section, transient_section, flux_section, noise_section,
-            provenance_section, timings_section)
+            deep_images_section, recipe_changes_section, dewarp_section, photometry_section, transient_section,
+            flux_section, noise_section, provenance_section, timings_section)
 
 CSS = """
 body{font-family:sans-serif;margin:1.5em;max-width:1100px;color:#222}

@@ -1,18 +1,22 @@
 """Running external programs (wsclean, aoflagger, fpack): find them, run them, explain failures."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
+import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
+from typing import Callable
 
-from .errors import MissingToolError, ToolFailedError
+from .errors import MissingToolError, ToolFailedError, ToolStoppedError
 from .logs import get_logger, log
 
 _logger = get_logger("tools")
-
 
 
 def _tool_packages() -> dict[str, str]:
@@ -76,27 +80,69 @@ def failure_cause(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def run_tool(args: list[str], log_file: str | Path | None = None, cwd: str | Path | None = None) -> float:
-    """Run a tool to completion; its output goes to ``log_file``. Returns wall seconds.
+def run_tool(args: list[str], log_file: str | Path | None = None, cwd: str | Path | None = None,
+             watch: Callable[[str], str | None] | None = None) -> float:
+    """Run a tool to completion; returns wall seconds.
 
+    Its output streams, line by line as the tool writes it, to stderr (the pod's log) and to ``log_file``,
+    so a run killed after hours leaves its log. ``watch`` sees every line; a message it returns stops the
+    tool (SIGTERM, SIGKILL after ``STOP_GRACE_S``) and raises ToolStoppedError with that message.
     A non-zero exit raises ToolFailedError: one line that starts with the cause (``failure_cause``) and
     names the log holding the whole output.
     """
     exe = require_tool(args[0])
+    # Tools write to a pipe in 4 KiB blocks; stdbuf makes their C and C++ streams flush each line.
+    argv = [require_tool("stdbuf"), "-oL", "-eL", exe, *map(str, args[1:])]
+    command = " ".join(map(str, args))
     start = time.time()
     log(_logger, "running tool", tool=args[0], args=" ".join(map(str, args[1:])))
-    proc = subprocess.run([exe, *map(str, args[1:])], cwd=cwd, env=tool_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    stopped = None
+    with contextlib.ExitStack() as stack:
+        sinks = [sys.stderr]
+        if log_file:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            sinks.append(stack.enter_context(open(log_file, "a")))
+            sinks[-1].write(f"$ {command}\n")
+        proc = stack.enter_context(subprocess.Popen(
+            argv, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace", bufsize=1))
+        try:
+            for line in proc.stdout:
+                for sink in sinks:
+                    sink.write(line)
+                    sink.flush()
+                tail.append(line)
+                if watch and stopped is None:
+                    stopped = watch(line)
+                    if stopped:
+                        _stop(proc)
+        except BaseException:
+            _stop(proc)  # never leave a tool running behind a step that stopped
+            raise
+        returncode = proc.wait()
     seconds = time.time() - start
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "a") as fh:
-            fh.write(f"$ {' '.join(map(str, args))}\n{proc.stdout}\n")
-    if proc.returncode != 0:
-        where = f"full output in {log_file}" if log_file else "no log file"
-        log(_logger, "tool failed", level=40, tool=args[0], exit_code=proc.returncode,
-            tail="\n".join(proc.stdout.strip().splitlines()[-15:]))
-        raise ToolFailedError(f"{args[0]} failed: {failure_cause(proc.stdout)} "
-                              f"(exit code {proc.returncode}; {where})")
+    where = f"full output in {log_file}" if log_file else "no log file"
+    if stopped:
+        log(_logger, "tool stopped", level=40, tool=args[0], reason=stopped)
+        raise ToolStoppedError(f"{args[0]} stopped: {stopped} ({where})")
+    if returncode != 0:
+        output = "".join(tail)
+        log(_logger, "tool failed", level=40, tool=args[0], exit_code=returncode,
+            tail="\n".join(output.strip().splitlines()[-15:]))
+        raise ToolFailedError(f"{args[0]} failed: {failure_cause(output)} (exit code {returncode}; {where})")
     log(_logger, "tool finished", tool=args[0], seconds=round(seconds, 3))
     return seconds
+
+
+TAIL_LINES = 200  # kept in memory for failure_cause; the log file has everything
+STOP_GRACE_S = 10.0  # a stopped tool gets this long to exit on SIGTERM before SIGKILL
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM now, SIGKILL if it is still running after STOP_GRACE_S (the output pipe is read meanwhile)."""
+    if proc.poll() is None:
+        proc.terminate()
+        kill = threading.Timer(STOP_GRACE_S, proc.kill)  # kill() does nothing once it has exited
+        kill.daemon = True
+        kill.start()

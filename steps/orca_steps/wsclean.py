@@ -2,8 +2,15 @@
 
 ``WSCleanOptions`` mirrors WSClean's command-line arguments (one field per argument, WSClean's name in
 the description); a ``Recipe`` is a named, partly filled options object plus the folder its images go to.
-The pilot-snapshot, clean-snapshot and the 7 science recipes below are orca's, as data. Image size and
-scale come from the site's pixel tiers (``config.site().pixel_tier``) unless a test overrides them.
+The pilot-snapshot, clean-snapshot and the 7 science recipes below are orca's, as data: the defaults of
+the site's recipes (``config.SiteConfig.wsclean_recipes``, read with ``site_recipes()``), which a site
+may change in its configuration without code. Image size and scale come from the site's pixel tiers
+(``config.site().pixel_tier``) unless a test overrides them.
+
+When the installed WSClean cannot run a recipe as written, ``adapt_to_version`` changes it and says how:
+the change is logged and listed in the step's ``recipe_changes`` (the QA page shows them).
+WSClean's output streams to the pod's log and the unit's ``logs/wsclean.log`` while it runs;
+``DivergenceWatch`` stops a clean whose peak turns non-finite or grows without bound.
 
 WSClean names interval images ``<prefix>-t0000-...``; ``stamp_images`` renames them to
 ``<prefix>-YYYYMMDD_HHMMSS-...`` with the UTC mid-time of each interval read from the MS TIME column, and
@@ -11,15 +18,15 @@ writes that time to the header as ``DATE-AVG`` (primary-beam correction uses it)
 """
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import config
 from .constants import isot, utc_of
 from .errors import InputError, ToolFailedError
 from .logs import get_logger, log
@@ -41,6 +48,7 @@ class WSCleanOptions(BaseModel):
     pol: str = Field("I", description="-pol: polarisations to image, e.g. I or IV")
     niter: int = Field(0, description="-niter: maximum number of clean iterations (0: dirty only)")
     nmiter: int | None = Field(None, description="-nmiter: maximum number of major iterations")
+    gain: float | None = Field(None, description="-gain: minor-iteration gain (WSClean's default 0.1)")
     mgain: float | None = Field(None, description="-mgain: major-iteration gain")
     multiscale: bool = Field(False, description="-multiscale: multi-scale clean")
     multiscale_scale_bias: float | None = Field(None, description="-multiscale-scale-bias")
@@ -82,6 +90,7 @@ class WSCleanOptions(BaseModel):
         value(self.multiscale_scale_bias, "-multiscale-scale-bias", _num)
         a += ["-niter", str(self.niter)]
         value(self.nmiter, "-nmiter")
+        value(self.gain, "-gain", _num)
         value(self.mgain, "-mgain", _num)
         value(self.horizon_mask_deg, "-horizon-mask", lambda d: f"{_num(d)}deg")
         value(self.auto_threshold, "-auto-threshold", _num)
@@ -110,6 +119,8 @@ def _num(v: float) -> str:
 
 class Recipe(BaseModel):
     """One imaging run of orca: output name suffix, output folder, and WSClean options."""
+    model_config = ConfigDict(extra="forbid")
+
     suffix: str
     folder: str
     options: WSCleanOptions
@@ -146,6 +157,31 @@ SCIENCE_RECIPES: tuple[Recipe, ...] = (
 )
 
 
+class Recipes(BaseModel):
+    """The WSClean recipes a site runs (``SiteConfig.wsclean_recipes``); the defaults are orca's, unchanged.
+    Run-time arguments (-name, -size, -scale, -j, -temp-dir, the snapshots' -intervals-out) are set per run."""
+    model_config = ConfigDict(extra="forbid")
+
+    pilot_snapshot: Recipe = Field(PILOT_SNAPSHOT, description="dirty Stokes I and V image of every integration")
+    clean_snapshot: Recipe = Field(CLEAN_SNAPSHOT, description="CLEANed Stokes I image of every integration")
+    science: list[Recipe] = Field(list(SCIENCE_RECIPES), description="the science images of the subband-hour")
+
+    @field_validator("science")
+    @classmethod
+    def _unique_suffixes(cls, recipes: list[Recipe]) -> list[Recipe]:
+        suffixes = [r.suffix for r in recipes]
+        if len(set(suffixes)) != len(suffixes):
+            raise ValueError(f"science recipe suffixes must be unique (they name the images): {suffixes}")
+        return recipes
+
+
+def site_recipes() -> Recipes:
+    """The recipes in force: the site's configuration, orca's by default."""
+    from . import config  # config's SiteConfig holds this module's models, so it cannot be imported at the top
+
+    return config.site().wsclean_recipes
+
+
 def image_geometry(subband: str, reduced: bool, size: int | None = None,
                    scale_deg: float | None = None) -> tuple[int, float]:
     """(pixels, degrees per pixel) for a subband.
@@ -155,17 +191,18 @@ def image_geometry(subband: str, reduced: bool, size: int | None = None,
     shrinks (orca paired a reduced size with the fine scale for clean snapshots). ``size``/``scale_deg``
     override the tier (small test images).
     """
-    tables = config.PIXEL_TIER_TABLES
+    from . import config
+
     site = config.site()
-    if site.pixel_tiers not in tables:
-        raise InputError(f"unknown pixel tier table {site.pixel_tiers!r}: {sorted(tables)}")
-    tier = site.pixel_tier(subband) if reduced else max(tables[site.pixel_tiers], key=lambda t: t.size)
+    tier = site.pixel_tier(subband) if reduced else max(site.pixel_tiers, key=lambda t: t.size)
     return (size or tier.size), (scale_deg or tier.scale_deg)
 
 
 def default_threads(threads: int | None = None) -> int:
     """WSClean -j: as asked, else the site's value, never more than the CPUs this process may use."""
     import os
+
+    from . import config
 
     return threads or max(1, min(config.site().wsclean_threads, len(os.sched_getaffinity(0))))
 
@@ -186,15 +223,75 @@ def wsclean_version() -> str:
 def adapt_to_version(options: WSCleanOptions, version: str) -> tuple[WSCleanOptions, list[str]]:
     """Adjust options that a given WSClean version cannot run; returns the options and what changed.
 
-    WSClean 3.1 (Debian 3.1-3) aborts with heap corruption ("double free or corruption") whenever
-    -multiscale and -local-rms are combined, on any data; the nearest runnable equivalent keeps
-    multi-scale clean and thresholds against the global rms (-auto-threshold/-auto-mask still apply).
+    WSClean 3.1 (Debian 12's 3.1-3) aborts with heap corruption ("double free or corruption") whenever
+    -multiscale and -local-rms are combined, on any data. One of the two must go: without -local-rms
+    the multi-scale clean diverged on this project's simulated hours (4.8 KJy to 14.6 MJy at the
+    iteration limit), while a single-scale clean with -local-rms converged on the same data (4.8 KJy to
+    11 Jy in 3 major iterations); so -multiscale goes, with its scale bias.
+    WSClean 3.6 (Debian 13, the step image) runs the recipes as written.
     """
-    notes = []
+    changes = []
     if version.startswith("3.1") and options.multiscale and options.local_rms:
-        options = options.model_copy(update={"local_rms": False})
-        notes.append(f"wsclean {version}: -local-rms dropped (it aborts when combined with -multiscale)")
-    return options, notes
+        options = options.model_copy(update={"multiscale": False, "multiscale_scale_bias": None})
+        changes.append(f"wsclean {version}: -multiscale dropped, single-scale clean (3.1 aborts on -multiscale "
+                       f"with -local-rms)")
+    return options, changes
+
+
+# --- Watching a clean ----------------------------------------------------------------------------
+# A clean diverges once a peak exceeds this many times the largest starting peak. A converging clean's
+# peak stays below its start; cleaning into the noise of a short interval swings to a few or tens of times
+# the start (WSClean 3.1 without -local-rms: 22x on the test unit's 10-minute images; WSClean 3.6 with it:
+# 4x); a diverging one runs off by orders of magnitude (recorded here: 1.27 KJy to 2.6e23 KJy) or to NaN.
+DIVERGENCE_GROWTH = 100.0
+
+# How WSClean (aocommon's FluxDensity::ToNiceString) prints a flux: "1.37 KJy", "-930.26 mJy", "-nan Jy".
+_FLUX = r"(-?(?:nan|inf|\d+(?:\.\d*)?(?:e[-+]?\d+)?))\s+(nJy|µJy|mJy|Jy|KJy)"
+_JY_PER_UNIT = {"nJy": 1e-9, "µJy": 1e-6, "mJy": 1e-3, "Jy": 1.0, "KJy": 1e3}
+_MAJOR = re.compile(r"== Deconvolving \((\d+)\) ==")
+_START_PEAK = re.compile(rf"(?:Start peak=|Initial peak: ){_FLUX}")
+_PEAK = re.compile(rf"(?:Iteration \d+[^:]*: |Stopped on peak ){_FLUX}")
+_WSCLEAN_SAYS_DIVERGING = "Stopping clean because of divergence"
+
+
+class DivergenceWatch:
+    """Reads WSClean's output line by line (``run_tool``'s ``watch``) and says why to stop a clean that
+    diverges: a peak that is not a finite number, a peak more than DIVERGENCE_GROWTH times the largest
+    peak the clean started from (first major iteration of each image), or WSClean's own divergence warning.
+    A converging clean's residual peak only falls below where it started."""
+
+    def __init__(self, recipe: str):
+        self.recipe = recipe
+        self.first_major = False
+        self.start_jy = 0.0
+
+    def __call__(self, line: str) -> str | None:
+        if _WSCLEAN_SAYS_DIVERGING in line:
+            return self._diverged(f"WSClean says: {line.strip()}")
+        if m := _MAJOR.search(line):
+            self.first_major = m.group(1) == "1"
+            return None
+        start = _START_PEAK.search(line)
+        if start and self.first_major and math.isfinite(jy := _jansky(start)):
+            self.start_jy = max(self.start_jy, abs(jy))
+            return None
+        m = start or _PEAK.search(line)
+        if not m:
+            return None
+        jy, seen = _jansky(m), f"{m.group(1)} {m.group(2)}"
+        if not math.isfinite(jy):
+            return self._diverged(f"peak {seen} (not a number) in: {line.strip()}")
+        if self.start_jy and abs(jy) > DIVERGENCE_GROWTH * self.start_jy:
+            return self._diverged(f"peak {seen}, more than {DIVERGENCE_GROWTH:g} times the starting peak "
+                                  f"{self.start_jy:.4g} Jy, in: {line.strip()}")
+        return None
+
+    def _diverged(self, what: str) -> str:
+        return f"the clean of recipe {self.recipe} diverged: {what}"
+
+
+def _jansky(match: re.Match) -> float:
+    return float(match.group(1)) * _JY_PER_UNIT[match.group(2)]
 
 
 # --- Running -------------------------------------------------------------------------------------
@@ -202,24 +299,29 @@ class WSCleanRun(BaseModel):
     """What one WSClean call did: its arguments, wall seconds, changes for the version, images."""
     args: list[str]
     seconds: float
-    notes: list[str] = []
+    recipe_changes: list[str] = Field([], description="'<recipe>: <change>' for each argument the installed "
+                                                      "WSClean could not run as the recipe says")
     images: list[str] = []
 
 
-def run_wsclean(options: WSCleanOptions, ms: str | Path, log_file: str | Path | None = None) -> WSCleanRun:
-    """Run WSClean on ``ms`` with ``options`` (adapted to the installed version)."""
+def run_wsclean(options: WSCleanOptions, ms: str | Path, log_file: str | Path | None = None,
+                recipe: str | None = None) -> WSCleanRun:
+    """Run WSClean on ``ms`` with ``options`` (adapted to the installed version), stopping a diverging clean.
+    ``recipe`` names the run in changes and errors (default: the output name)."""
     require_tool("wsclean")
-    options, notes = adapt_to_version(options, wsclean_version())
-    for note in notes:
-        log(_logger, "adapting recipe", note=note)
     if options.name is None:
         raise InputError("WSClean needs an output name (-name)")
+    recipe = recipe or Path(options.name).name
+    options, changes = adapt_to_version(options, wsclean_version())
+    changes = [f"{recipe}: {change}" for change in changes]
+    for change in changes:
+        log(_logger, "recipe changed for the installed wsclean", level=30, change=change)
     Path(options.name).parent.mkdir(parents=True, exist_ok=True)
     if options.temp_dir:
         Path(options.temp_dir).mkdir(parents=True, exist_ok=True)
     args = ["wsclean", *options.args(), str(ms)]
-    seconds = run_tool(args, log_file=log_file)
-    return WSCleanRun(args=args, seconds=round(seconds, 3), notes=notes)
+    seconds = run_tool(args, log_file=log_file, watch=DivergenceWatch(recipe))
+    return WSCleanRun(args=args, seconds=round(seconds, 3), recipe_changes=changes)
 
 
 def image_recipe(recipe: Recipe, ms: str | Path, work_dir: str | Path, subband: str, size: int, scale_deg: float,
@@ -237,7 +339,7 @@ def image_recipe(recipe: Recipe, ms: str | Path, work_dir: str | Path, subband: 
         "name": str(prefix), "size": size, "scale_deg": scale_deg, "threads": default_threads(threads),
         "intervals_out": intervals if intervals > 1 else None,
         "temp_dir": str(work_dir / ".wsclean-tmp")})
-    result = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log")
+    result = run_wsclean(options, ms, log_file=work_dir / LOGS_FOLDER / "wsclean.log", recipe=recipe.suffix)
     result.images = [str(p) for p in stamp_images(prefix, ms, intervals)]
     if not result.images:
         raise ToolFailedError(f"wsclean wrote no images for {prefix.name} in {prefix.parent}")

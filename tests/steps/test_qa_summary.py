@@ -6,6 +6,7 @@ images; snapshot QA's own plot function) so the page is checked against the file
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import subprocess
@@ -158,6 +159,30 @@ def test_empty_work_dir_shows_not_run_without_crashing(tmp_path):
     assert page.count("Not run: no products in the work dir.") == 11  # every section but the timings, hot baselines, cube
     assert "Switched off for this unit." in page
     assert "No step timings recorded." in page
+
+
+def test_a_recipe_changed_for_the_installed_wsclean_is_a_line_on_the_page(tmp_path):
+    """The imaging steps record their recipe changes in their timers; the page lists each once, as attention,
+    without changing the unit's status (the images were made)."""
+    change = "I-Deep-Taper-Robust-0: wsclean 3.1.0: -multiscale dropped, single-scale clean (3.1 aborts on ...)"
+    with step_timer("science-images", tmp_path) as timing:
+        timing.update(recipe_changes=[change, change.replace("I-Deep-Taper-Robust-0", "I-Taper-10min")])
+    with step_timer("science-images", tmp_path) as timing:  # a rerun records the same change again
+        timing.update(recipe_changes=[change])
+    res = qa_summary.qa_summary(qa_summary.Options(work_dir=str(tmp_path)))
+    page = (tmp_path / "QA" / "index.html").read_text()
+    assert re.search(r"<h2[^>]*>WSClean recipes <span class=\"badge\"[^>]*>attention</span>", page)
+    lines = re.findall(r"<li class='recipe-change'>(.*?)</li>", page)
+    assert lines == [html.escape(change), html.escape(change.replace("I-Deep-Taper-Robust-0", "I-Taper-10min"))]
+    assert "wsclean-recipes" not in res.steps and res.status == "not run"  # not a step: the status stands
+
+    unchanged = tmp_path / "unchanged"
+    unchanged.mkdir()
+    with step_timer("science-images", unchanged) as timing:
+        timing.update(recipe_changes=[])
+    qa_summary.qa_summary(qa_summary.Options(work_dir=str(unchanged)))
+    page = (unchanged / "QA" / "index.html").read_text()
+    assert "no recipe was changed for the installed WSClean" in page and "recipe-change" not in page
 
 
 def test_unreadable_product_is_reported_not_fatal(tmp_path):

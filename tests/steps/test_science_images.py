@@ -1,11 +1,15 @@
 """The 7 science runs: each recipe's images in orca's folders, named by UTC mid-time, made with the
 recipe's arguments (WSClean writes its command line into every image's HISTORY)."""
+import html
+import re
+
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from orca_steps import wsclean
 from orca_steps.errors import InputError
+from orca_steps.products import QA_PAGE
 from orca_steps.science_images import science_images
 from orca_steps.wsclean import SCIENCE_RECIPES, adapt_to_version, utc_stamp
 from phase2_unit import IMAGE_SCALE_DEG, IMAGE_SIZE, SUBBAND, load_json, processed_unit
@@ -52,6 +56,22 @@ def test_result_names_what_was_written():
     done = load_json(unit.work_dir / ".done" / "science-images.json")
     assert sorted(done["result"]["images"]) == sorted(r.suffix for r in SCIENCE_RECIPES)
     assert done["result"]["tool_seconds"]["wsclean"] > 0
+
+
+def test_a_recipe_changed_for_the_installed_wsclean_is_in_the_result_and_on_the_qa_page():
+    """With this machine's WSClean 3.1, the five multi-scale recipes run single-scale: the step's result says
+    so per recipe, and the unit's archived QA page has a line for each."""
+    unit = processed_unit()
+    version = wsclean.wsclean_version()
+    expected = [f"{r.suffix}: {change}" for r in SCIENCE_RECIPES for change in adapt_to_version(r.options, version)[1]]
+    if version.startswith("3.1"):
+        assert len(expected) == 5 and all("wsclean 3.1.0: -multiscale dropped, single-scale clean" in c
+                                          for c in expected)
+    done = load_json(unit.work_dir / ".done" / "science-images.json")
+    assert done["result"]["recipe_changes"] == expected
+    page = (unit.archive / QA_PAGE).read_text()
+    shown = re.findall(r"<li class='recipe-change'>(.*?)</li>", page)  # snapshots: not multi-scale, unchanged
+    assert shown == [html.escape(c) for c in expected]
 
 
 def test_unknown_recipe_is_refused(tmp_path):

@@ -80,6 +80,7 @@ def values_schema() -> dict:
     without calibration tables.
     """
     site = config.SiteConfig.model_json_schema()
+    definitions = site.pop("$defs", {})  # its "#/$defs/..." references resolve from the document's root
     site["additionalProperties"] = False
     site["properties"]["node_map"]["propertyNames"] = {"enum": list(config.PROCESSED_SUBBANDS)}
     for key in ("node_map", "dynamic_pool"):
@@ -93,6 +94,7 @@ def values_schema() -> dict:
                                   "dynamic_run_label": {"type": "string", "pattern": LABEL_PATTERN}}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$defs": definitions,
         "type": "object", "additionalProperties": False,
         "required": ["image", "serviceAccount", "securityContext", "site", "resources", "nodeLockLimit", "cron"],
         "properties": {
