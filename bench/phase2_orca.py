@@ -12,7 +12,7 @@ compared above 10 degrees of elevation: orca's horizon mask, below which primary
 every product NaN.
 
     .venv/bin/python bench/phase2_orca.py [--out out/bench-phase2-orca] [--n-antennas 64]
-        [--n-integrations 12] [--image-size 1024] [--image-scale-deg 0.125] [--threads N]
+        [--n-integrations 12] [--image-size 1024] [--image-scale-deg 0.125] [--threads N] [--recipes ...]
 """
 from __future__ import annotations
 
@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--image-scale-deg", type=float, default=0.125, help="1024 x 0.125 deg: the whole sky")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--recipes", nargs="*", help="only these recipes (suffixes), e.g. for large images")
     args = parser.parse_args()
 
     from orca_steps.logs import setup_logging
@@ -125,7 +126,8 @@ def main() -> None:
     print("\n" + header)
     totals = {"orca": 0.0, "ours": 0.0}
     worst_pixel = worst_flux = 0.0
-    for k, recipe in enumerate((PILOT_SNAPSHOT, *SCIENCE_RECIPES)):
+    recipes = [r for r in (PILOT_SNAPSHOT, *SCIENCE_RECIPES) if not args.recipes or r.suffix in args.recipes]
+    for k, recipe in enumerate(recipes):
         intervals = n_ints if recipe is PILOT_SNAPSHOT else None
         seconds = {}
         order = ("orca", "ours") if k % 2 == 0 else ("ours", "orca")  # neither side always goes first

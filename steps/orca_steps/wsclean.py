@@ -61,7 +61,6 @@ class WSCleanOptions(BaseModel):
     data_column: str | None = Field(None, description="-data-column (default: CORRECTED_DATA if present)")
     temp_dir: str | None = Field(None, description="-temp-dir: folder for reordered data")
     gridder: str | None = Field(None, description="-gridder: wstacking (WSClean's default), wgridder, ...")
-    parallel_gridding: int | None = Field(None, description="-parallel-gridding: gridders run at once")
     log_time: bool = Field(True, description="-log-time: timestamps in WSClean's log")
 
     def args(self, version: str | None = None) -> list[str]:
@@ -103,7 +102,6 @@ class WSCleanOptions(BaseModel):
         value(self.data_column, "-data-column")
         value(self.temp_dir, "-temp-dir")
         a += gridder_args(self.gridder, version)
-        value(self.parallel_gridding, "-parallel-gridding")
         value(self.name, "-name")
         return a
 
