@@ -60,7 +60,7 @@ def orca_images(suffix: str, ms: Path, out: Path) -> list[Path]:
     prefix = out / f"73MHz-{suffix}"
     out.mkdir(parents=True)
     run_tool(["wsclean", *shlex.split(args), "-size", SIZE, SIZE, "-scale", SCALE_DEG, "-j", THREADS,
-              *gridder_args(SPEEDUPS["gridder"], wsclean.wsclean_version()), "-name", prefix, ms],
+              *gridder_args(SPEEDUPS.get("gridder"), wsclean.wsclean_version()), "-name", prefix, ms],
              log_file=out / "wsclean.log")
     return stamp_images(prefix, ms, int(m.group(1)) if (m := re.search(r"-intervals-out (\d+)", args)) else 1)
 
