@@ -13,9 +13,9 @@ from orca_steps import wsclean
 from orca_steps.constants import utc_of
 from orca_steps.errors import InputError, ToolStoppedError
 from orca_steps.snapshot_qa import ms_times
-from orca_steps.wsclean import (CLEAN_SNAPSHOT, PILOT_SNAPSHOT, SCIENCE_RECIPES, DivergenceWatch, Recipe, Recipes,
-                                WSCleanOptions, adapt_to_version, image_geometry, image_recipe, interval_bounds,
-                                site_recipes)
+from orca_steps.wsclean import (CLEAN_SNAPSHOT, PILOT_SNAPSHOT, SCIENCE_RECIPES, SPEEDUPS, DivergenceWatch, Recipe,
+                                Recipes, WSCleanOptions, adapt_to_version, image_geometry, image_recipe,
+                                interval_bounds, site_recipes)
 from phase2_data import prepared_concat
 
 SHARED_I = ["-pol", "I", "-multiscale", "-multiscale-scale-bias", "0.8", "-mgain", "0.95", "-horizon-mask", "10deg",
@@ -62,8 +62,9 @@ def test_science_recipes_share_orcas_arguments():
 @pytest.mark.parametrize("recipe", [PILOT_SNAPSHOT, CLEAN_SNAPSHOT, *SCIENCE_RECIPES], ids=lambda r: r.suffix)
 def test_installed_wsclean_accepts_every_recipe(recipe, tmp_path):
     options, _ = adapt_to_version(recipe.options, wsclean.wsclean_version())
-    options = options.model_copy(update={"name": str(tmp_path / "x"), "size": 64, "scale_deg": 1.0, "threads": 1})
-    proc = subprocess.run(["wsclean", "-dry-run", *options.args(), str(tmp_path / "none.ms")],
+    options = options.model_copy(update={"name": str(tmp_path / "x"), "size": 64, "scale_deg": 1.0, "threads": 1,
+                                         **SPEEDUPS})
+    proc = subprocess.run(["wsclean", "-dry-run", *options.args(wsclean.wsclean_version()), str(tmp_path / "none.ms")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-500:]
     rejected = subprocess.run(["wsclean", "-dry-run", "-no-such-option", str(tmp_path / "none.ms")],
@@ -232,6 +233,14 @@ def test_a_diverging_clean_is_stopped_with_an_error_naming_the_recipe(five_integ
     assert (tmp_path / "div" / "73MHz-Gain-3-dirty.fits").is_file()  # it ran, and was stopped before the end:
     assert not list((tmp_path / "div").glob("*-image.fits"))
     assert ToolStoppedError.exit_code == 2  # a rerun would diverge again: not retried
+
+
+def test_gridder_is_spelled_as_each_version_knows_it():
+    opts = WSCleanOptions(gridder="wgridder")
+    assert "-use-wgridder" in opts.args("3.1.0") and "-gridder" not in opts.args("3.1.0")
+    assert ("-gridder", "wgridder") in pairs(opts.args("3.6.0"))
+    assert "-use-wgridder" not in opts.args("3.6.0")
+    assert not {"-gridder", "-use-wgridder"} & set(WSCleanOptions().args("3.6.0"))  # WSClean's default
 
 
 def test_geometry_from_pixel_tiers(tmp_path, monkeypatch):

@@ -1,0 +1,187 @@
+"""Benchmark of Phase 2 imaging: orca's way against ours on one simulated subband-hour (not a test).
+
+The hour (the same simulation as bench/phase2.py) is taken through Phase 1, concat, fix-field, rephase
+and AOFlagger; those costs are not counted. Then every imaging recipe (pilot snapshots, the 7 science
+recipes) runs twice, interleaved so both ways see the same machine load:
+- orca's way: one WSClean call per recipe with orca's arguments and WSClean's default gridder;
+- ours: the same recipe as our steps run it (``wsclean.image_recipe`` with ``wsclean.SPEEDUPS``).
+Printed per recipe: seconds both ways and their ratio (target for the sum <= 0.5), and the largest
+pixel difference of any product as a fraction of that product's peak (target <= 1e-3), and the largest
+flux difference of the simulated sources in the restored Stokes I images (target <= 1 %). Pixels are
+compared above 10 degrees of elevation: orca's horizon mask, below which primary-beam correction makes
+every product NaN.
+
+    .venv/bin/python bench/phase2_orca.py [--out out/bench-phase2-orca] [--n-antennas 64]
+        [--n-integrations 12] [--image-size 1024] [--image-scale-deg 0.125] [--threads N] [--recipes ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGET_TIME_RATIO = 0.5
+TARGET_PIXEL = 1e-3
+TARGET_FLUX = 0.01
+SUBBAND = "73MHz"
+MIN_ELEVATION_DEG = 10.0
+
+
+def prepared_hour(out: Path, n_antennas: int, n_integrations: int) -> tuple[dict, Path, str]:
+    """The simulated hour after Phase 1, concat, fix-field, rephase and AOFlagger: what the imagers see."""
+    from phase2 import phase1
+
+    from orca_steps.aoflagger import run_aoflagger
+    from orca_steps.concat import concatenate_ms
+    from orca_steps.fix_field import fix_field
+    from orca_steps.rephase import lst_phase_centre, rephase_ms
+
+    truth, work, outs = phase1(out, n_antennas, n_integrations)
+    ms = concatenate_ms(outs, work / f"{SUBBAND}_concat.ms").concat_ms
+    fix_field(ms)
+    rephase_ms(ms, *lst_phase_centre("14h"))
+    strategy = out / "keep-flags.lua"  # as bench/phase2.py: flag non-finite samples only
+    strategy.write_text('aoflagger.require_min_version("3.0")\nfunction execute(input)\n  input:flag_nans()\nend\n')
+    run_aoflagger(ms, strategy)
+    return truth, work, ms
+
+
+def above_horizon(header) -> np.ndarray:
+    """Pixels of a SIN-projected image above MIN_ELEVATION_DEG (l^2 + m^2 < cos^2 el)."""
+    ny, nx = header["NAXIS2"], header["NAXIS1"]
+    l = np.deg2rad((np.arange(nx) + 1 - header["CRPIX1"]) * header["CDELT1"])
+    m = np.deg2rad((np.arange(ny) + 1 - header["CRPIX2"]) * header["CDELT2"])
+    return (l[None, :] ** 2 + m[:, None] ** 2) < np.cos(np.deg2rad(MIN_ELEVATION_DEG)) ** 2
+
+
+def pixel_difference(orca: Path, ours: Path) -> float:
+    """max |ours - orca| / max |orca| over the pixels above the horizon mask."""
+    from astropy.io import fits
+
+    with fits.open(orca) as a, fits.open(ours) as b:
+        sky = above_horizon(a[0].header)
+        x, y = a[0].data[0, 0][sky], b[0].data[0, 0][sky]
+    return float(np.nanmax(np.abs(y - x)) / np.nanmax(np.abs(x)))
+
+
+def diverged(images: dict[str, Path]) -> bool:
+    """A clean that ran away: a restored image brighter than 2x its dirty image (a restored image keeps
+    the dirty image's peak to within tens of per cent)."""
+    from astropy.io import fits
+
+    for name in (n for n in images if n.endswith("-image.fits")):
+        dirty = images.get(name.replace("-image.fits", "-dirty.fits"))
+        if dirty and np.nanmax(np.abs(fits.getdata(images[name]))) > 2 * np.nanmax(np.abs(fits.getdata(dirty))):
+            return True
+    return False
+
+
+def source_fluxes(image: Path, sources: list[tuple[str, float, float]]) -> dict[str, float]:
+    """Peak brightness within 2 pixels of each source above the horizon mask."""
+    from astropy.io import fits
+
+    from orca_steps.pb_correct import celestial_wcs
+
+    with fits.open(image) as hdul:
+        header, data = hdul[0].header, hdul[0].data[0, 0]
+    wcs, sky = celestial_wcs(header), above_horizon(header)
+    out = {}
+    for name, ra, dec in sources:
+        x, y = (int(round(float(v))) for v in wcs.wcs_world2pix(ra, dec, 0))
+        if 2 <= x < data.shape[1] - 2 and 2 <= y < data.shape[0] - 2 and sky[y, x]:
+            out[name] = float(np.nanmax(data[y - 2:y + 3, x - 2:x + 3]))
+    return out
+
+
+def truth_sources(truth: dict) -> list[tuple[str, float, float]]:
+    """(name, RA, Dec) of every simulated source, at its flux-weighted centre."""
+    out = []
+    for source in truth["sky_sources"] + truth["field_sources"]:
+        comps = source["components"]
+        w = np.array([c["stokes"][0] for c in comps])
+        out.append((source["name"], float(np.sum(w * [c["ra_deg"] for c in comps]) / w.sum()),
+                    float(np.sum(w * [c["dec_deg"] for c in comps]) / w.sum())))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out/bench-phase2-orca")
+    parser.add_argument("--n-antennas", type=int, default=64)
+    parser.add_argument("--n-integrations", type=int, default=12)
+    parser.add_argument("--image-size", type=int, default=1024)
+    parser.add_argument("--image-scale-deg", type=float, default=0.125, help="1024 x 0.125 deg: the whole sky")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--recipes", nargs="*", help="only these recipes (suffixes), e.g. for large images")
+    args = parser.parse_args()
+
+    from orca_steps.logs import setup_logging
+    from orca_steps.wsclean import PILOT_SNAPSHOT, SCIENCE_RECIPES, SPEEDUPS, image_recipe, unique_times, wsclean_version
+
+    setup_logging("WARNING")
+    out = Path(args.out).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"simulating {args.n_antennas} antennas x {args.n_integrations} integrations, Phase 1 ... AOFlagger ...",
+          flush=True)
+    truth, work, ms = prepared_hour(out, args.n_antennas, args.n_integrations)
+    n_ints = len(unique_times(ms))
+    sources = truth_sources(truth)
+    print(f"WSClean {wsclean_version()}, {args.image_size} px x {args.image_scale_deg} deg, -j {args.threads}; "
+          f"ours adds {SPEEDUPS}", flush=True)
+
+    header = (f"{'recipe':<28}{'orca s':>9}{'ours s':>9}{'ratio':>7}{'images':>8}{'pixel diff':>12}"
+              f"{'flux diff':>11}")
+    print("\n" + header)
+    totals = {"orca": 0.0, "ours": 0.0}
+    failed = []
+    worst_pixel = worst_flux = 0.0
+    recipes = [r for r in (PILOT_SNAPSHOT, *SCIENCE_RECIPES) if not args.recipes or r.suffix in args.recipes]
+    for k, recipe in enumerate(recipes):
+        intervals = n_ints if recipe is PILOT_SNAPSHOT else None
+        seconds = {}
+        order = ("orca", "ours") if k % 2 == 0 else ("ours", "orca")  # neither side always goes first
+        for way in order:
+            start = time.perf_counter()
+            run = image_recipe(recipe, ms, work / way, SUBBAND, args.image_size, args.image_scale_deg,
+                               args.threads, intervals_out=intervals, speedups=way == "ours")
+            seconds[way] = time.perf_counter() - start
+            totals[way] += seconds[way]
+            images = {Path(p).name: Path(p) for p in run.images}
+            if way == "orca":
+                orca_images = images
+            else:
+                ours_images = images
+        if sorted(orca_images) != sorted(ours_images):
+            raise SystemExit(f"{recipe.suffix}: the two ways wrote different products: "
+                             f"{sorted(set(orca_images) ^ set(ours_images))}")
+        pixel = max(pixel_difference(orca_images[n], ours_images[n]) for n in orca_images)
+        ran_away = [way for way, images in (("orca", orca_images), ("ours", ours_images)) if diverged(images)]
+        flux = 0.0
+        if ran_away:
+            pixel = float("nan")  # images of a diverged clean compare nothing
+            failed.append(f"{recipe.suffix}: the clean diverged ({' and '.join(ran_away)})")
+        elif recipe.options.pol == "I" and recipe.options.niter:
+            for name in (n for n in orca_images if n.endswith("-image.fits")):
+                a, b = source_fluxes(orca_images[name], sources), source_fluxes(ours_images[name], sources)
+                flux = max([flux] + [abs(b[s] / a[s] - 1) for s in a])
+        worst_pixel, worst_flux = float(np.nanmax([worst_pixel, pixel])), max(worst_flux, flux)
+        print(f"{recipe.suffix:<28}{seconds['orca']:>9.1f}{seconds['ours']:>9.1f}"
+              f"{seconds['ours'] / seconds['orca']:>7.2f}{len(orca_images):>8}{pixel:>12.1e}"
+              f"{(f'{100 * flux:.2f} %' if flux else '-'):>11}{'  diverged: ' + ', '.join(ran_away) if ran_away else ''}",
+              flush=True)
+    ratio = totals["ours"] / totals["orca"]
+    print(f"{'all':<28}{totals['orca']:>9.1f}{totals['ours']:>9.1f}{ratio:>7.2f}{'':>8}{worst_pixel:>12.1e}"
+          f"{100 * worst_flux:>9.2f} %")
+    failed += [f"time ratio {ratio:.2f} > {TARGET_TIME_RATIO}"] * (ratio > TARGET_TIME_RATIO)
+    failed += [f"pixel difference {worst_pixel:.1e} > {TARGET_PIXEL:.0e} of the peak"] * (worst_pixel > TARGET_PIXEL)
+    failed += [f"flux difference {100 * worst_flux:.2f} % > {100 * TARGET_FLUX:.0f} %"] * (worst_flux > TARGET_FLUX)
+    print(f"targets: time <= {TARGET_TIME_RATIO} x orca's, pixels <= {TARGET_PIXEL:.0e} of the peak, "
+          f"fluxes <= {100 * TARGET_FLUX:.0f} %: " + ("met" if not failed else "missed: " + "; ".join(failed)))
+
+
+if __name__ == "__main__":
+    main()
