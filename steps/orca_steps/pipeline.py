@@ -18,6 +18,9 @@ from . import config
 from .labels import LstLabel, ObsDate, RunLabel, Subband, WriteRoot
 
 
+MODES = ("snapshot_only", "cube_only")  # newer orca's modes: each implies switches (UnitParameters._modes)
+
+
 class UnitParameters(BaseModel):
     """Everything Phase 2 of one subband-hour is told (orca's ``process_subband_task`` arguments first)."""
     ms_paths: list[str] = Field(description="Phase 1 outputs (MS on NVMe) of the subband-hour")

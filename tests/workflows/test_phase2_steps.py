@@ -8,16 +8,15 @@ import pytest
 import yaml
 
 from orca_steps import phase2_preflight, process_subband
-from orca_steps.pipeline import PHASE2, UnitParameters, switch_names
+from orca_steps.pipeline import MODES, PHASE2, UnitParameters, switch_names
 from orca_steps.process_subband import StepRun
 from orca_workflows.localrun import govaluate
 from orca_workflows.localrun.templating import substitute
 from orca_workflows.render import FILES_DIR
 from orca_workflows.templates_units import PHASE2_PODS, PROCESS
 
-# The booleans that decide which steps run: every switch that is a parameter, and the two modes that
-# imply switches (UnitParameters._modes).
-MODES = ("snapshot_only", "cube_only")
+# The booleans that decide which steps run: every switch that is a parameter, and the modes that imply
+# switches (UnitParameters._modes).
 SWITCHES = tuple(n for n in switch_names(PHASE2) if n in UnitParameters.model_fields) + MODES
 
 

@@ -68,6 +68,8 @@ class Spec:
 # Parameters only Argo has (no step's Options declares them).
 ARGO_PARAMS: dict[str, Spec] = {
     "node": Spec("Node (kubernetes.io/hostname) whose NVMe holds the work dir."),
+    # discover takes an empty name as "no queue"; subband-dispatch cannot run without one
+    "dynamic_run_label": Spec("Name of the dispatch queue; a rerun with the same name resumes it."),
 }
 
 # Where each seed parameter lives. Celery plumbing is replaced by Argo itself:

@@ -38,7 +38,8 @@ PIPELINE_PARAMS = ["ms_files", "subband", "bp_table", "xy_table", "lst_label", "
                    "peel_rfi", "sky_model", "rfi_model", *PHASE2_OPTIONS, "nvme_work_dir", "queue_override",
                    "min_ms_fraction", "sun_max_elevation_deg"]
 # Where each template's parameters are described: the steps that read them, first reader first.
-PREPARE_MODELS = (prepare_ms.Options, UnitParameters)
+# prepare-ms's subband only names the cal-table window; as a template parameter it is the unit's label.
+PREPARE_MODELS = ((UnitParameters, "subband", "subband"), prepare_ms.Options, UnitParameters)
 PROCESS_MODELS = (UnitParameters,)
 PIPELINE_MODELS = (plan_unit.Options, collect_ms.Options, prepare_ms.Options, UnitParameters)
 
