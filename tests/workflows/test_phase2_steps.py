@@ -2,17 +2,20 @@
 YAML, their ``when`` substituted and evaluated the way Argo does, by the local runner's govaluate) and the
 one-process ``process-subband`` run the same steps in the same order for every combination of switches."""
 import itertools
+import json
 from functools import lru_cache
 
 import pytest
 import yaml
 
-from orca_steps import phase2_preflight, process_subband
+from orca_steps import config, phase2_preflight, process_subband
 from orca_steps.pipeline import MODES, PHASE2, UnitParameters, switch_names
 from orca_steps.process_subband import StepRun
-from orca_workflows.localrun import govaluate
+from orca_steps.products import PARTIAL_MARKER
+from orca_workflows.demo import CHART_FILES
+from orca_workflows.localrun import LocalRunner, govaluate
 from orca_workflows.localrun.templating import substitute
-from orca_workflows.render import FILES_DIR
+from orca_workflows.render import FILES_DIR, site_configmaps
 from orca_workflows.templates_units import PHASE2_PODS, PROCESS
 
 # The booleans that decide which steps run: every switch that is a parameter, and the modes that imply
@@ -104,3 +107,38 @@ def test_a_step_runs_only_when_the_steps_it_reads_from_ran(unit):
 def test_the_two_modes_are_refused_together(unit):
     with pytest.raises(ValueError, match="exclude each other"):
         UnitParameters(**unit, snapshot_only=True, cube_only=True)
+
+
+def test_argo_phase2_failure_hook_writes_the_partial_archive_and_the_unit_stays_failed(tmp_path):
+    """Run by the local runner from the chart's YAML: concat fails (its only MS is missing), so the
+    exit hook's partial-archive pod archives what exists, marked partial, and the unit stays Failed."""
+    roots = {"/fast": tmp_path / "fast", "/lustre": tmp_path / "lustre"}
+    site = config.SiteConfig(beam_model="/lustre/refs/beam.h5")
+    work = "/fast/pipeline/14h/2025-06-15/r1/73MHz"
+    (tmp_path / work.lstrip("/")).mkdir(parents=True)
+    (tmp_path / "lustre" / "refs").mkdir(parents=True)
+    (tmp_path / "lustre" / "refs" / "beam.h5").write_text("preflight checks that it exists")
+    configmaps = tmp_path / "configmaps.yaml"
+    configmaps.write_text(yaml.safe_dump_all(site_configmaps(site), sort_keys=False))
+    runner = LocalRunner([CHART_FILES / f"{PROCESS}.yaml", configmaps], tmp_path / "out", volume_roots=roots)
+    wf = runner.submit(PROCESS, {"ms_paths": '["/fast/pipeline/missing.ms"]', "work_dir": work, "subband": "73MHz",
+                                 "lst_label": "14h", "obs_date": "2025-06-15", "run_label": "r1",
+                                 "skip_science": "true", "node": "lwacalim08"})
+    runner.wait()
+    assert wf.phase == "Failed"
+    pods = {n.template: n for n in wf.nodes.values() if n.type == "Pod"}
+    assert pods["preflight"].phase == "Succeeded" and pods["concat"].phase == "Failed"
+    assert pods["partial-archive"].phase == "Succeeded"
+    assert set(pods) == {"preflight", "concat", "partial-archive"}  # nothing after the failed step
+    dest = tmp_path / "lustre" / "pipeline" / "images" / "14h" / "2025-06-15" / "r1" / "73MHz"
+    marker = json.loads((dest / PARTIAL_MARKER).read_text())
+    assert marker["failed_step"] == "concat" and "no valid input MS" in marker["error"]
+    assert "PARTIAL ARCHIVE" in (dest / "QA" / "index.html").read_text()
+
+
+def test_argo_failure_hook_does_nothing_when_phase2_succeeded():
+    doc = yaml.safe_load((FILES_DIR / f"{PROCESS}.yaml").read_text())
+    on_failure = next(t for t in doc["spec"]["templates"] if t["name"] == "on-failure")
+    (step,), = on_failure["steps"]
+    for status, runs in (("Succeeded", False), ("Failed", True), ("Error", True)):
+        assert govaluate.evaluate_when(substitute(step["when"], {"inputs.parameters.status": status})) is runs
