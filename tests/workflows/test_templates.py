@@ -112,8 +112,7 @@ def test_deadlines_and_retries():
         assert pod["retryStrategy"]["expression"] == common.NO_RETRY_EXPRESSION
         assert pod["activeDeadlineSeconds"] == (PHASE2_PODS[name].deadline if name in PHASE2_PODS
                                                 else common.SMALL_DEADLINE_S)
-        assert pod["container"]["resources"] == common.resources(pod["metadata"]["labels"][common.RESOURCES_LABEL]).model_dump(
-            by_alias=True, exclude_none=True) | {}
+        assert pod["container"]["resources"] == common.resource_table()[pod["metadata"]["labels"][common.RESOURCES_LABEL]]
     kind = {n: process[n]["metadata"]["labels"][common.RESOURCES_LABEL] for _, n in PHASE2_STEP_PODS}
     assert {n for n, k in kind.items() if k == WSCLEAN} == {"pilot-snapshots", "science-images", "cube",
                                                              "clean-snapshots"}
