@@ -134,7 +134,7 @@ def switch_values(params, steps) -> dict[str, bool]:
 
 
 @dataclass(frozen=True)
-class Phase2Step:
+class PipelineStep:
     """One step of the pipeline: its registry name, the switch that enables it, where its inputs come from."""
     name: str
     switch: str | None = None  # a bool of the parameters (or DERIVED_SWITCHES) that must be true to run
@@ -153,42 +153,42 @@ class Phase2Step:
 
 
 # Phase 1 of one MS (``prepare-ms``): its sub-steps in order. Each reads the MS the one before left on NVMe.
-PHASE1: tuple[Phase2Step, ...] = (
-    Phase2Step("stage-refs"),
-    Phase2Step("copy"),
-    Phase2Step("flag-antennas"),
-    Phase2Step("apply-calibration"),
-    Phase2Step("peel", switch="peel"),
+PHASE1: tuple[PipelineStep, ...] = (
+    PipelineStep("stage-refs"),
+    PipelineStep("copy"),
+    PipelineStep("flag-antennas"),
+    PipelineStep("apply-calibration"),
+    PipelineStep("peel", switch="peel"),
 )
 
 
 CONCAT_MS = "concat.concat_ms"
 
-PHASE2: tuple[Phase2Step, ...] = (
-    Phase2Step("concat"),
-    Phase2Step("fix-field", inputs={"ms": CONCAT_MS}),
-    Phase2Step("rephase", inputs={"ms": CONCAT_MS}),
-    Phase2Step("aoflagger", inputs={"ms": CONCAT_MS}),
-    Phase2Step("pilot-snapshots", inputs={"ms": CONCAT_MS}),
-    Phase2Step("snapshot-qa", inputs={"ms": CONCAT_MS, "snapshots": "pilot-snapshots.images"}),
-    Phase2Step("hot-baselines", switch="hot_baselines", inputs={"ms": CONCAT_MS}),
-    Phase2Step("science-images", switch="science_imaging", inputs={"ms": CONCAT_MS}),
-    Phase2Step("pb-correct", switch="science_imaging"),
+PHASE2: tuple[PipelineStep, ...] = (
+    PipelineStep("concat"),
+    PipelineStep("fix-field", inputs={"ms": CONCAT_MS}),
+    PipelineStep("rephase", inputs={"ms": CONCAT_MS}),
+    PipelineStep("aoflagger", inputs={"ms": CONCAT_MS}),
+    PipelineStep("pilot-snapshots", inputs={"ms": CONCAT_MS}),
+    PipelineStep("snapshot-qa", inputs={"ms": CONCAT_MS, "snapshots": "pilot-snapshots.images"}),
+    PipelineStep("hot-baselines", switch="hot_baselines", inputs={"ms": CONCAT_MS}),
+    PipelineStep("science-images", switch="science_imaging", inputs={"ms": CONCAT_MS}),
+    PipelineStep("pb-correct", switch="science_imaging"),
     # science, in orca's order; dewarp hands on the images to use (dewarped, else the PB-corrected ones)
-    Phase2Step("dewarp", unless="skip_science", inputs={
+    PipelineStep("dewarp", unless="skip_science", inputs={
         "deep_image": "pb-correct.deep_image", "deep_images": "pb-correct.deep_images",
         "interval_images": "pb-correct.interval_images", "catalogue": "vlssr_catalog"}),
-    Phase2Step("photometry", unless="skip_science", inputs={
+    PipelineStep("photometry", unless="skip_science", inputs={
         "target_lists": "targets", "deep_images": "dewarp.deep_images", "interval_images": "dewarp.interval_images"}),
-    Phase2Step("transient-search", unless="skip_science", inputs={
+    PipelineStep("transient-search", unless="skip_science", inputs={
         "catalogue": "catalog", "deep_images": "dewarp.deep_images", "interval_images": "dewarp.interval_images"}),
-    Phase2Step("flux-check", unless="skip_science", inputs={
+    PipelineStep("flux-check", unless="skip_science", inputs={
         "deep_image": "dewarp.deep_image", "noise_images": "dewarp.deep_images"}),
-    Phase2Step("cube", switch="cube", inputs={"ms": CONCAT_MS, "catalogue": "vlssr_catalog"}),
-    Phase2Step("clean-snapshots", switch="clean_snapshots", inputs={"ms": CONCAT_MS}),
-    Phase2Step("movies"),  # from whatever snapshots exist; none from fewer than 10
-    Phase2Step("compress", switch="compress_snapshots"),
-    Phase2Step("provenance"),
-    Phase2Step("qa-summary"),  # always: the page says what ran, failed or was switched off
-    Phase2Step("archive", inputs={"ms": CONCAT_MS}),
+    PipelineStep("cube", switch="cube", inputs={"ms": CONCAT_MS, "catalogue": "vlssr_catalog"}),
+    PipelineStep("clean-snapshots", switch="clean_snapshots", inputs={"ms": CONCAT_MS}),
+    PipelineStep("movies"),  # from whatever snapshots exist; none from fewer than 10
+    PipelineStep("compress", switch="compress_snapshots"),
+    PipelineStep("provenance"),
+    PipelineStep("qa-summary"),  # always: the page says what ran, failed or was switched off
+    PipelineStep("archive", inputs={"ms": CONCAT_MS}),
 )

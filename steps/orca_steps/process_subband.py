@@ -23,7 +23,7 @@ from . import config
 from .archive import check_destination, remove_stale_partials
 from .errors import InputError
 from .logs import get_logger, log, step_timer
-from .pipeline import PHASE2, Phase2Step, UnitParameters, switch_values
+from .pipeline import PHASE2, PipelineStep, UnitParameters, switch_values
 from .movies import MIN_FRAMES
 from .products import PARTIAL_MARKER
 from .provenance import DONE_DIR, step_records
@@ -59,7 +59,7 @@ def _module(name: str):
     return importlib.import_module(f"orca_steps.{STEPS[name][0]}")
 
 
-def step_options(step: Phase2Step, params: UnitParameters, results: dict[str, dict]) -> BaseModel:
+def step_options(step: PipelineStep, params: UnitParameters, results: dict[str, dict]) -> BaseModel:
     """The step's Options: same-named unit parameters, then its declared inputs."""
     model = _module(step.name).Options
     values = {k: v for k, v in params.model_dump().items() if k in model.model_fields and v is not None}
@@ -143,7 +143,7 @@ def load_unit(unit_file: str | Path) -> UnitParameters:
         raise InputError(f"{unit_file}: unit parameters not found (the preflight step writes them)") from exc
 
 
-def run_step(step: Phase2Step, params: UnitParameters, results: dict[str, dict]) -> tuple[StepRun, BaseModel]:
+def run_step(step: PipelineStep, params: UnitParameters, results: dict[str, dict]) -> tuple[StepRun, BaseModel]:
     """Run one enabled step, or reuse its marker's result when its options are unchanged.
 
     ``results`` holds the results of the steps its inputs name and receives this step's. A failure is
@@ -200,7 +200,7 @@ def write_partial(params: UnitParameters) -> Path | None:
     return partial_archive(work_dir, dest, reason)
 
 
-StepRunner = Callable[[Phase2Step, UnitParameters, dict], tuple[StepRun, BaseModel]]
+StepRunner = Callable[[PipelineStep, UnitParameters, dict], tuple[StepRun, BaseModel]]
 
 
 def process_subband(params: UnitParameters, execute: StepRunner = run_step) -> Result:

@@ -26,7 +26,6 @@ OUTPUTS_DIR = "/tmp/outputs"
 NVME_MOUNT = "/fast"
 LUSTRE_MOUNT = "/lustre"
 RUN_AS_USER = 1000
-BOOL = ["true", "false"]
 PHASE1_DEADLINE_S = 3600
 SMALL_DEADLINE_S = 1800
 # activeDeadlineSeconds counts only once a pod runs: a pod that cannot be scheduled (pinned to a missing,
