@@ -1,12 +1,16 @@
 """Step ``phase2-step``: one step of Phase 2 in its own pod (Argo template ``subband-process``).
 
-Reads the unit's parameters that preflight recorded, takes the results of the earlier steps its inputs
-name (Argo passes their ``result`` output parameters), and runs the step exactly as the one-process
-``process-subband`` does (``process_subband.run_step``: same options, same resume markers). Its result is
-the step's own result, so Argo's output parameters are the step's result fields.
+Reads the unit's parameters that preflight recorded, takes the result fields of earlier steps that its
+inputs name (Argo passes them, each an output parameter of its step), and runs the step exactly as the
+one-process ``process-subband`` does (``process_subband.run_step``: same options, same resume markers).
+Its result is the step's own result; ``json_outputs`` also writes each field as JSON, the form the
+``results`` argument of later steps embeds. Only the fields a later step reads travel through Argo: a
+whole result (the concat's list of every input MS) in every step's arguments would bloat the workflow.
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, Json
@@ -21,7 +25,8 @@ class Options(BaseModel):
     unit_file: str = Field(description="the unit's parameters, as the preflight step recorded them")
     results: Json[dict[str, dict]] = Field(
         "{}", validate_default=True,
-        description="JSON object: earlier step -> its result, for the steps this step's inputs name")
+        description="JSON object: earlier step -> the fields of its result that this step's inputs name")
+    json_outputs: str | None = Field(None, description="also write each result field as JSON to <dir>/<field>")
 
 
 def run(options: Options) -> BaseModel:
@@ -32,4 +37,10 @@ def run(options: Options) -> BaseModel:
     missing = [p for p in step.producers if p not in options.results]
     if missing:
         raise InputError(f"step {step.name} needs the results of {', '.join(missing)}")
-    return run_step(step, params, dict(options.results))[1]
+    result = run_step(step, params, dict(options.results))[1]
+    if options.json_outputs:
+        folder = Path(options.json_outputs)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, value in result.model_dump(mode="json").items():
+            (folder / name).write_text(json.dumps(value))
+    return result

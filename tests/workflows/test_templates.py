@@ -137,8 +137,13 @@ def test_phase1_and_phase2_run_the_seed_steps_with_outputs_from_files():
     for step in PHASE2:
         f = flags(process[step.name]["container"])
         assert process[step.name]["container"]["args"][0] == "phase2-step" and f["step"] == step.name
-        assert {"name": "result", "valueFrom": {"path": "/tmp/outputs/result.json"}} in process[step.name][
-            "outputs"]["parameters"]
+    # only the result fields a later step reads are output parameters (JSON), never a whole result
+    outputs = {name: {p["name"] for p in t.get("outputs", {}).get("parameters", [])} for name, t in process.items()}
+    assert outputs["concat"] == {"concat_ms"} and outputs["pilot-snapshots"] == {"images"}
+    assert outputs["fix-field"] == set() and outputs["archive"] == {"archive_path"}
+    assert flags(process["snapshot-qa"]["container"])["json_outputs"] == "/tmp/outputs/json"
+    assert process["concat"]["outputs"]["parameters"] == [{"name": "concat_ms",
+                                                           "valueFrom": {"path": "/tmp/outputs/json/concat_ms"}}]
     assert {"name": "archive_path", "valueFrom": {"path": "/tmp/outputs/archive_path"}} in process["archive"][
         "outputs"]["parameters"]
     assert process["process-subband"]["outputs"]["parameters"][0]["valueFrom"]["parameter"] == (

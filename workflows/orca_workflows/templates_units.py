@@ -84,23 +84,40 @@ def step_when(step) -> str | None:
     return " && ".join(tests) or None
 
 
+JSON_OUTPUTS = f"{OUTPUTS_DIR}/json"  # phase2-step writes each result field there as JSON
+
+
+def consumed_fields(producer: str) -> list[str]:
+    """The fields of a step's result that later steps' inputs name: its output parameters."""
+    sources = [src.split(".", 1) for s in PHASE2 for src in s.inputs.values() if "." in src]
+    return list(dict.fromkeys(f for p, f in sources if p == producer))
+
+
 def step_results(step) -> str:
-    """The ``results`` argument: a JSON object of the producers' ``result`` outputs (each a JSON object)."""
-    return "{" + ", ".join(f"{json.dumps(p)}: {{{{steps.{p}.outputs.parameters.result}}}}"
-                           for p in step.producers) + "}"
+    """The ``results`` argument: a JSON object, producer -> {field: value}, of the fields this step's inputs
+    name (each value an output parameter holding JSON)."""
+    fields: dict[str, list[str]] = {}
+    for src in step.inputs.values():
+        if "." in src:
+            producer, name = src.split(".", 1)
+            fields.setdefault(producer, []).append(name)
+    def value(producer: str, name: str) -> str:
+        return f"{json.dumps(name)}: {{{{steps.{producer}.outputs.parameters.{name}}}}}"
+
+    return "{" + ", ".join(f"{json.dumps(p)}: {{" + ", ".join(value(p, f) for f in names) + "}"
+                           for p, names in fields.items()) + "}"
 
 
 def phase2_step_template(step):
     pod = PHASE2_PODS.get(step.name, Pod())
     inputs = ["unit_file", "results", "node", *LABEL_PARAMS]
-    outputs = ["archive_path"] if step.name == "archive" else []
     t = orca_step(step.name, "phase2-step",
                   {"step": step.name, "unit_file": "{{inputs.parameters.unit_file}}",
-                   "results": "{{inputs.parameters.results}}"},
-                  inputs=inputs, models=PROCESS_MODELS, outputs=outputs, on_node=True, kind=pod.kind,
-                  deadline=pod.deadline, retry=retry(pod.retries, backoff="1m"))
-    # the whole result, for the steps whose inputs name it
-    t.outputs = [Parameter(name="result", value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/result.json")), *(t.outputs or [])]
+                   "results": "{{inputs.parameters.results}}", "json_outputs": JSON_OUTPUTS},
+                  inputs=inputs, models=PROCESS_MODELS, outputs=["archive_path"] if step.name == "archive" else [],
+                  on_node=True, kind=pod.kind, deadline=pod.deadline, retry=retry(pod.retries, backoff="1m"))
+    consumed = [Parameter(name=f, value_from=m.ValueFrom(path=f"{JSON_OUTPUTS}/{f}")) for f in consumed_fields(step.name)]
+    t.outputs = [*consumed, *(t.outputs or [])] or None
     return t
 
 
