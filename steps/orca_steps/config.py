@@ -114,6 +114,15 @@ class SiteConfig(BaseModel):
     vlssr_catalog: str = Field(
         default="/lustre/gh/calibration/pipeline/reference/catalogs/VLSSr.txt",
         description="VLSSr text catalogue (74 MHz) that dewarp matches sources against.")
+    aoflagger_strategy: str = Field(
+        default="", description="AOFlagger Lua strategy file for Phase 2 (orca: LWA_opt_GH1.lua); empty: "
+                                "AOFlagger's bundled generic strategy. A run's strategy parameter overrides it.")
+    transient_catalog: str = Field(
+        default="", description="CSV catalogue (name, ra, dec) that labels transient-search candidates; empty: "
+                                "none. A run's catalog parameter overrides it.")
+    archive_overwrite: bool = Field(
+        default=False, description="Replace an existing, different archive of a unit (else the unit is refused "
+                                   "before Phase 2 starts). A run's overwrite parameter overrides it.")
     pixel_tiers: list[PixelTier] = Field(
         default=ORCA_PIXEL_TIERS, min_length=1,
         description="Image size and pixel scale by subband: the first tier whose max_mhz is at least the "

@@ -274,8 +274,9 @@ def default_list_dir(site: config.SiteConfig, run_label: str) -> Path:
 class Options(BaseModel):
     obs_date: str = Field(description="night to process: YYYY-MM-DD (UTC date on which its LST hours start) "
                           f"or '{PREVIOUS_NIGHT}'")
-    lst_start: int = Field(0, description="first LST hour (0-23)")
-    lst_end: int = Field(24, description="LST hour to stop before (1-24, exclusive; wraps, e.g. 22 -> 2)")
+    lst_start: int = Field(0, description="first LST hour (0-23)", json_schema_extra={"enum": list(range(24))})
+    lst_end: int = Field(24, description="LST hour to stop before (1-24, exclusive; wraps, e.g. 22 -> 2)",
+                         json_schema_extra={"enum": list(range(1, 25))})
     subbands: list[str] = Field(default_factory=lambda: ["all"], description="subband labels, or 'all'")
     hour_specs: list[HourSpec] = Field(default_factory=list,
                                        description="orca's hour_specs: [{lst_label, obs_date, ms_files?}]; "

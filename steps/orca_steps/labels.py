@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 from . import config
 from .errors import InputError
@@ -70,6 +70,9 @@ def path_under(root: str | Path, *parts: str) -> Path:
 
 RunLabel = Annotated[str, AfterValidator(check_run_label)]
 ObsDate = Annotated[str, AfterValidator(check_obs_date)]
-LstLabel = Annotated[str, AfterValidator(check_lst_label)]
-Subband = Annotated[str, AfterValidator(check_subband)]
+# Their JSON schema lists the allowed labels: the Argo templates' enums are read from it.
+LstLabel = Annotated[str, AfterValidator(check_lst_label),
+                     WithJsonSchema({"type": "string", "enum": [config.lst_label(h) for h in range(24)]})]
+Subband = Annotated[str, AfterValidator(check_subband),
+                    WithJsonSchema({"type": "string", "enum": list(config.PROCESSED_SUBBANDS)})]
 WriteRoot = Annotated[str, AfterValidator(check_write_root)]

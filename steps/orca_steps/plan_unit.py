@@ -13,13 +13,13 @@ from pydantic import BaseModel, Field
 from . import config
 from .discover import default_list_dir, make_unit, parse_obs_date
 from .errors import InputError
-from .labels import check_run_label, check_write_root
+from .labels import LstLabel, Subband, check_run_label, check_write_root
 from .logs import step_timer
 
 
 class Options(BaseModel):
-    subband: str = Field(description="subband label, e.g. 73MHz")
-    lst_label: str = Field(description="LST hour label, e.g. 14h")
+    subband: Subband = Field(description="subband label, e.g. 73MHz")
+    lst_label: LstLabel = Field(description="LST hour label, e.g. 14h")
     obs_date: str = Field(description="YYYY-MM-DD (UTC date on which the LST hour starts) or 'previous-night'")
     run_label: str = Field(description="pipeline run label")
     ms_files: list[str] = Field(default_factory=list, description="MS to process; empty: discover them")

@@ -1,6 +1,7 @@
 """Step ``prepare-ms``: Phase 1 for one MS in one pod (orca's ``prepare_one_ms_task``).
 
-stage-refs -> copy -> flag-antennas -> apply-calibration -> peel (if ``peel_sky`` or ``peel_rfi``).
+Runs ``pipeline.PHASE1`` in order: stage-refs -> copy -> flag-antennas -> apply-calibration -> peel (if
+``peel_sky`` or ``peel_rfi``), each sub-step a function of this module's ``SUB_STEPS``.
 The cal tables (and peel models) are read from the work dir's staged ``refs/`` copies, so the ~45
 pods of a unit do not all read them from Lustre. Defaults come from the sub-steps' Options.
 
@@ -27,6 +28,7 @@ from .fileio import write_json
 from .errors import InputError, as_orca_error
 from .labels import WriteRoot
 from .logs import get_logger, log, step_timer
+from .pipeline import PHASE1
 from .provenance import DONE_DIR
 
 _logger = get_logger("prepare-ms")
@@ -111,8 +113,7 @@ def prepare_ms(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, pe
         return done
     step = ["prepare-ms"]
     try:
-        return _prepare(src_ms, nvme_work_dir, bp_table, xy_table, peel_sky, peel_rfi, sky_model, rfi_model,
-                        all_options, step)
+        return _prepare(all_options, step)
     except Exception as exc:
         error = as_orca_error(exc, src_ms)
         write_json(phase1_failure_record(nvme_work_dir, ms_name),
@@ -135,44 +136,61 @@ def _finished_before(nvme_work_dir: str, ms_name: str, options: dict) -> Result 
     return Result.model_validate(record).model_copy(update={"resumed": True})
 
 
-def _prepare(src_ms: str, nvme_work_dir: str, bp_table: str, xy_table: str, peel_sky: bool, peel_rfi: bool,
-             sky_model: str | None, rfi_model: str | None, all_options: dict, step: list[str]) -> Result:
-    """The sub-steps in order; ``step[0]`` names the one running, for the failure record."""
-    if peel_sky and not sky_model:
+def _stage_refs(state: dict, o: dict) -> None:
+    refs = [o["bp_table"], o["xy_table"]] + [o[m] for m, on in (("sky_model", "peel_sky"), ("rfi_model", "peel_rfi"))
+                                            if o[on]]
+    state["stage_refs"] = stage_step.stage_refs(o["nvme_work_dir"], refs)
+    state["local"] = dict(zip(refs, state["stage_refs"].staged))
+
+
+def _copy(state: dict, o: dict) -> None:
+    state["copy_ms"] = copy_step.copy_ms(o["src_ms"], o["nvme_work_dir"])
+    state["ms"] = state["copy_ms"].ms_path
+
+
+def _flag_antennas(state: dict, o: dict) -> None:
+    state["flag_antennas"] = flag_step.flag_antennas(state["ms"], **_flag_options(o))
+
+
+def _apply_calibration(state: dict, o: dict) -> None:
+    local = state["local"]
+    state["apply_calibration"] = apply_step.apply_calibration(
+        state["ms"], local[o["bp_table"]], local[o["xy_table"]], max_usable_freq_hz=o["max_usable_freq_hz"],
+        spw_tolerance_hz=o["spw_tolerance_hz"], subband=o["subband"])
+
+
+def _peel(state: dict, o: dict) -> None:
+    ms, local = state["ms"], state["local"]
+    outcome = peel_step.peel_ms(
+        ms, sky_model=local.get(o["sky_model"]) if o["peel_sky"] else None,
+        rfi_model=local.get(o["rfi_model"]) if o["peel_rfi"] else None, peel_sky=o["peel_sky"],
+        peel_rfi=o["peel_rfi"], maxiter=o["peel_maxiter"], tolerance=o["tolerance"], minuvw=o["minuvw"],
+        peeliter=o["peeliter"], save_solutions=peel_step.solutions_path(ms) if o["save_peel_solutions"] else None)
+    state["peel"] = outcome.model_dump()
+
+
+# pipeline.PHASE1's sub-steps: each reads and extends ``state`` (the staged refs, the MS on NVMe, results).
+SUB_STEPS = {"stage-refs": _stage_refs, "copy": _copy, "flag-antennas": _flag_antennas,
+             "apply-calibration": _apply_calibration, "peel": _peel}
+
+
+def _prepare(all_options: dict, step: list[str]) -> Result:
+    """The sub-steps of ``pipeline.PHASE1`` in order; ``step[0]`` names the one running, for the failure record."""
+    o = Options.model_validate(all_options)
+    if o.peel_sky and not o.sky_model:
         raise InputError("peel_sky is set but no sky_model was given")
-    if peel_rfi and not rfi_model:
+    if o.peel_rfi and not o.rfi_model:
         raise InputError("peel_rfi is set but no rfi_model was given")
-    step[0] = "stage-refs"
-    refs = [bp_table, xy_table] + [m for m, on in ((sky_model, peel_sky), (rfi_model, peel_rfi)) if on]
-    work = nvme_work_dir
-    with step_timer("stage-refs", work):
-        staged = stage_step.stage_refs(work, refs)
-    local = dict(zip(refs, staged.staged))
-    step[0] = "copy"
-    with step_timer("copy", work):
-        copied = copy_step.copy_ms(src_ms, work)
-    ms = copied.ms_path
-    step[0] = "flag-antennas"
-    with step_timer("flag-antennas", work):
-        flagged = flag_step.flag_antennas(ms, **_flag_options(all_options))
-    step[0] = "apply-calibration"
-    with step_timer("apply-calibration", work):
-        calibrated = apply_step.apply_calibration(
-            ms, local[bp_table], local[xy_table], max_usable_freq_hz=all_options["max_usable_freq_hz"],
-            spw_tolerance_hz=all_options["spw_tolerance_hz"], subband=all_options["subband"])
-    peeled = None
-    if peel_sky or peel_rfi:
-        o = all_options
-        step[0] = "peel"
-        with step_timer("peel", work):
-            outcome = peel_step.peel_ms(
-                ms, sky_model=local.get(sky_model) if peel_sky else None,
-                rfi_model=local.get(rfi_model) if peel_rfi else None, peel_sky=peel_sky, peel_rfi=peel_rfi,
-                maxiter=o["peel_maxiter"], tolerance=o["tolerance"], minuvw=o["minuvw"], peeliter=o["peeliter"],
-                save_solutions=peel_step.solutions_path(ms) if o["save_peel_solutions"] else None)
-        peeled = outcome.model_dump()
-    result = Result(ms_path=ms, stage_refs=staged, copy_ms=copied, flag_antennas=flagged,
-                    apply_calibration=calibrated, peel=peeled)
+    work = o.nvme_work_dir
+    state: dict = {"peel": None}
+    for sub in PHASE1:
+        if sub.enabled(o):
+            step[0] = sub.name
+            with step_timer(sub.name, work):
+                SUB_STEPS[sub.name](state, all_options)
+    ms = state["ms"]
+    result = Result(ms_path=ms, **{k: state[k] for k in ("stage_refs", "copy_ms", "flag_antennas",
+                                                          "apply_calibration", "peel")})
     phase1_failure_record(work, Path(ms).name).unlink(missing_ok=True)
     write_json(phase1_marker(work, Path(ms).name), {**result.model_dump(mode="json"), "options": all_options})
     return result

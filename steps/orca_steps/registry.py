@@ -46,5 +46,9 @@ STEPS: dict[str, tuple[str, str]] = {
     "compress": ("compress", "fpack-compress snapshot FITS."),
     "provenance": ("provenance", "Write provenance.json: versions, parameters, inputs, node, timings."),
     "archive": ("archive", "Copy products atomically to the Lustre archive, then clean up NVMe."),
-    "process-subband": ("process_subband", "Phase 2 for one subband-hour, resumable."),
+    "process-subband": ("process_subband", "Phase 2 for one subband-hour in one process, resumable."),
+    # Phase 2 as Argo runs it: one pod per step of pipeline.PHASE2
+    "phase2-preflight": ("phase2_preflight", "Phase 2's first pod: check everything, record the unit, give the switches."),
+    "phase2-step": ("phase2_step", "One step of Phase 2 (pipeline.PHASE2), resumable, in its own pod."),
+    "phase2-partial": ("phase2_partial", "Phase 2's failure hook: orca's best-effort partial archive."),
 }

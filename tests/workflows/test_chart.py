@@ -111,6 +111,25 @@ def test_site_values_reach_the_templates():
         "/lustre/cal/73MHz.B"
 
 
+def test_phase2_site_data_and_resources_by_kind_come_from_values():
+    """A site sets its AOFlagger strategy, catalogues and overwrite in values (no code), and the resources of
+    Phase 2's WSClean pods apart from its bookkeeping pods."""
+    out = by_kind_name(documents(helm_template(
+        "--set", "site.aoflagger_strategy=/lustre/ref/LWA_opt_GH1.lua", "--set", "site.archive_overwrite=true",
+        "--set", "site.transient_catalog=/lustre/ref/labels.csv", "--set-string", "resources.wsclean.requests.cpu=32",
+        "--set-string", "resources.small.requests.cpu=50m").stdout))
+    site = json.loads(out[("ConfigMap", common.SITE_CONFIGMAP)]["data"][common.SITE_CONFIG_KEY])
+    assert (site["aoflagger_strategy"], site["archive_overwrite"], site["transient_catalog"]) == (
+        "/lustre/ref/LWA_opt_GH1.lua", True, "/lustre/ref/labels.csv")
+    process = templates(out[("WorkflowTemplate", "subband-process")])
+    cpu = {name: t["container"]["resources"]["requests"]["cpu"] for name, t in process.items() if "container" in t}
+    assert {n for n, c in cpu.items() if c == "32"} == {"pilot-snapshots", "science-images", "cube", "clean-snapshots"}
+    assert cpu["provenance"] == cpu["qa-summary"] == cpu["preflight"] == "50m"
+    assert cpu["concat"] == common.resource_table()["phase2-data"]["requests"]["cpu"]
+    proc = helm_template("--set", "site.archive_overwrite=maybe", check=False)
+    assert proc.returncode != 0 and "archive_overwrite" in proc.stderr   # values.schema.json: a boolean
+
+
 @pytest.mark.parametrize("setting, message", [("site.archive_root=/data/images", "must lie under /lustre/"),
                                               ("site.nvme_root=/lustre/nvme", "must lie under /fast/")])
 def test_roots_off_the_node_mounts_are_refused(setting, message):

@@ -101,7 +101,7 @@ def test_dynamic_mode_each_unit_once_one_unit_per_node(tmp_path, chart):
     assert wf.phase == "Succeeded", wf.message
 
     expected = {(sb, f"{h}h") for sb in ("73MHz", "78MHz") for h in (14, 15)}
-    processed = [n for n in pod_nodes(record, "process-subband") if n["phase"] == "Succeeded"]
+    processed = [n for n in pod_nodes(record, "archive") if n["phase"] == "Succeeded"]   # Phase 2's last pod
     assert sorted(unit_of(n) for n in processed) == sorted(expected)          # each unit exactly once
     prepared = [n for n in pod_nodes(record, "prepare-ms") if n["phase"] == "Succeeded"]
     assert len(prepared) == 2 * len(expected)                                  # each MS once

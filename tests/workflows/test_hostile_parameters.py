@@ -41,11 +41,11 @@ def test_subband_process_refuses_hostile_labels_once_and_writes_nothing(tmp_path
     wf = run.submit("subband-process", {**GOOD, param: value})
     run.wait()
     assert wf.phase == "Failed"
-    pods = [n for n in wf.nodes.values() if n.type == "Pod" and n.template == "process-subband"]
+    pods = [n for n in wf.nodes.values() if n.type == "Pod" and n.template == "preflight"]
     assert len(pods) == 1, "a refused label is not retried"
     assert pods[0].outputs["exitCode"] == str(InputError.exit_code)
     errors = [line for line in Path(pods[0].logs["stderr"]).read_text().splitlines() if not line.startswith("{")]
-    assert len(errors) == 1 and errors[0].startswith("orca-step process-subband: error: ")
+    assert len(errors) == 1 and errors[0].startswith("orca-step phase2-preflight: error: ")
     assert f"{param} {value!r} is malformed" in errors[0]
     assert files_under(tmp_path / "fast") + files_under(tmp_path / "lustre") == before
     outside = [p for p in tmp_path.parent.rglob("escaped*")] + list(tmp_path.glob("escaped*"))

@@ -316,3 +316,31 @@ def test_a_failed_child_keeps_its_outputs_but_the_aggregate_leaves_it_out(tmp_pa
     failed = n["gen(1:b)"]
     assert failed.phase == "Failed" and failed.output_parameter("p") == "p-b" and failed.outputs["result"] == "b"
     assert n["use"].output_parameter("seen") == '["p-a","p-c"] ["a","c"]'
+
+
+def test_a_step_whose_when_is_false_is_skipped_before_its_arguments_are_resolved(tmp_path):
+    # steps.go:458-492 (v4.1.2): "when" is judged first; a step that will not run is returned without
+    # resolving its arguments, which here name the outputs of a step that was skipped too
+    runner, wf = run(tmp_path, f"""
+        apiVersion: argoproj.io/v1alpha1
+        kind: WorkflowTemplate
+        metadata: {{name: t}}
+        spec:
+          entrypoint: main
+          templates:
+          - name: main
+            steps:
+            - - {{name: first, template: say, when: "1 == 2", arguments: {{parameters: [{{name: x, value: a}}]}}}}
+            - - name: second
+                template: say
+                when: "1 == 2"
+                arguments: {{parameters: [{{name: x, value: "{{{{steps.first.outputs.parameters.out}}}}"}}]}}
+            - - {{name: third, template: say, arguments: {{parameters: [{{name: x, value: c}}]}}}}
+          - name: say
+            inputs: {{parameters: [{{name: x}}]}}
+            outputs: {{parameters: [{{name: out, valueFrom: {{path: /tmp/out}}}}]}}
+            {SH}, args: ["echo {{{{inputs.parameters.x}}}} > /tmp/out"]}}
+        """)
+    assert wf.phase == "Succeeded", wf.message
+    phases = {n.display_name: n.phase for n in wf.nodes.values() if n.display_name in ("first", "second", "third")}
+    assert phases == {"first": "Skipped", "second": "Skipped", "third": "Succeeded"}

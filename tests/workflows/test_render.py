@@ -28,7 +28,7 @@ def test_values_come_from_the_site_config():
     assert v["site"] == {**json.loads(site.model_dump_json()), "node_map": {}}
     assert json.loads(render_files(site)[f"files/{DEFAULT_NODE_MAP}"]) == site.node_map
     assert f"{v['image']['repository']}:{v['image']['tag']}" == common.image()
-    assert v["resources"]["process-subband"]["requests"]["cpu"] == str(site.wsclean_threads)
+    assert v["resources"]["wsclean"]["requests"]["cpu"] == str(site.wsclean_threads)
     assert v["cron"]["suspend"] is True
 
 

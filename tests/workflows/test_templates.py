@@ -9,12 +9,16 @@ from hera.workflows import CronWorkflow, WorkflowTemplate
 from orca_steps import config
 from orca_workflows import templates_common as common
 from orca_workflows import validate as v
+from orca_steps.pipeline import PHASE2
 from orca_workflows.templates import manifests
+from orca_workflows.templates_units import PHASE2_PODS, WSCLEAN
 
 DOCS = manifests()
 WORKFLOW_TEMPLATES = {k: v for k, v in DOCS.items() if v["kind"] == "WorkflowTemplate"}
 # The pods that work on a unit's NVMe: pinned to the unit's node.
-UNIT_PODS = {("subband-prepare-ms", "prepare-ms"), ("subband-process", "process-subband"),
+PHASE2_STEP_PODS = {("subband-process", s.name) for s in PHASE2}
+UNIT_PODS = {("subband-prepare-ms", "prepare-ms"), ("subband-process", "preflight"),
+             ("subband-process", "partial-archive"), *PHASE2_STEP_PODS,
              ("subband-pipeline", "collect-ms"), ("subband-pipeline", "unit-report")}
 LABELS = {"orca/subband", "orca/obs-date", "orca/lst", "orca/run-label"}
 
@@ -73,7 +77,7 @@ def test_unit_pods_are_pinned_to_their_node_with_nvme_and_lustre():
             assert vols["fast"]["hostPath"] == {"path": "/fast", "type": "Directory"}
             assert not mp["/fast"].get("readOnly")
             assert mp[site.archive_root]["subPath"] == site.archive_root.removeprefix("/lustre/")
-            assert set(tmpl["metadata"]["labels"]) == LABELS
+            assert set(tmpl["metadata"]["labels"]) == LABELS | {common.RESOURCES_LABEL}
             assert {p["name"] for p in tmpl["inputs"]["parameters"]} >= {"node", *common.UNIT_LABELS.values()}
         else:  # pods that may land anywhere never touch a node's NVMe or the archive
             assert "fast" not in vols and "/fast" not in mp and site.archive_root not in mp
@@ -99,11 +103,20 @@ def test_every_pod_is_non_root_with_a_read_only_root_and_limits():
 
 def test_deadlines_and_retries():
     prepare = templates(DOCS["subband-prepare-ms"])["prepare-ms"]
-    process = templates(DOCS["subband-process"])["process-subband"]
-    assert process["activeDeadlineSeconds"] == 8 * 3600
     assert prepare["retryStrategy"]["limit"] == 2 and prepare["retryStrategy"]["retryPolicy"] == "Always"
     assert prepare["retryStrategy"]["backoff"]["duration"] and prepare["retryStrategy"]["backoff"]["factor"] == 2
-    assert process["retryStrategy"]["retryPolicy"] == "Always"  # evictions are Failed in Argo; Phase 2 resumes
+    process = templates(DOCS["subband-process"])
+    for _, name in PHASE2_STEP_PODS:  # each step its own deadline and resources; a retry resumes the step
+        pod = process[name]
+        assert pod["retryStrategy"]["retryPolicy"] == "Always"  # evictions are Failed in Argo
+        assert pod["retryStrategy"]["expression"] == common.NO_RETRY_EXPRESSION
+        assert pod["activeDeadlineSeconds"] == (PHASE2_PODS[name].deadline if name in PHASE2_PODS
+                                                else common.SMALL_DEADLINE_S)
+        assert pod["container"]["resources"] == common.resource_table()[pod["metadata"]["labels"][common.RESOURCES_LABEL]]
+    kind = {n: process[n]["metadata"]["labels"][common.RESOURCES_LABEL] for _, n in PHASE2_STEP_PODS}
+    assert {n for n, k in kind.items() if k == WSCLEAN} == {"pilot-snapshots", "science-images", "cube",
+                                                             "clean-snapshots"}
+    assert kind["provenance"] == kind["qa-summary"] == "small"  # bookkeeping does not ask for WSClean's CPUs
     assert prepare["retryStrategy"]["expression"] == common.NO_RETRY_EXPRESSION  # a corrupt MS is not retried
     for _, _, tmpl in containers():  # pinned pods must never retry with anti-affinity: they would hang
         assert "affinity" not in tmpl.get("retryStrategy", {})
@@ -117,10 +130,24 @@ def test_phase1_and_phase2_run_the_seed_steps_with_outputs_from_files():
         k: f"{{{{inputs.parameters.{k}}}}}" for k in SEED["prepare_one_ms_task"]}
     assert f["result-file"] == "/tmp/outputs/result.json" and f["outputs-dir"] == "/tmp/outputs"
     assert prepare["outputs"]["parameters"] == [{"name": "ms_path", "valueFrom": {"path": "/tmp/outputs/ms_path"}}]
-    process = templates(DOCS["subband-process"])["process-subband"]
-    assert process["container"]["args"][0] == "process-subband"
-    assert set(flags(process["container"])) >= set(SEED["process_subband_task"]) - REPLACED
-    assert process["outputs"]["parameters"][0]["valueFrom"]["path"] == "/tmp/outputs/archive_path"
+    process = templates(DOCS["subband-process"])
+    preflight = process["preflight"]
+    assert preflight["container"]["args"][0] == "phase2-preflight"
+    assert set(flags(preflight["container"])) >= set(SEED["process_subband_task"]) - REPLACED
+    for step in PHASE2:
+        f = flags(process[step.name]["container"])
+        assert process[step.name]["container"]["args"][0] == "phase2-step" and f["step"] == step.name
+    # only the result fields a later step reads are output parameters (JSON), never a whole result
+    outputs = {name: {p["name"] for p in t.get("outputs", {}).get("parameters", [])} for name, t in process.items()}
+    assert outputs["concat"] == {"concat_ms"} and outputs["pilot-snapshots"] == {"images"}
+    assert outputs["fix-field"] == set() and outputs["archive"] == {"archive_path"}
+    assert flags(process["snapshot-qa"]["container"])["json_outputs"] == "/tmp/outputs/json"
+    assert process["concat"]["outputs"]["parameters"] == [{"name": "concat_ms",
+                                                           "valueFrom": {"path": "/tmp/outputs/json/concat_ms"}}]
+    assert {"name": "archive_path", "valueFrom": {"path": "/tmp/outputs/archive_path"}} in process["archive"][
+        "outputs"]["parameters"]
+    assert process["process-subband"]["outputs"]["parameters"][0]["valueFrom"]["parameter"] == (
+        "{{steps.phase2.outputs.parameters.archive_path}}")
 
 
 @pytest.mark.parametrize("seed_function", sorted(SEED_TEMPLATE))
@@ -367,7 +394,7 @@ def test_every_template_taking_phase2_options_takes_the_newer_orca_modes():
             assert flag in args, f"{name} lacks {flag}"
             assert args[flag]["enum"] == ["true", "false"] and args[flag]["value"] == "false"
             assert len(args[flag].get("description", "")) > 10
-    process = flags(templates(DOCS["subband-process"])["process-subband"]["container"])
+    process = flags(templates(DOCS["subband-process"])["preflight"]["container"])
     assert {k: process[k] for k in NEWER_ORCA} == {k: f"{{{{inputs.parameters.{k}}}}}" for k in NEWER_ORCA}
     rendered = json.dumps(DOCS["subband-pipeline"])
     for flag in NEWER_ORCA:  # the hour hands each one on to its Phase 2
@@ -381,7 +408,7 @@ def metrics_of(doc_name: str, template: str) -> dict[str, dict]:
 def test_unit_steps_report_prometheus_metrics_by_subband_and_lst_hour():
     unit_labels = {"subband": "{{inputs.parameters.subband}}", "lst": "{{inputs.parameters.lst_label}}"}
     for doc_name, name in UNIT_PODS:
-        step = templates(DOCS[doc_name])[name]["container"]["args"][0]
+        step = name
         duration = metrics_of(doc_name, name)["orca_step_duration_seconds"]
         assert {lab["key"]: lab["value"] for lab in duration["labels"]} == {**unit_labels, "step": step,
                                                                              "status": "{{status}}"}

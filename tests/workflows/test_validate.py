@@ -51,7 +51,7 @@ def edit_manifest(t, name, edit):
 
 
 CASES = {
-    "unknown field": ("subband-process", lambda d, t: t["process-subband"]["container"].update(imagePullPolcy="x"),
+    "unknown field": ("subband-process", lambda d, t: t["concat"]["container"].update(imagePullPolcy="x"),
                       "'imagePullPolcy' was unexpected"),
     "bad enum": ("subband-prepare-ms", lambda d, t: t["prepare-ms"]["retryStrategy"].update(retryPolicy="Sometimes"),
                  "'Sometimes' is not one of"),
@@ -101,7 +101,7 @@ CASES = {
         "subband-pipeline", lambda d, t: t["collect-ms"]["metrics"]["prometheus"][1]["gauge"].update(
             value="{{outputs.parameters.n_drop}}"), "the template has no output 'n_drop'"),
     "metric: unknown variable": (
-        "subband-process", lambda d, t: t["process-subband"]["metrics"]["prometheus"][0]["gauge"].update(
+        "subband-process", lambda d, t: t["science-images"]["metrics"]["prometheus"][0]["gauge"].update(
             value="{{durations}}"), "{{durations}} is not a reference"),
     "metric: unknown field": (
         "subband-pipeline", lambda d, t: t["unit-report"]["metrics"]["prometheus"][1]["counter"].update(valu="1"),
@@ -123,7 +123,7 @@ def test_validate_command(tmp_path, capsys):
 
     assert cli.main(["validate"]) == 0 and capsys.readouterr().out.strip().endswith("0 problem(s)")
     broken = copy.deepcopy(next(d for d in DOCS if d["metadata"]["name"] == "subband-process"))
-    templates(broken)["process-subband"]["retryStrategy"]["retryPolicy"] = "Never"
+    templates(broken)["archive"]["retryStrategy"]["retryPolicy"] = "Never"
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump_all(DOCS[:0] + [broken]))
     assert cli.main(["validate", str(path)]) == 1 and "'Never' is not one of" in capsys.readouterr().out

@@ -56,13 +56,16 @@ VALUES_HEADER = """\
 #   helm install orca charts/orca-pipeline -n orca -f site-values.yaml
 #
 # image          the step image every pod runs (`orca-step ...`)
-# site           SiteConfig: node map, dynamic pool, roots, imaging; becomes the ConfigMap orca-site-config
+# site           SiteConfig: node map, dynamic pool, roots, imaging, AOFlagger strategy, catalogues,
+#                archive overwrite; becomes the ConfigMap orca-site-config
 #                (ORCA_CONFIG in every pod) and the node semaphores (ConfigMap orca-node-locks, one key per
 #                node of node_map and dynamic_pool, limit nodeLockLimit). Roots must stay under /lustre
 #                (input, archive, runs) and /fast (nvme); the volume mounts follow them. node_map is empty
 #                here: a site's map replaces the OVRO-LWA default (files/default-node-map.json) whole.
 #                Unpinned pods that mount Lustre are kept on these nodes (node affinity).
-# resources      pod requests/limits: prepare-ms (Phase 1, per MS), process-subband (Phase 2), small (the rest)
+# resources      pod requests/limits by kind (a pod's label orca/resources): prepare-ms (Phase 1, per MS),
+#                wsclean (Phase 2's WSClean steps), phase2-data (Phase 2's steps on the whole MS or its
+#                images), small (the rest)
 # argoUi         runsUrl: the web address serving site.runs_root; when set, ConfigMap orca-argo-ui-links holds
 #                the Argo UI link to each workflow's night dashboard (<runsUrl>/<dashboardPath>); Argo reads
 #                links only from its own workflow-controller-configmap: merge its `links` there

@@ -11,6 +11,7 @@ from importlib.metadata import version
 from pathlib import PurePosixPath
 
 from hera.workflows import Container, Parameter
+from pydantic import BaseModel
 from hera.workflows import models as m
 from orca_steps import config
 from orca_steps.errors import NOT_RETRIED_EXIT_CODES
@@ -25,9 +26,7 @@ OUTPUTS_DIR = "/tmp/outputs"
 NVME_MOUNT = "/fast"
 LUSTRE_MOUNT = "/lustre"
 RUN_AS_USER = 1000
-BOOL = ["true", "false"]
 PHASE1_DEADLINE_S = 3600
-PHASE2_DEADLINE_S = 8 * 3600
 SMALL_DEADLINE_S = 1800
 # activeDeadlineSeconds counts only once a pod runs: a pod that cannot be scheduled (pinned to a missing,
 # cordoned or full node) fails after this long Pending instead of holding its hour's node lock forever.
@@ -38,15 +37,17 @@ CONTINUE = m.ContinueOn(failed=True, error=True)
 
 
 def resource_table() -> dict[str, dict]:
-    """Pod resources by template (the chart's values.yaml is generated from this table).
+    """Pod resources by kind (the chart's values.yaml is generated from this table; pods name their kind in
+    the label RESOURCES_LABEL).
 
-    ``small`` is every bookkeeping pod; Phase 2 asks for the CPUs WSClean is told to use.
-    """
+    ``small`` is every bookkeeping pod; ``wsclean`` asks for the CPUs WSClean is told to use; ``phase2-data``
+    is a Phase 2 step that reads or writes the whole MS or its images (concat, AOFlagger, science)."""
     return {
         "small": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
         "prepare-ms": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
-        "process-subband": {"requests": {"cpu": str(config.site().wsclean_threads), "memory": "100Gi"},
-                            "limits": {"memory": "115Gi"}},
+        "phase2-data": {"requests": {"cpu": "4", "memory": "32Gi"}, "limits": {"memory": "115Gi"}},
+        "wsclean": {"requests": {"cpu": str(config.site().wsclean_threads), "memory": "100Gi"},
+                    "limits": {"memory": "115Gi"}},
     }
 
 
@@ -55,7 +56,7 @@ def image() -> str:
     return f"{IMAGE_REPOSITORY}:{version('orca-argo')}"
 
 
-# --- Parameters: seed names, descriptions, enums -----------------------------------------------------
+# --- Parameters: names, descriptions, enums and defaults, read from the steps' Options models -----------
 @dataclass(frozen=True)
 class Spec:
     description: str
@@ -63,70 +64,11 @@ class Spec:
     default: str | None = None  # None: required at submission
 
 
-def _lst_labels() -> tuple[str, ...]:
-    return tuple(config.lst_label(h) for h in range(24))
-
-
-PARAMS: dict[str, Spec] = {
-    # prepare_one_ms_task
-    "src_ms": Spec("Source MS on Lustre: x.ms or x.ms.tar (the tar is preferred when both exist)."),
-    "nvme_work_dir": Spec("NVMe work dir of the subband-hour; empty: <nvme_root>/<lst>/<date>/<run_label>/<sb>.",
-                          default=""),
-    "bp_table": Spec("Bandpass calibration table (CASA B Jones), e.g. .../73MHz.bandpass.B.flagged."),
-    "xy_table": Spec("Cross-hand XY-phase table (CASA Xf Jones)."),
-    "peel_sky": Spec("Peel bright sky sources (TTCal zest with sky_model).", tuple(BOOL), "false"),
-    "peel_rfi": Spec("Peel ground RFI sources (TTCal zest with rfi_model).", tuple(BOOL), "false"),
-    "sky_model": Spec("TTCal sky model JSON (needed when peel_sky is true).", default=""),
-    "rfi_model": Spec("TTCal RFI model JSON (needed when peel_rfi is true).", default=""),
-    # process_subband_task
-    "ms_paths": Spec("MS for Phase 2: @file holding a JSON list (the Phase 1 outputs), or a JSON list."),
-    "work_dir": Spec("NVMe work dir of the subband-hour (same as Phase 1)."),
-    "subband": Spec("Subband label, e.g. 73MHz.", config.PROCESSED_SUBBANDS),
-    "lst_label": Spec("LST hour label, e.g. 14h.", _lst_labels()),
-    "obs_date": Spec("Observation date YYYY-MM-DD: the UTC date on which the LST hour starts; "
-                     "'previous-night' for the last night that is over."),
-    "run_label": Spec("Pipeline run label: path part and Kubernetes label ([A-Za-z0-9._-], at most 63)."),
-    "hot_baselines": Spec("Run hot-baseline diagnostics and flag what they find.", tuple(BOOL), "false"),
-    "skip_cleanup": Spec("Keep intermediate files (the concat MS) on NVMe.", tuple(BOOL), "false"),
-    "cleanup_nvme": Spec("Remove the whole NVMe work dir after archiving (or after a failure).",
-                         tuple(BOOL), "false"),
-    "targets": Spec("Target-list files for photometry: comma-separated paths or a JSON list; empty: none.",
-                    default=""),
-    "catalog": Spec("BDSF catalogue for transient-search masking; empty: none.", default=""),
-    "clean_snapshots": Spec("Also make CLEANed Stokes-I snapshots (always fpacked).", tuple(BOOL), "false"),
-    "clean_reduced_pixels": Spec("Scale clean-snapshot pixels by subband frequency.", tuple(BOOL), "false"),
-    "reduced_pixels": Spec("Scale image pixels by subband frequency (pixel tiers).", tuple(BOOL), "false"),
-    "skip_science": Spec("Skip the science phases after primary-beam correction.", tuple(BOOL), "false"),
-    "compress_snapshots": Spec("fpack-compress snapshot FITS.", tuple(BOOL), "false"),
-    "snapshot_only": Spec("Only snapshots: clean_snapshots on, skip_science on, no cube.", tuple(BOOL), "false"),
-    "archive_concat_ms": Spec("Archive the concatenated MS as well.", tuple(BOOL), "false"),
-    "cube": Spec("Also make the spectral cube of I-Deep-Taper-Robust-0 (-channels-out nchan).", tuple(BOOL),
-                 "false"),
-    "cube_only": Spec("Only the cube: clean_snapshots off, skip_science on, archive_concat_ms on.", tuple(BOOL),
-                      "false"),
-    "cube_dewarp": Spec("Dewarp each cube channel with the MFS screen x (nu_MFS/nu)^2.", tuple(BOOL), "false"),
-    # submit_subband_pipeline / _chained
-    "ms_files": Spec("Source MS of the hour: @file with a JSON list, a JSON list or comma list; "
-                     "empty: discover them from obs_date and lst_label.", default=""),
-    "queue_override": Spec("Run on this node (kubernetes.io/hostname) instead of the node map's.", default=""),
-    "hour_specs": Spec("orca's hour_specs: JSON list of {lst_label, obs_date, ms_files?}; "
-                       "empty: every LST hour from lst_start to lst_end of obs_date.", default=""),
-    "dynamic_run_label": Spec("Name of the dispatch queue; a rerun with the same name resumes it."),
-    # ours
+# Parameters only Argo has (no step's Options declares them).
+ARGO_PARAMS: dict[str, Spec] = {
     "node": Spec("Node (kubernetes.io/hostname) whose NVMe holds the work dir."),
-    "min_ms_fraction": Spec("Fail the hour only if fewer than this fraction of its MS survive Phase 1.",
-                            default="0.5"),
-    "sun_max_elevation_deg": Spec("Keep only integrations with the Sun below this elevation (deg).",
-                                  default="-10"),
-    "lst_start": Spec("First LST hour of the night (0-23).", tuple(str(h) for h in range(24)), "0"),
-    "lst_end": Spec("LST hour to stop before (1-24, exclusive; ranges wrap, e.g. 22 to 2).",
-                    tuple(str(h) for h in range(1, 25)), "24"),
-}
-
-# Night-level templates take several subbands under the seed's name.
-NIGHT_PARAMS: dict[str, Spec] = {
-    "subband": Spec("Subbands of the night: 'all', one label or comma-separated labels (e.g. 73MHz,78MHz); "
-                    f"labels: {', '.join(config.PROCESSED_SUBBANDS)}.", default="all"),
+    # discover takes an empty name as "no queue"; subband-dispatch cannot run without one
+    "dynamic_run_label": Spec("Name of the dispatch queue; a rerun with the same name resumes it."),
 }
 
 # Where each seed parameter lives. Celery plumbing is replaced by Argo itself:
@@ -136,17 +78,65 @@ SEED_REPLACED = {
 }
 
 
-def workflow_parameter(name: str, default: str | None = None, night: bool = False) -> Parameter:
+def argo_value(value) -> str:
+    """A Python default as Argo passes it to ``orca-step`` (the CLI's forms: true/false, lists comma-separated)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def field_spec(model: type[BaseModel], field: str) -> Spec:
+    """A template parameter's description, enum and default, from the Options field the step reads it into."""
+    info = model.model_fields[field]
+    schema = model.model_json_schema()["properties"][field]
+    kinds = [schema, *schema.get("anyOf", [])]
+    optional = any(k.get("type") == "null" for k in kinds)
+    enum = next((k["enum"] for k in kinds if "enum" in k), None)
+    if enum is None and any(k.get("type") == "boolean" for k in kinds):
+        enum = [True, False]
+    if enum is not None:
+        enum = ([""] if optional else []) + [argo_value(v) for v in enum]
+    default = None if info.is_required() else argo_value(info.get_default(call_default_factory=True))
+    text = (info.description or field).strip()
+    return Spec(text + ("" if text.endswith(".") else "."),
+                tuple(enum) if enum else None, default)
+
+
+def param_spec(name: str, models: tuple) -> Spec:
+    """The spec of ``name`` from the first of ``models`` (the steps that read it, first reader first)."""
+    if name in ARGO_PARAMS:
+        return ARGO_PARAMS[name]
+    for source in models:
+        if isinstance(source, tuple):  # (model, field, parameter name): a field under another name
+            model, field, param = source
+            if name != param:
+                continue
+        else:
+            model, field = source, name
+        if field in model.model_fields:
+            return field_spec(model, field)
+    raise KeyError(f"template parameter {name!r}: no step's Options declares it and it is not in ARGO_PARAMS")
+
+
+def workflow_parameter(name: str, models: tuple, default: str | None = None) -> Parameter:
     """A WorkflowTemplate argument with its description and enum, for the Argo UI's form."""
-    spec = NIGHT_PARAMS[name] if night and name in NIGHT_PARAMS else PARAMS[name]
+    spec = param_spec(name, models)
     value = spec.default if default is None else default
     fields = {"value": value} if value is not None else {}  # no value: required at submission
     return Parameter(name=name, description=spec.description, enum=list(spec.enum) if spec.enum else None,
                      **fields)
 
 
-def input_parameter(name: str) -> Parameter:
-    return Parameter(name=name, description=PARAMS[name].description if name in PARAMS else None)
+def input_parameter(name: str, models: tuple = ()) -> Parameter:
+    try:
+        description = param_spec(name, models).description
+    except KeyError:
+        description = None
+    return Parameter(name=name, description=description)
 
 
 def from_workflow(*names: str) -> dict[str, str]:
@@ -284,21 +274,25 @@ def unit_outcome_metric() -> m.Prometheus:
                         labels=_labels(outcome="{{inputs.parameters.status}}"), counter=m.Counter(value="1"))
 
 
+RESOURCES_LABEL = "orca/resources"  # the key of resource_table a pod asks for (the chart reads it)
+
+
 def orca_step(name: str, step: str, flags: dict[str, str], inputs: list[str], outputs: list[str] = (),
               on_node: bool = False, kind: str = "small", deadline: int = SMALL_DEADLINE_S,
               retry: m.RetryStrategy | None = None, labels: bool = True, metrics: list[m.Prometheus] = (),
-              **extra) -> Container:
+              models: tuple = (), **extra) -> Container:
     """A container template running one ``orca-step``; ``on_node`` pins it to ``{{inputs.parameters.node}}``.
 
-    A unit's steps (``labels``) report their duration to Prometheus, labelled by subband and LST hour."""
+    A unit's steps (``labels``) report their duration to Prometheus, labelled by subband and LST hour;
+    ``models`` describe the inputs (see ``param_spec``)."""
     return Container(
         name=name, image=image(), command=["orca-step"], args=step_args(step, flags),
-        inputs=[input_parameter(n) for n in inputs], outputs=output_parameters(*outputs) if outputs else None,
+        inputs=[input_parameter(n, models) for n in inputs], outputs=output_parameters(*outputs) if outputs else None,
         env=env(), volume_mounts=volume_mounts(on_node), volumes=pod_volumes(on_node),
         security_context=container_security(), resources=resources(kind), active_deadline_seconds=deadline,
         node_selector={HOSTNAME_LABEL: "{{inputs.parameters.node}}"} if on_node else None,
-        labels=unit_labels() if labels else None, retry_strategy=retry,
-        metrics=m.Metrics(prometheus=[step_duration_metric(step), *metrics]) if labels else None, **extra)
+        labels={**(unit_labels() if labels else {}), RESOURCES_LABEL: kind}, retry_strategy=retry,
+        metrics=m.Metrics(prometheus=[step_duration_metric(name), *metrics]) if labels else None, **extra)
 
 
 # orca-step's exit codes after which a retry cannot help (a refused input or unexpected error, a missing tool);

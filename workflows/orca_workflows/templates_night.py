@@ -18,9 +18,11 @@ import yaml
 from hera.workflows import DAG, Container, CronWorkflow, Parameter, Resource, Step, Steps, Task, WorkflowTemplate
 from hera.workflows import models as m
 
+from orca_steps import discover
+
 from .templates_common import (CONTINUE, from_inputs, from_workflow, input_parameter, orca_step, retry,
                                workflow_parameter, workflow_settings)
-from .templates_units import PHASE2_OPTIONS, PIPELINE
+from .templates_units import PHASE2_OPTIONS, PIPELINE, PIPELINE_MODELS
 
 HOURS = "subband-hours"
 DISPATCH = "subband-dispatch"
@@ -34,8 +36,12 @@ PASSED_TO_CHILD = ["bp_table", "xy_table", "run_label", "peel_sky", "peel_rfi", 
                    *PHASE2_OPTIONS, "min_ms_fraction", "sun_max_elevation_deg"]
 
 
+# A night's parameters are read first by discover; its "subband" is discover's list of subbands.
+NIGHT_MODELS = ((discover.Options, "subbands", "subband"), discover.Options, *PIPELINE_MODELS)
+
+
 def night_arguments(names: list[str]) -> list:
-    return [workflow_parameter(n, night=True) for n in names]
+    return [workflow_parameter(n, NIGHT_MODELS) for n in names]
 
 
 def child_manifest() -> str:
@@ -59,7 +65,7 @@ def run_child(name: str) -> Resource:
     """Create one child subband-pipeline and wait for it: both conditions, or a failed child hangs the parent."""
     return Resource(name=name, action="create", manifest=child_manifest(),
                     success_condition="status.phase == Succeeded", failure_condition="status.phase in (Failed, Error)",
-                    inputs=[input_parameter(n) for n in ("subband", "lst_label", "obs_date", "ms_list_file", "node")])
+                    inputs=[input_parameter(n, PIPELINE_MODELS) for n in ("subband", "lst_label", "obs_date", "ms_list_file", "node")])
 
 
 def discover_template(extra: dict[str, str]) -> Container:

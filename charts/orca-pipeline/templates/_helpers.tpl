@@ -70,7 +70,8 @@ whole, never add to it (a 3-subband site would otherwise get 15 subbands on node
 {{- with $t.container }}
 {{- $_ := set . "image" (include "orca.image" $root) }}
 {{- $_ := set . "imagePullPolicy" $root.Values.image.pullPolicy }}
-{{- $_ := set . "resources" (index $root.Values.resources (ternary $t.name "small" (hasKey $root.Values.resources $t.name))) }}
+{{- /* the pod's kind of resources: its label orca/resources, a key of .Values.resources */}}
+{{- $_ := set . "resources" (index $root.Values.resources (dig "metadata" "labels" "orca/resources" "small" $t)) }}
 {{- range $m := .volumeMounts }}
 {{- range $key := list "archive_root" "runs_root" }}
 {{- if eq $m.mountPath (index $rendered $key) }}

@@ -162,11 +162,14 @@ class FlowMixin:
     def _run_item(self, parent: Node, name: str, display: str, task: dict, scope: dict, ctx: Ctx,
                   token: SlotToken | None, index: int | None, kind: str) -> Node:
         where = f"{self.name}/{name}"
+        # steps.go:458-492, dag.go:785-822 (v4.1.2): ``when`` is resolved and judged first; a task that
+        # will not run is skipped without resolving the rest (its arguments may name a skipped task's outputs)
         try:
             when = substitute(task["when"], scope, f"{where}.when") if task.get("when") else ""
             go = govaluate.evaluate_when(when)
-            args = [{**a, "value": substitute(param_string(a["value"], where), scope, f"{where}.arguments.{a['name']}")}
-                    if "value" in a else a for a in (task.get("arguments") or {}).get("parameters") or []]
+            args = [] if not go else [
+                {**a, "value": substitute(param_string(a["value"], where), scope, f"{where}.arguments.{a['name']}")}
+                if "value" in a else a for a in (task.get("arguments") or {}).get("parameters") or []]
         except (NodeError, ExpressionError) as exc:
             if token:
                 token.give_back()
