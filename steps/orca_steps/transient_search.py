@@ -107,9 +107,21 @@ def disc_mask(img: SkyImage, ra_deg, dec_deg, radius_px: float) -> np.ndarray:
     return mask
 
 
+def region_peaks(values: np.ndarray, labels: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """(y, x) of the largest value in each of the regions 1..n of ``labels``: scipy.ndimage.maximum_position
+    on the labelled pixels only (on the whole image it argsorts every pixel, once per call)."""
+    from scipy.ndimage import maximum_position
+
+    if not n:
+        return []
+    inside = np.flatnonzero(labels)
+    peaks = maximum_position(values.ravel()[inside], labels.ravel()[inside], range(1, n + 1))
+    return [tuple(int(v) for v in np.unravel_index(inside[p[0]], values.shape)) for p in peaks]
+
+
 def build_mask(deep_i: SkyImage, opts: Options) -> np.ndarray:
     """True where the search is blind: low elevation, A-team discs, bright deep-I sources, blanks."""
-    from scipy.ndimage import label, maximum_position
+    from scipy.ndimage import label
 
     ateam = json.loads((CATALOG_DIR / "ateam.json").read_text())["sources"]
     from .targets import parse_angle
@@ -122,7 +134,7 @@ def build_mask(deep_i: SkyImage, opts: Options) -> np.ndarray:
     bright = np.nan_to_num(np.divide(deep_i.data, rms, out=rms), copy=False) > opts.bright_sigma
     labels, n = label(bright)
     if n:
-        peaks = maximum_position(deep_i.data, labels, range(1, n + 1))
+        peaks = region_peaks(deep_i.data, labels, n)
         ra, dec = deep_i.pixel_to_world([p[1] for p in peaks], [p[0] for p in peaks])
         mask |= disc_mask(deep_i, ra, dec, opts.bright_radius_beams * beam_px)
     return mask
@@ -131,7 +143,7 @@ def build_mask(deep_i: SkyImage, opts: Options) -> np.ndarray:
 def find_candidates(data: np.ndarray, rms: np.ndarray, mask: np.ndarray, sigma: float, signs: tuple[int, ...],
                     lobe_px: float) -> tuple[list[dict], int]:
     """Peaks of connected regions above ``sigma``; bi-lobed ones (opposite lobe >= half) are rejected."""
-    from scipy.ndimage import label, maximum_position
+    from scipy.ndimage import label
 
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.nan_to_num(data / rms, copy=False)  # in place: full-size images are large
@@ -141,8 +153,7 @@ def find_candidates(data: np.ndarray, rms: np.ndarray, mask: np.ndarray, sigma: 
     for sign in signs:
         signed = snr if sign == 1 else -snr
         labels, n = label(signed >= sigma)
-        for y, x in (maximum_position(signed, labels, range(1, n + 1)) if n else []):
-            y, x = int(y), int(x)
+        for y, x in region_peaks(signed, labels, n):
             box = data[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1]
             if np.nanmax(-sign * box) >= 0.5 * sign * data[y, x]:
                 rejected += 1

@@ -167,3 +167,15 @@ def test_at_most_the_deep_image_and_one_other_in_memory(tmp_path, monkeypatch):
                                                         interval_images=intervals))
     assert res.n_candidates >= 1
     assert most[0] == 2
+
+
+def test_region_peaks_are_scipys_maximum_positions():
+    from scipy.ndimage import label, maximum_position
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(120, 97))
+    labels, n = label(values > 1.5)
+    assert n > 50
+    expected = [tuple(int(v) for v in p) for p in maximum_position(values, labels, range(1, n + 1))]
+    assert transient_search.region_peaks(values, labels, n) == expected
+    assert transient_search.region_peaks(values, np.zeros_like(labels), 0) == []
