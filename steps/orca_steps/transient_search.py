@@ -74,20 +74,41 @@ def row_medians(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def local_rms(data: np.ndarray, mask: np.ndarray, box: int) -> np.ndarray:
-    """Robust rms (skyimage.robust_std) of the unmasked pixels in ``box`` x ``box`` tiles, repeated to full
-    size (NaN where a tile is blank). One row of tiles at a time: no full-size temporaries."""
+def tile_rms(data: np.ndarray, mask: np.ndarray, box: int) -> np.ndarray:
+    """Robust rms (skyimage.robust_std) of the unmasked pixels of each ``box`` x ``box`` tile, one value per
+    tile (NaN where a tile is blank). One row of tiles at a time: no full-size temporaries."""
     ny, nx = data.shape
     n_tiles = -(-nx // box)
-    out = np.empty(data.shape)
-    for y0 in range(0, ny, box):
+    out = np.empty((-(-ny // box), n_tiles))
+    for row, y0 in enumerate(range(0, ny, box)):
         rows = data[y0:y0 + box].shape[0]
         band = np.full((rows, n_tiles * box), np.nan)
         band[:, :nx] = np.where(mask[y0:y0 + box], np.nan, data[y0:y0 + box])
         tiles = band.reshape(rows, n_tiles, box).transpose(1, 0, 2).reshape(n_tiles, rows * box)
         median = row_medians(tiles)
-        out[y0:y0 + rows] = np.repeat(1.4826 * row_medians(np.abs(tiles - median[:, None])), box)[:nx]
+        out[row] = 1.4826 * row_medians(np.abs(tiles - median[:, None]))
     return out
+
+
+def local_rms(data: np.ndarray, mask: np.ndarray, box: int) -> np.ndarray:
+    """tile_rms repeated to full size."""
+    ny, nx = data.shape
+    return np.repeat(np.repeat(tile_rms(data, mask, box), box, axis=0), box, axis=1)[:ny, :nx]
+
+
+def tile_snr(data: np.ndarray, rms: np.ndarray, box: int, mask: np.ndarray) -> np.ndarray:
+    """data / rms of its tile, 0 where masked or the rms is not positive; one row of tiles at a time, so
+    no full-size rms map is held next to the image (4096^2: 128 MB each)."""
+    snr = np.empty(data.shape)
+    nx = data.shape[1]
+    for row, y0 in enumerate(range(0, data.shape[0], box)):
+        r = np.repeat(rms[row], box)[:nx]
+        band = snr[y0:y0 + box]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(data[y0:y0 + box], r, out=band)
+        np.nan_to_num(band, copy=False)
+        band[mask[y0:y0 + box] | ~np.isfinite(r) | (r <= 0)] = 0.0
+    return snr
 
 
 def disc_mask(img: SkyImage, ra_deg, dec_deg, radius_px: float) -> np.ndarray:
@@ -140,26 +161,25 @@ def build_mask(deep_i: SkyImage, opts: Options) -> np.ndarray:
     return mask
 
 
-def find_candidates(data: np.ndarray, rms: np.ndarray, mask: np.ndarray, sigma: float, signs: tuple[int, ...],
-                    lobe_px: float) -> tuple[list[dict], int]:
-    """Peaks of connected regions above ``sigma``; bi-lobed ones (opposite lobe >= half) are rejected."""
+def find_candidates(data: np.ndarray, rms: np.ndarray, box: int, mask: np.ndarray, sigma: float,
+                    signs: tuple[int, ...], lobe_px: float) -> tuple[list[dict], int]:
+    """Peaks of connected regions above ``sigma`` (``rms``: one value per ``box`` tile); bi-lobed ones
+    (opposite lobe >= half) are rejected."""
     from scipy.ndimage import label
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = np.nan_to_num(data / rms, copy=False)  # in place: full-size images are large
-    snr[mask | ~np.isfinite(rms) | (rms <= 0)] = 0.0
+    snr = tile_snr(data, rms, box, mask)
     found, rejected = [], 0
     r = int(np.ceil(lobe_px))
     for sign in signs:
-        signed = snr if sign == 1 else -snr
+        signed = snr if sign == 1 else np.negative(snr, out=snr)  # in place: the last use of the + sign
         labels, n = label(signed >= sigma)
         for y, x in region_peaks(signed, labels, n):
-            box = data[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1]
-            if np.nanmax(-sign * box) >= 0.5 * sign * data[y, x]:
+            around = data[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1]
+            if np.nanmax(-sign * around) >= 0.5 * sign * data[y, x]:
                 rejected += 1
                 continue
-            found.append({"x": x, "y": y, "peak_jy": float(data[y, x]), "rms_jy": float(rms[y, x]),
-                          "snr": float(snr[y, x])})
+            found.append({"x": x, "y": y, "peak_jy": float(data[y, x]), "rms_jy": float(rms[y // box, x // box]),
+                          "snr": float(sign * signed[y, x])})
     return found, rejected
 
 
@@ -181,7 +201,7 @@ def search_transients(deep_i: SkyImage, images: Iterable[SkyImage], opts: Option
             kind, data, sigma, signs = "V-blind", img.data, opts.v_sigma, (1, -1)
         else:
             continue
-        found, rej = find_candidates(data, local_rms(data, mask, box), mask, sigma, signs,
+        found, rej = find_candidates(data, tile_rms(data, mask, box), box, mask, sigma, signs,
                                      opts.lobe_beams * beam_px)
         rejected += rej
         for c in found:
