@@ -37,6 +37,7 @@ from .msread import read_chunks
 _logger = get_logger("concat")
 DATA_COLUMNS = ("DATA", "CORRECTED_DATA", "MODEL_DATA")
 TIME_SLACK_S = 1.0  # names carry whole seconds
+SSM_BUCKET_BYTES = 64 * 1024
 
 
 class Options(BaseModel):
@@ -250,13 +251,30 @@ def _copy_subtables(first: str, out_path: Path, used: list[_Input]) -> list[int]
     return offsets
 
 
+def column_wise_layout(dminfo: dict) -> dict:
+    """``dminfo`` with each StandardStMan column in a storage manager of its own (64 KB buckets).
+
+    Concat writes column by column; columns sharing one StandardStMan share its small buckets, which are
+    then read and rewritten once per column (half of concat's CPU at full size). Values are unchanged."""
+    out = {}
+    for dm in dminfo.values():
+        if dm["TYPE"] == "StandardStMan":
+            for column in dm["COLUMNS"]:
+                out[f"*{len(out) + 1}"] = {"TYPE": "StandardStMan", "NAME": f"SSM_{column}",
+                                           "SPEC": {"BUCKETSIZE": SSM_BUCKET_BYTES}, "COLUMNS": [column]}
+        else:
+            out[f"*{len(out) + 1}"] = dm
+    return out
+
+
 def _build(used: list[_Input], out_ms: Path) -> int:
     from casacore import tables
 
     remove_stale_temps(out_ms)
     with atomic_path(out_ms) as partial:
         with open_table(used[0].path) as first:
-            first.copy(str(partial), deep=True, copynorows=True).close()
+            first.copy(str(partial), deep=True, copynorows=True,
+                       dminfo=column_wise_layout(first.getdminfo())).close()
         offsets = _copy_subtables(used[0].path, partial, used)
         out = tables.table(str(partial), readonly=False, ack=False)
         try:

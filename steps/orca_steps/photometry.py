@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -19,7 +20,7 @@ from .errors import InputError
 from .fileio import write_csv
 from .logs import step_timer
 from .products import DETECTIONS_FOLDER, PHOTOMETRY_FOLDER, PHOTOMETRY_SUMMARY
-from .skyimage import SkyImage, load_image, robust_std
+from .skyimage import SkyImage, iter_images, load_image, robust_std
 from .targets import Target, load_targets, solar_system_targets
 
 COLUMNS = ["target", "kind", "image", "stokes", "time_utc", "elevation_deg", "flux_at_position_jy", "peak_jy",
@@ -69,7 +70,8 @@ def measure(img: SkyImage, target: Target, radius_px: float, annulus_px: tuple[f
     peak = float(cut.flat[k])
     peak_ra, peak_dec = img.pixel_to_world(xx.flat[k], yy.flat[k])
     rms = robust_std(cut[annulus])
-    at = float(map_coordinates(np.nan_to_num(img.data), [[y], [x]], order=1)[0])
+    # bilinear at (x, y) from the cutout (blanks as 0): the same four pixels as from the whole image
+    at = float(map_coordinates(np.nan_to_num(cut), [[y - (yi - r_out)], [x - (xi - r_out)]], order=1)[0])
     return {"status": "ok", "flux_at_position_jy": round(at, 5), "peak_jy": round(peak, 5),
             "peak_ra_deg": round(float(peak_ra[0]), 5), "peak_dec_deg": round(float(peak_dec[0]), 5),
             "rms_jy": round(rms, 5), "snr": round(peak / rms, 2) if rms > 0 else float("nan")}
@@ -113,41 +115,46 @@ def plot_target(path: Path, target: Target, cutouts: list[tuple[str, np.ndarray]
     plt.close(fig)
 
 
-def target_photometry(images: list[SkyImage], targets: list[Target], out_dir: Path, min_elevation_deg: float = 30.0,
-                      detection_sigma: float = 5.0, ionosphere_arcmin: float = 10.0,
+def target_photometry(images: Iterable[SkyImage], targets: list[Target], out_dir: Path,
+                      min_elevation_deg: float = 30.0, detection_sigma: float = 5.0, ionosphere_arcmin: float = 10.0,
                       annulus_beams: tuple[float, float] = (3.0, 6.0)) -> tuple[list[dict], list[dict]]:
-    """Measure every target in every image; write per-target CSV/PNG and detection cutouts."""
-    rows_all, detections = [], []
-    for target in targets:
-        rows, cutouts = [], []
-        for img in images:
-            stokes = img.stokes
-            fwhm_px = 2 * img.beam_radius_pixels()
-            radius = fwhm_px / 2 + ionosphere_arcmin / 60 / img.pixel_deg
-            annulus = (annulus_beams[0] * fwhm_px, annulus_beams[1] * fwhm_px)
+    """Measure every target in every image; write per-target CSV/PNG and detection cutouts.
+
+    ``images`` is iterated once, image by image (skyimage.iter_images keeps one in memory at a time);
+    rows come out target by target, as the CSVs are written."""
+    rows = {k: [] for k in range(len(targets))}
+    cutouts = {k: [] for k in range(len(targets))}
+    detections = {k: [] for k in range(len(targets))}
+    for img in images:
+        stokes = img.stokes
+        fwhm_px = 2 * img.beam_radius_pixels()
+        radius = fwhm_px / 2 + ionosphere_arcmin / 60 / img.pixel_deg
+        annulus = (annulus_beams[0] * fwhm_px, annulus_beams[1] * fwhm_px)
+        time_utc = isot(img.time_s)
+        for k, target in enumerate(targets):
             el = float(img.elevation_deg(target.ra_deg, target.dec_deg))
             row = {"target": target.name, "kind": target.kind, "image": img.path.name, "stokes": stokes,
-                   "time_utc": isot(img.time_s), "elevation_deg": round(el, 2)}
+                   "time_utc": time_utc, "elevation_deg": round(el, 2)}
             row.update(measure(img, target, radius, annulus) if el >= min_elevation_deg
                        else {"status": f"below {min_elevation_deg:g} deg"})
             row["detected"] = bool(row["status"] == "ok" and stokes in target.stokes
                                    and abs(row["snr"]) >= detection_sigma)
-            if row["status"] == "ok" and len(cutouts) < 4:
+            if row["status"] == "ok" and len(cutouts[k]) < 4:
                 size = int(2 * annulus[1]) + 1
                 x, y = (int(round(float(v[0]))) for v in img.world_to_pixel(target.ra_deg, target.dec_deg))
-                cutouts.append((f"{stokes} {img.path.stem[-24:]}", img.data[y - size // 2: y + size // 2 + 1,
-                                                                            x - size // 2: x + size // 2 + 1]))
+                cutouts[k].append((f"{stokes} {img.path.stem[-24:]}", img.data[y - size // 2: y + size // 2 + 1,
+                                                                               x - size // 2: x + size // 2 + 1].copy()))
             if row["detected"]:
                 cut = save_cutout(img, target, int(2 * annulus[1]) + 1,
                                   out_dir.parent / DETECTIONS_FOLDER / f"{safe_name(target.name)}_{img.path.stem}.fits")
-                detections.append({"target": target.name, "image": img.path.name, "stokes": stokes,
-                                   "snr": row["snr"], "peak_jy": row["peak_jy"], "cutout": str(cut)})
-            rows.append({k: row.get(k, "") for k in COLUMNS})
-        if any(r["status"] == "ok" for r in rows):
-            write_csv(out_dir / f"{safe_name(target.name)}.csv", rows, COLUMNS)
-            plot_target(out_dir / f"{safe_name(target.name)}.png", target, cutouts)
-        rows_all.extend(rows)
-    return rows_all, detections
+                detections[k].append({"target": target.name, "image": img.path.name, "stokes": stokes,
+                                      "snr": row["snr"], "peak_jy": row["peak_jy"], "cutout": str(cut)})
+            rows[k].append({c: row.get(c, "") for c in COLUMNS})
+    for k, target in enumerate(targets):
+        if any(r["status"] == "ok" for r in rows[k]):
+            write_csv(out_dir / f"{safe_name(target.name)}.csv", rows[k], COLUMNS)
+            plot_target(out_dir / f"{safe_name(target.name)}.png", target, cutouts[k])
+    return [r for k in rows for r in rows[k]], [d for k in detections for d in detections[k]]
 
 
 def run(options: Options) -> Result:
@@ -156,11 +163,14 @@ def run(options: Options) -> Result:
     with step_timer("photometry", options.work_dir):
         if not options.deep_images:
             raise InputError("photometry: no deep image given (--deep-images)")
-        images = [load_image(p, "deep image") for p in options.deep_images]
-        images += [load_image(p, "10-min image") for p in options.interval_images]
+        for path in options.deep_images:  # every input checked before the first is measured
+            load_image(path, "deep image", with_data=False)
+        for path in options.interval_images:
+            load_image(path, "10-min image", with_data=False)
         targets = [t for path in options.target_lists or [] for t in load_targets(path)]
         if options.solar_system:
-            targets += solar_system_targets(images[0].time_s)
+            targets += solar_system_targets(load_image(options.deep_images[0], with_data=False).time_s)
+        images = iter_images(options.deep_images + options.interval_images)
         rows, detections = target_photometry(images, targets, out, options.min_elevation_deg, options.detection_sigma,
                                              options.ionosphere_arcmin, tuple(options.annulus_beams))
         summary = write_csv(out / PHOTOMETRY_SUMMARY, rows, COLUMNS)

@@ -9,6 +9,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -23,12 +24,17 @@ CATALOG_DIR = Path(__file__).parent / "catalogs"
 @dataclass
 class SkyImage:
     path: Path
-    data: np.ndarray  # (ny, nx) float64, NaN where blank
+    data: np.ndarray | None  # (ny, nx) float64, NaN where blank; None when only the header was read
     header: object  # astropy.io.fits.Header of the file
     wcs: object  # celestial astropy.wcs.WCS
     freq_hz: float
     time_s: float  # MJD seconds (DATE-OBS), the convention of the MS TIME column
     beam_deg: tuple[float, float, float] | None  # BMAJ, BMIN (FWHM, deg), BPA (deg)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx) of the plane, known from the header even when only the header was read."""
+        return int(self.header["NAXIS2"]), int(self.header["NAXIS1"])
 
     @property
     def pixel_deg(self) -> float:
@@ -74,15 +80,24 @@ class SkyImage:
         return altaz_deg(ra_deg, dec_deg, self.time_s)[1]
 
     def elevation_map(self) -> np.ndarray:
-        """Elevation (deg) of every pixel; NaN off the projected sphere."""
+        """Elevation (deg) of every pixel; NaN off the projected sphere.
+
+        Computed in bands of rows: the WCS transform of a whole 4096^2 image needs a dozen full-size arrays."""
         ny, nx = self.data.shape
-        yy, xx = np.mgrid[0:ny, 0:nx]
-        ra, dec = self.wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
-        return self.elevation_deg(ra, dec).reshape(ny, nx)
+        out = np.empty((ny, nx))
+        band = max(1, 2**20 // nx)
+        for y0 in range(0, ny, band):
+            yy, xx = np.mgrid[y0:min(ny, y0 + band), 0:nx]
+            ra, dec = self.wcs.all_pix2world(xx.ravel(), yy.ravel(), 0)
+            out[y0:y0 + band] = self.elevation_deg(ra, dec).reshape(yy.shape)
+        return out
 
 
-def load_image(path: str | Path, what: str = "image") -> SkyImage:
-    """Read a FITS image's first plane; InputError naming the file when it is missing or not an image."""
+def load_image(path: str | Path, what: str = "image", with_data: bool = True) -> SkyImage:
+    """Read a FITS image's first plane; InputError naming the file when it is missing or not an image.
+
+    ``with_data=False`` reads the header only (``data`` is None): enough to choose among large images
+    before holding any of them in memory."""
     from astropy.io import fits
     from astropy.time import Time
     from astropy.wcs import WCS, FITSFixedWarning
@@ -93,12 +108,13 @@ def load_image(path: str | Path, what: str = "image") -> SkyImage:
     try:
         with fits.open(p) as hdul:
             header = hdul[0].header.copy()
-            data = np.asarray(hdul[0].data, dtype=np.float64)
+            data = np.asarray(hdul[0].data, dtype=np.float64) if with_data else None
     except OSError as exc:
         raise InputError(f"{p}: {what} is not a readable FITS file: {exc}") from exc
-    if data.ndim < 2:
+    if (data.ndim if with_data else header.get("NAXIS", 0)) < 2:
         raise InputError(f"{p}: {what} has no 2-D image data (NAXIS={header.get('NAXIS')})")
-    data = data.reshape(data.shape[-2:]) if data.size == np.prod(data.shape[-2:]) else data[(0,) * (data.ndim - 2)]
+    if with_data:
+        data = data.reshape(data.shape[-2:]) if data.size == np.prod(data.shape[-2:]) else data[(0,) * (data.ndim - 2)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)  # WSClean headers: datfix/unitfix notes, harmless
         wcs = WCS(header).celestial
@@ -118,6 +134,20 @@ def load_image(path: str | Path, what: str = "image") -> SkyImage:
     if "BMAJ" in header and "BMIN" in header:
         beam = (float(header["BMAJ"]), float(header["BMIN"]), float(header.get("BPA", 0.0)))
     return SkyImage(p, data, header, wcs, float(freq), time_s, beam)
+
+
+def iter_images(paths: list[str | Path], what: str = "image") -> Iterator[SkyImage]:
+    """Load each image when it is asked for and drop its pixels when the next one is: one in memory at a
+    time (17 images of 4096^2 are 2.3 GB). The pixels are dropped explicitly, and the collector run,
+    because the frames of exceptions caught inside astropy (cutouts) keep the last image's arrays in
+    reference cycles until it runs: at 4096^2, two of them (256 MB) were still held a few images later."""
+    import gc
+
+    for path in paths:
+        img = load_image(path, what)
+        yield img
+        img.data = None
+        gc.collect(1)  # the young generations: a full collection costs 70 ms among astropy's objects
 
 
 def write_image(path: str | Path, like: SkyImage, data: np.ndarray) -> Path:

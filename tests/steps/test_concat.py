@@ -206,3 +206,21 @@ def test_a_name_without_the_averaged_suffix_is_read_alike(hour, tmp_path):
     assert name_disagreement(_inspect(str(plain))) is None
     other = _renamed(paths[0], tmp_path, paths[0].name.replace("73MHz_averaged", "78MHz"))
     assert name_disagreement(_inspect(str(other))) == "name says 78MHz, but its data are 73MHz"
+
+
+def test_every_column_holds_the_inputs_values_each_small_column_in_its_own_manager(hour, tmp_path):
+    """The output's layout differs from the inputs' (one storage manager per small column, so writing one
+    column does not rewrite the others); its values do not."""
+    root, paths, truth = hour
+    result = concatenate_ms([str(p) for p in paths], tmp_path / "73MHz_concat.ms")
+    with tables.table(result.concat_ms, ack=False) as out:
+        managers = [dm for dm in out.getdminfo().values() if dm["TYPE"] == "StandardStMan"]
+        assert managers and all(len(dm["COLUMNS"]) == 1 for dm in managers)
+        for k, path in enumerate(paths):
+            with tables.table(str(path), ack=False) as src:
+                for column in src.colnames():
+                    if not src.iscelldefined(column, 0):
+                        continue
+                    got = out.getcol(column, startrow=k * N_BL, nrow=N_BL)
+                    expected = src.getcol(column) + (k if column == "FIELD_ID" else 0)
+                    np.testing.assert_array_equal(got, expected, err_msg=f"{column} of input {k}")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from orca_steps import transient_search
+from orca_steps import transient_search, skyimage
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
 from sky_fixtures import time_at_lst, zenith_deg
@@ -119,3 +119,61 @@ def test_deep_image_with_the_10min_beam_is_differenced(found):
     assert again.deep_i_image == deep[0] == res.deep_i_image
     assert [(r["image"], r["x"], r["y"]) for r in again.candidates] == [(r["image"], int(r["x"]), int(r["y"]))
                                                                          for r in rows]
+
+
+def test_local_rms_is_the_robust_std_of_each_tile():
+    """The vectorised tiles give exactly what robust_std gives tile by tile: horizon blanks, a masked disc,
+    partial edge tiles, odd and even counts of finite pixels, an all-blank tile."""
+    from orca_steps.skyimage import robust_std
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(203, 190))
+    yy, xx = np.mgrid[0:203, 0:190]
+    data[np.hypot(yy - 101, xx - 95) > 100] = np.nan
+    data[:7, :] = np.nan
+    mask = np.hypot(yy - 60, xx - 140) < 12
+    mask[30, 31] = True  # one pixel: that tile has an odd count
+    box = 25
+    rms = transient_search.local_rms(data, mask, box)
+    for y0 in range(0, 203, box):
+        for x0 in range(0, 190, box):
+            tile = np.where(mask, np.nan, data)[y0:y0 + box, x0:x0 + box]
+            expected = robust_std(tile)
+            got = rms[y0:y0 + box, x0:x0 + box]
+            assert np.array_equal(got, np.full(tile.shape, expected), equal_nan=True), (y0, x0)
+    assert np.isnan(rms[0, 0]) and np.isfinite(rms[100, 100])
+
+
+def test_at_most_the_deep_image_and_one_other_in_memory(tmp_path, monkeypatch):
+    """Images are streamed: 17 of 4096^2 would need 2.3 GB (bench/science_memory.py measures the peak)."""
+    import weakref
+
+    deep, intervals = make_images(tmp_path)
+    loaded, most = [], [0]
+    real = skyimage.load_image
+
+    def counting_load(*args, **kwargs):  # the real load, counting the images whose pixels are still held
+        img = real(*args, **kwargs)
+        if img.data is not None:
+            loaded[:] = [ref for ref in loaded if ref() is not None and ref().data is not None] + [weakref.ref(img)]
+            most[0] = max(most[0], len(loaded))
+        return img
+
+    monkeypatch.setattr(skyimage, "load_image", counting_load)
+    monkeypatch.setattr(transient_search, "load_image", counting_load)
+    res = transient_search.run(transient_search.Options(work_dir=str(tmp_path), deep_images=deep,
+                                                        interval_images=intervals))
+    assert res.n_candidates >= 1
+    assert most[0] == 2
+
+
+def test_region_peaks_are_scipys_maximum_positions():
+    from scipy.ndimage import label, maximum_position
+
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(120, 97))
+    labels, n = label(values > 1.5)
+    assert n > 50
+    expected = [tuple(int(v) for v in p) for p in maximum_position(values, labels, range(1, n + 1))]
+    assert transient_search.region_peaks(values, labels, n) == expected
+    assert transient_search.region_peaks(values, np.zeros_like(labels), 0) == []
