@@ -13,7 +13,6 @@ tools.tool_env) reads the wheel's measures directory, so one table serves them a
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path

@@ -33,8 +33,10 @@ class UnitParameters(BaseModel):
     skip_cleanup: bool = Field(False, description="keep the concat MS (and the Phase 1 MS) on NVMe")
     cleanup_nvme: bool = Field(False, description="remove the whole work dir after archiving")
     targets: list[str] | None = Field(None, description="target-list files for photometry")
-    catalog: str | None = Field(None, description="CSV catalogue (name, ra, dec) that labels transient-search "
-                                "candidates (it masks nothing); empty: the site's transient_catalog")
+    catalog: str | None = Field(None, description="Catalogue (CSV: name, ra, dec) that labels transient-search "
+                                "candidates. The seed calls it a 'BDSF catalog for transient search masking'; orca's "
+                                "search, like ours, masks with its own masks and only labels with it. Empty: the "
+                                "site's transient_catalog")
     clean_snapshots: bool = Field(False, description="also make CLEANed Stokes I snapshots (fpacked)")
     clean_reduced_pixels: bool = Field(False, description="clean snapshots use the subband's pixel tier")
     reduced_pixels: bool = Field(False, description="images use the subband's pixel tier")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from orca_steps import movies
 from orca_steps.movies import MAX_FRAMES, run, Options
 from orca_steps.products import MOVIE_FOLDER, movie_name
 
