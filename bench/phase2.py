@@ -5,7 +5,7 @@ Then, in this process:
 - every column of every Phase 1 output is read once, in row chunks: the floor for concat;
 - process-subband runs the whole of Phase 2 (concat ... archive).
 Printed: Phase 2 wall time as a ratio to the seconds spent inside WSClean and AOFlagger (target
-<= 1.05: our own steps must be cheap next to the imagers), concat as a ratio to the read-once time,
+<= 1.02: our own steps must be cheap next to the imagers), concat as a ratio to the read-once time,
 and each step's time with the part spent in external tools.
 
     .venv/bin/python bench/phase2.py [--out out/bench-phase2] [--n-antennas 64] [--n-integrations 12]
@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-TARGET_RATIO = 1.05
+TARGET_RATIO = 1.02  # issue 17: our own steps cost at most 2 % over the imagers
 
 
 def read_once(ms_paths: list[str]) -> float:
