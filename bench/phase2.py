@@ -56,14 +56,20 @@ def phase1(out: Path, n_antennas: int, n_integrations: int) -> tuple[dict, Path,
     return night.truth, work, outs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/bench-phase2")
+def hour_arguments(doc: str, out: str) -> argparse.ArgumentParser:
+    """The bench hour's options, shared by the Phase 2 benchmarks."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", default=out)
     parser.add_argument("--n-antennas", type=int, default=64)
     parser.add_argument("--n-integrations", type=int, default=12)
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--image-scale-deg", type=float, default=0.125, help="1024 x 0.125 deg: the whole sky")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    return parser
+
+
+def main() -> None:
+    parser = hour_arguments(__doc__, "out/bench-phase2")
     parser.add_argument("--skip-science", action="store_true", help="run Phase 2 with skip_science")
     args = parser.parse_args()
 

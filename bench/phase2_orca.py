@@ -16,8 +16,6 @@ every product NaN.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import time
 from pathlib import Path
@@ -109,13 +107,9 @@ def truth_sources(truth: dict) -> list[tuple[str, float, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="out/bench-phase2-orca")
-    parser.add_argument("--n-antennas", type=int, default=64)
-    parser.add_argument("--n-integrations", type=int, default=12)
-    parser.add_argument("--image-size", type=int, default=1024)
-    parser.add_argument("--image-scale-deg", type=float, default=0.125, help="1024 x 0.125 deg: the whole sky")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    from phase2 import hour_arguments
+
+    parser = hour_arguments(__doc__, "out/bench-phase2-orca")
     parser.add_argument("--recipes", nargs="*", help="only these recipes (suffixes), e.g. for large images")
     args = parser.parse_args()
 

@@ -6,11 +6,11 @@ import csv
 import numpy as np
 import pytest
 
-from orca_steps import photometry, skyimage
+from orca_steps import photometry
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
 from orca_steps.targets import load_targets
-from sky_fixtures import time_at_lst, zenith_deg
+from sky_fixtures import count_held_images, time_at_lst, zenith_deg
 
 TIME = time_at_lst(14.5)
 ZEN = zenith_deg(TIME)
@@ -128,21 +128,8 @@ def test_missing_image_and_malformed_csv_fail_clearly(tmp_path):
 
 def test_one_image_in_memory_at_a_time(tmp_path, monkeypatch):
     """Images are streamed: 17 of 4096^2 would need 2.3 GB (bench/science_memory.py measures the peak)."""
-    import weakref
-
     deep, intervals = make_images(tmp_path)
-    loaded, most = [], [0]
-    real = skyimage.load_image
-
-    def counting_load(*args, **kwargs):  # the real load, counting the images whose pixels are still held
-        img = real(*args, **kwargs)
-        if img.data is not None:
-            loaded[:] = [ref for ref in loaded if ref() is not None and ref().data is not None] + [weakref.ref(img)]
-            most[0] = max(most[0], len(loaded))
-        return img
-
-    monkeypatch.setattr(skyimage, "load_image", counting_load)
-    monkeypatch.setattr(photometry, "load_image", counting_load)
+    most = count_held_images(monkeypatch, photometry)
     res = photometry.run(photometry.Options(work_dir=str(tmp_path), target_lists=[str(write_targets(tmp_path / "t.csv"))],
                                             deep_images=deep, interval_images=intervals, solar_system=False))
     assert res.n_measurements > 0

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from orca_steps import transient_search, skyimage
+from orca_steps import transient_search
 from orca_steps.errors import InputError
 from orca_steps.sim.images import write_sky_image
-from sky_fixtures import time_at_lst, zenith_deg
+from sky_fixtures import count_held_images, time_at_lst, zenith_deg
 
 TIME = time_at_lst(14.5)
 ZEN = zenith_deg(TIME)
@@ -146,21 +146,8 @@ def test_local_rms_is_the_robust_std_of_each_tile():
 
 def test_at_most_the_deep_image_and_one_other_in_memory(tmp_path, monkeypatch):
     """Images are streamed: 17 of 4096^2 would need 2.3 GB (bench/science_memory.py measures the peak)."""
-    import weakref
-
     deep, intervals = make_images(tmp_path)
-    loaded, most = [], [0]
-    real = skyimage.load_image
-
-    def counting_load(*args, **kwargs):  # the real load, counting the images whose pixels are still held
-        img = real(*args, **kwargs)
-        if img.data is not None:
-            loaded[:] = [ref for ref in loaded if ref() is not None and ref().data is not None] + [weakref.ref(img)]
-            most[0] = max(most[0], len(loaded))
-        return img
-
-    monkeypatch.setattr(skyimage, "load_image", counting_load)
-    monkeypatch.setattr(transient_search, "load_image", counting_load)
+    most = count_held_images(monkeypatch, transient_search)
     res = transient_search.run(transient_search.Options(work_dir=str(tmp_path), deep_images=deep,
                                                         interval_images=intervals))
     assert res.n_candidates >= 1
