@@ -75,6 +75,7 @@ def main() -> None:
 
     from orca_steps.logs import setup_logging
     from orca_steps.process_subband import Options, process_subband
+    from orca_steps.wsclean import CLEAN_SNAPSHOT, short_hour_recipes
 
     setup_logging("WARNING")
     out = Path(args.out).resolve()
@@ -91,7 +92,11 @@ def main() -> None:
                       image_size=args.image_size, image_scale_deg=args.image_scale_deg,
                       wsclean_threads=args.threads, hot_baselines=True, compress_snapshots=True,
                       skip_science=args.skip_science)
+    site = out / "site.json"  # orca's recipes for an hour of few integrations (wsclean.short_hour_recipes)
+    site.write_text(json.dumps({"wsclean_recipes": short_hour_recipes().model_dump(mode="json")}))
+    os.environ["ORCA_CONFIG"] = str(site)
     print(f"Phase 2: {args.image_size} px x {args.image_scale_deg} deg, WSClean -j {args.threads}, "
+          f"10-minute clean -nmiter {CLEAN_SNAPSHOT.options.nmiter} (short_hour_recipes), "
           f"skip_science={args.skip_science} ...", flush=True)
     start = time.time()
     result = process_subband(options)

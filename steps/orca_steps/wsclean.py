@@ -185,6 +185,17 @@ class Recipes(BaseModel):
         return recipes
 
 
+def short_hour_recipes() -> Recipes:
+    """orca's recipes for simulated hours of a few integrations (the demo, the Phase 2 benchmark): the
+    10-minute clean stops after as many major iterations as orca's clean of one integration
+    (CLEAN_SNAPSHOT's -nmiter). There a 10-minute image holds one or two integrations, whose clean diverges
+    in WSClean 3.1 (a source against the image edge, its peak x1.65 per major iteration, stopped by the
+    divergence watch) within WSClean's default 20 major iterations."""
+    few = {"nmiter": CLEAN_SNAPSHOT.options.nmiter}
+    return Recipes(science=[r.model_copy(update={"options": r.options.model_copy(update=few)})
+                            if r.options.intervals_out and r.options.niter else r for r in SCIENCE_RECIPES])
+
+
 def site_recipes() -> Recipes:
     """The recipes in force: the site's configuration, orca's by default."""
     from . import config  # config's SiteConfig holds this module's models, so it cannot be imported at the top

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from orca_steps import config
-from orca_steps.wsclean import CLEAN_SNAPSHOT, SCIENCE_RECIPES, Recipes
+from orca_steps.wsclean import short_hour_recipes
 
 from .localrun import LocalRunner, final_table, units
 from .localrun.progress import Progress
@@ -32,23 +32,12 @@ DEMO_HOURS = (14, 15)
 SIM_ROOT = "/lustre/pipeline/demo-sim"   # where the simulated night lies, as the pods see it
 
 
-def _demo_recipes() -> dict:
-    """orca's recipes, but the 10-minute clean stops after as many major iterations as orca's clean of one
-    integration (CLEAN_SNAPSHOT's -nmiter): a demo hour has 2-3 integrations, so a 10-minute image is one
-    integration, whose clean diverges in WSClean 3.1 (a source against the image edge, its peak x1.65 per
-    major iteration, stopped by the divergence watch) within WSClean's default 20 major iterations."""
-    one_integration = {"nmiter": CLEAN_SNAPSHOT.options.nmiter}
-    science = [r.model_copy(update={"options": r.options.model_copy(update=one_integration)})
-               if r.options.intervals_out and r.options.niter else r for r in SCIENCE_RECIPES]
-    return Recipes(science=science).model_dump(mode="json")
-
-
 # The site as the demo runs it: the simulated inputs and references, this machine's cores, small all-sky
 # images (one tier: a ~150 m core's beam sampled by 3-4 pixels) and recipes for hours of a few integrations.
 DEMO_SITE = {"input_root": f"{SIM_ROOT}/input", "beam_model": f"{SIM_ROOT}/refs/beam.h5",
              "vlssr_catalog": f"{SIM_ROOT}/refs/vlssr_catalog.txt",
              "pixel_tiers": [{"max_mhz": 90, "size": 512, "scale_deg": 0.25}], "wsclean_threads": 2,
-             "wsclean_recipes": _demo_recipes()}
+             "wsclean_recipes": short_hour_recipes().model_dump(mode="json")}
 
 
 @dataclass
