@@ -3,12 +3,16 @@
 A full OVRO-LWA MS (352 antennas, 62,128 rows, 48 channels, 4 correlations, one integration) is
 simulated once into a cache dir and reused. In the same run we time a plain ``shutil.copytree`` of
 that MS, then ``copy``, ``flag-antennas`` and ``apply-calibration`` (on a fresh copy, and again on the
-flagged copy, as Phase 1 runs it: there its FLAG rewrite is skipped), each in a fresh child process so
-the peak memory (the child's VmHWM, and the tracemalloc peak of Python/numpy allocations) belongs
-to that step alone; casacore is imported before the clock starts. Each step runs ``--repeat`` times
-on a fresh copy; the best and the median are printed with their ratios to the plain copy (the best
-is the steadier figure on a shared machine). Targets: apply-calibration <= 2x the plain copy,
-peak < 1 GB.
+flagged copy, as Phase 1 runs it), each in a fresh child process so the peak memory (the child's
+VmHWM) belongs to that step alone; casacore is imported before the clock starts. Each step runs
+``--repeat`` times on a fresh copy; the best and the median are printed with their ratios to the plain
+copy (the best is the steadier figure on a shared machine). One more run of each step, not timed,
+gives the tracemalloc peak of Python/numpy allocations (tracing slows numpy by ~25 %).
+
+apply-calibration saves its solutions beside the MS for the hour's other MS. "apply-calibration" is an
+MS after the first of its hour (fresh MS copies in one folder: the first run of ``--repeat`` computes
+the solutions, the others load them); "apply, first MS" is the first MS of an hour (a fresh folder each
+run). Targets: apply-calibration <= 2x the plain copy, peak < 1 GB.
 
 CASA applycal, called as orca calls it (``gaintable=[bp, xy], calwt=False, flagbackup=False``, default
 interpolation), is timed on the same MS and tables with the CASA venv of ``make casa`` (or the
@@ -65,6 +69,7 @@ def full_ms(cache: Path) -> tuple[Path, str, str]:
 # --- one measured step, in a child process --------------------------------------------------------
 
 def _measure(step: str, args: dict, queue) -> None:
+    """Time ``step`` or, with ``args["trace"]``, measure its tracemalloc peak (then its time is not kept)."""
     import tracemalloc
 
     from casacore import tables  # noqa: F401 - imported before the clock starts, like in a warm pod
@@ -79,15 +84,17 @@ def _measure(step: str, args: dict, queue) -> None:
         "flag-antennas": lambda: flag_antennas(args["ms"]),
         "apply-calibration": lambda: apply_calibration(args["ms"], args["bp_table"], args["xy_table"]),
     }
-    tracemalloc.start()
+    if args.get("trace"):
+        tracemalloc.start()
+        functions[step]()
+        queue.put({"traced_mb": tracemalloc.get_traced_memory()[1] / 2**20, "rss_mb": peak_rss_mb()})
+        return
     start = time.perf_counter()
     cpu = time.process_time()
     functions[step]()
     seconds = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    traced_peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_mb(), "traced_mb": traced_peak / 2**20})
+    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_mb()})
 
 
 def measure(step: str, **args) -> dict:
@@ -151,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     src, bp_table, xy_table = full_ms(cache)
     scratch = cache / "scratch"
     runs: dict[str, list[dict]] = {}
+    traced: dict[str, dict] = {}
 
     def fresh(name: str) -> Path:
         path = scratch / name
@@ -158,19 +166,37 @@ def main(argv: list[str] | None = None) -> int:
         path.mkdir(parents=True)
         return path
 
-    for k in range(args.repeat):
+    def next_ms(name: str) -> Path:
+        """A folder for a fresh MS that keeps the solutions saved by the folder's earlier MS."""
+        path = scratch / name
+        shutil.rmtree(path / src.name, ignore_errors=True)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    for name in ("work", "calib"):
+        shutil.rmtree(scratch / name, ignore_errors=True)  # the first run computes the hour's solutions
+    for k in range(args.repeat + 1):
+        trace = k == args.repeat  # the last run: memory only
+
+        def record(step: str, result: dict) -> None:
+            if trace:
+                traced[step] = result
+            else:
+                runs.setdefault(step, []).append(result)
+
         plain = fresh("plain")
-        runs.setdefault("plain copytree", []).append(measure("plain copytree", src=str(src), dest=str(plain / src.name)))
-        work = fresh("work")
-        runs.setdefault("copy", []).append(measure("copy", src=str(src), work=str(work)))
+        record("plain copytree", measure("plain copytree", src=str(src), dest=str(plain / src.name), trace=trace))
+        work = next_ms("work")
+        record("copy", measure("copy", src=str(src), work=str(work), trace=trace))
         ms = work / src.name
-        runs.setdefault("flag-antennas", []).append(measure("flag-antennas", ms=str(ms)))
-        runs.setdefault("apply after flagging", []).append(  # Phase 1's order: its dead antennas already flagged
-            measure("apply-calibration", ms=str(ms), bp_table=bp_table, xy_table=xy_table))
-        calib = fresh("calib")
-        shutil.copytree(src, calib / src.name)  # a fresh MS without CORRECTED_DATA each time
-        runs.setdefault("apply-calibration", []).append(
-            measure("apply-calibration", ms=str(calib / src.name), bp_table=bp_table, xy_table=xy_table))
+        record("flag-antennas", measure("flag-antennas", ms=str(ms), trace=trace))
+        record("apply after flagging",  # Phase 1's order: its dead antennas already flagged
+               measure("apply-calibration", ms=str(ms), bp_table=bp_table, xy_table=xy_table, trace=trace))
+        for name, step in (("calib", "apply-calibration"), ("first", "apply, first MS")):
+            folder = next_ms(name) if name == "calib" else fresh(name)
+            shutil.copytree(src, folder / src.name)  # a fresh MS without CORRECTED_DATA each time
+            record(step, measure("apply-calibration", ms=str(folder / src.name), bp_table=bp_table,
+                                 xy_table=xy_table, trace=trace))
 
     python = casa_python(args.casa_python)
     casa_ms = None
@@ -195,22 +221,25 @@ def main(argv: list[str] | None = None) -> int:
         best = min(r["seconds"] for r in results)
         median = statistics.median(r["seconds"] for r in results)
         cpu = min(r.get("cpu", float("nan")) for r in results)
-        rss = max(r.get("rss_mb", float("nan")) for r in results)
-        traced = max(r.get("traced_mb", float("nan")) for r in results)
+        rss = max(r.get("rss_mb", float("nan")) for r in [*results, traced.get(step, {})])
+        numpy_peak = traced.get(step, {}).get("traced_mb", float("nan"))
         print(f"{step:<20}{best:>8.3f}{best / best_plain:>9.2f}{median:>10.3f}{median / median_plain:>9.2f}"
-              f"{cpu:>8.3f}{rss:>13.0f}{traced:>15.0f}")
+              f"{cpu:>8.3f}{rss:>13.0f}{numpy_peak:>15.0f}")
     apply = runs["apply-calibration"]
     ratio = min(r["seconds"] for r in apply) / best_plain
     after_flagging = min(r["seconds"] for r in runs["apply after flagging"]) / best_plain
-    peak = max(r["rss_mb"] for step, rs in runs.items() if step != "CASA applycal" for r in rs)
+    first = min(r["seconds"] for r in runs["apply, first MS"]) / best_plain
+    peak = max(r["rss_mb"] for step, rs in runs.items() if step != "CASA applycal" for r in [*rs, traced[step]])
     print(f"\ntarget apply-calibration <= {TARGET_APPLY_RATIO:.0f}x plain copy (best of {args.repeat}): {ratio:.2f}x "
-          f"({'met' if ratio <= TARGET_APPLY_RATIO else 'NOT met'}); after flag-antennas: {after_flagging:.2f}x")
+          f"({'met' if ratio <= TARGET_APPLY_RATIO else 'NOT met'}); after flag-antennas: {after_flagging:.2f}x; "
+          f"the first MS of an hour (solutions computed, not loaded): {first:.2f}x")
     print(f"target peak memory < {TARGET_PEAK_MB:.0f} MB: {peak:.0f} MB ({'met' if peak < TARGET_PEAK_MB else 'NOT met'})")
     if "CASA applycal" in runs:
         casa_s = min(r["seconds"] for r in runs["CASA applycal"])
         casa_ratio = casa_s / min(r["seconds"] for r in apply)
         print(f"target CASA applycal >= {TARGET_CASA_RATIO:.0f}x apply-calibration (best of {args.repeat}): "
-              f"{casa_ratio:.1f}x ({'met' if casa_ratio >= TARGET_CASA_RATIO else 'NOT met'})")
+              f"{casa_ratio:.1f}x ({'met' if casa_ratio >= TARGET_CASA_RATIO else 'NOT met'}); the first MS of an "
+              f"hour: {casa_ratio * ratio / first:.1f}x")
         worst, flag_differences = casa_agreement(scratch / "calib" / src.name, casa_ms)
         print(f"against CASA applycal: largest relative difference of CORRECTED_DATA {worst:.2e}, "
               f"FLAG differs in {flag_differences} samples")

@@ -20,10 +20,20 @@ row chunks; tests/reference/ compares it with CASA itself:
 - B and Xf are both diagonal, so the 2x2 product G = B Xf is diagonal and the full 2x2 correction
   reduces to one complex factor per correlation: C_ab = V_ab / (G_p,a conj(G_q,b)).
 DATA, WEIGHT and SIGMA are never changed, so a rerun gives the same result.
+
+The solutions on an MS grid are the same for every MS of an hour (same tables, same channels, same
+antennas), so the first MS saves them in ``<MS dir>/.calibration-solutions/`` and the others load them:
+a third of the step's time on a full-size MS. The key hashes everything they depend on (the tables'
+files, the MS grid and antennas, the options and this code), so a changed input misses the cache.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -31,9 +41,10 @@ from typing import Literal, get_args
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import config
+from . import caltables, config, products
 from .caltables import CalTable, CalWindow, read_caltable
 from .errors import CalibrationError, InputError
+from .fileio import atomic_path
 from .logs import get_logger, log, step_timer
 from .msio import (baseline_runs, check_linear_correlations, check_ms, ddid_to_spw, ensure_column, open_ms,
                    open_table, spectral_windows)
@@ -95,7 +106,14 @@ def _edges(freqs: np.ndarray, widths: np.ndarray) -> tuple[float, float]:
     return float(np.min(freqs - half)), float(np.max(freqs + half))
 
 
-def match_window(cal: CalTable, freqs: np.ndarray, widths: np.ndarray, tolerance_hz: float, ms: Path) -> CalWindow:
+def _warn(notes: list[dict], msg: str, **fields) -> None:
+    """Log a warning and keep it in ``notes``, so an MS whose solutions come from the cache logs it too."""
+    notes.append({"msg": msg, **fields})
+    log(_logger, msg, logging.WARNING, **fields)
+
+
+def match_window(cal: CalTable, freqs: np.ndarray, widths: np.ndarray, tolerance_hz: float, ms: Path,
+                 notes: list[dict]) -> CalWindow:
     """The cal window overlapping the MS window most, else the nearest within ``tolerance_hz``."""
     lo, hi = _edges(freqs, widths)
     overlaps = [min(hi, w.hi) - max(lo, w.lo) for w in cal.windows]
@@ -109,8 +127,8 @@ def match_window(cal: CalTable, freqs: np.ndarray, widths: np.ndarray, tolerance
         raise CalibrationError(
             f"{cal.path}: no spectral window overlaps {ms} ({lo / 1e6:.3f}-{hi / 1e6:.3f} MHz); nearest is "
             f"{nearest.lo / 1e6:.3f}-{nearest.hi / 1e6:.3f} MHz, {gap / 1e6:.3f} MHz away")
-    log(_logger, "no overlapping cal window: using the nearest", logging.WARNING, table=str(cal.path), ms=str(ms),
-        window=nearest.spw_id, gap_hz=gap)
+    _warn(notes, "no overlapping cal window: using the nearest", table=str(cal.path), ms=str(ms),
+          window=nearest.spw_id, gap_hz=gap)
     return nearest
 
 
@@ -173,36 +191,48 @@ def regrid_average(window: CalWindow, freqs: np.ndarray, widths: np.ndarray) -> 
     return gains, flags
 
 
-def _antenna_index(cal: CalTable, ms_names: list[str], ms: Path) -> np.ndarray:
+def _antenna_index(cal: CalTable, ms_names: list[str], ms: Path, notes: list[dict]) -> np.ndarray:
     """Row of the cal table's antennas for each MS antenna: by name, else by index as CASA does."""
     if set(ms_names) <= set(cal.antenna_names):
         lookup = {n: i for i, n in enumerate(cal.antenna_names)}
         return np.array([lookup[n] for n in ms_names], dtype=int)
     if len(cal.antenna_names) == len(ms_names):
-        log(_logger, "antenna names differ between MS and cal table: matching by index", logging.WARNING,
-            table=str(cal.path), ms=str(ms))
+        _warn(notes, "antenna names differ between MS and cal table: matching by index", table=str(cal.path),
+              ms=str(ms))
         return np.arange(len(ms_names))
     raise CalibrationError(f"{cal.path}: its {len(cal.antenna_names)} antennas do not match the "
                            f"{len(ms_names)} antennas of {ms}")
 
 
-def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_hz: float, tolerance_hz: float,
-              freq_interp: str = "linear") -> tuple[dict[int, _Solution], dict[int, dict[str, int]]]:
-    """Per MS spectral window: the inverse of G = B Xf on the MS grid and its flags."""
-    from casacore import tables
+@dataclass
+class Grid:
+    """What the solutions depend on in an MS: its antenna names and each window's channels."""
+    names: list[str]
+    freqs: list[np.ndarray]
+    widths: list[np.ndarray]
 
-    with tables.table(str(ms / "ANTENNA"), ack=False) as ant:
-        ms_names = list(ant.getcol("NAME"))
-    with open_table(ms / "SPECTRAL_WINDOW") as spw:
-        freqs_all = [np.asarray(spw.getcell("CHAN_FREQ", i), float) for i in range(spw.nrows())]
-        widths_all = [np.asarray(spw.getcell("CHAN_WIDTH", i), float) for i in range(spw.nrows())]
+    @classmethod
+    def read(cls, ms: Path) -> "Grid":
+        with open_table(ms / "ANTENNA") as ant:
+            names = list(ant.getcol("NAME"))
+        with open_table(ms / "SPECTRAL_WINDOW") as spw:
+            rows = range(spw.nrows())
+            freqs = [np.asarray(spw.getcell("CHAN_FREQ", i), float) for i in rows]
+            widths = [np.asarray(spw.getcell("CHAN_WIDTH", i), float) for i in rows]
+        return cls(names, freqs, widths)
+
+
+def solutions(ms: Path, grid: Grid, bandpass: CalTable, xyphase: CalTable, max_usable_freq_hz: float,
+              tolerance_hz: float, freq_interp: str, notes: list[dict]
+              ) -> tuple[dict[int, _Solution], dict[int, dict[str, int]]]:
+    """Per MS spectral window: the inverse of G = B Xf on the MS grid and its flags."""
     result, spw_map = {}, {}
-    for s, (freqs, widths) in enumerate(zip(freqs_all, widths_all)):
-        jones = np.ones((len(ms_names), freqs.size, 2), np.complex128)
+    for s, (freqs, widths) in enumerate(zip(grid.freqs, grid.widths)):
+        jones = np.ones((len(grid.names), freqs.size, 2), np.complex128)
         flags = np.zeros(jones.shape, bool)
         spw_map[s] = {}
         for cal in (bandpass, xyphase):
-            window = match_window(cal, freqs, widths, tolerance_hz, ms)
+            window = match_window(cal, freqs, widths, tolerance_hz, ms, notes)
             if window.flags.all():
                 raise CalibrationError(f"{cal.path}: every solution in spectral window {window.spw_id} is flagged; "
                                        f"applying it would flag all of {ms}")
@@ -210,13 +240,75 @@ def solutions(ms: Path, bandpass: CalTable, xyphase: CalTable, max_usable_freq_h
                 gains, gflags = regrid_linear(window, freqs)
             else:
                 gains, gflags = regrid_average(window, freqs, widths)
-            index = _antenna_index(cal, ms_names, ms)
+            index = _antenna_index(cal, grid.names, ms, notes)
             jones *= gains[index]
             flags |= gflags[index]
             spw_map[s][cal.kind] = window.spw_id
         flags |= ~np.isfinite(jones) | (np.abs(jones) == 0)
         result[s] = _Solution.from_jones(jones, flags, freqs > max_usable_freq_hz)
     return result, spw_map
+
+
+# --- the solutions cache ----------------------------------------------------------------------
+def cache_path(ms: Path, grid: Grid, tables: tuple[Path, Path], settings: dict) -> Path:
+    """``<MS dir>/.calibration-solutions/<key>.npz``. The key hashes this code, the MS grid, the settings
+    and the tables' files (but the lock, which readers touch) by path, size, inode and modification
+    and change times: a table rewritten after the solutions were saved has a later change time."""
+    digest = hashlib.sha256()
+    for source in (__file__, caltables.__file__):
+        digest.update(Path(source).read_bytes())
+    stamps = [[str(f), s.st_size, s.st_ino, s.st_mtime_ns, s.st_ctime_ns]
+              for table in tables for f in sorted(table.resolve().rglob("*"))
+              if f.name != "table.lock" for s in [f.stat()] if stat.S_ISREG(s.st_mode)]
+    digest.update(json.dumps([stamps, grid.names, settings]).encode())
+    for freqs, widths in zip(grid.freqs, grid.widths):
+        digest.update(freqs.tobytes())
+        digest.update(widths.tobytes())
+    return ms.parent / products.CALIBRATION_SOLUTIONS_FOLDER / f"{digest.hexdigest()[:32]}.npz"
+
+
+def save_solutions(path: Path, sols: dict[int, _Solution], spw_map: dict, notes: list[dict]) -> None:
+    arrays = {f"{s}.{f.name}": getattr(sol, f.name) for s, sol in sols.items() for f in dataclasses.fields(_Solution)}
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # pods of one hour race here: the last rename wins
+        np.savez(fh, meta=np.array(json.dumps({"spw_map": spw_map, "notes": notes})), **arrays)
+
+
+def load_solutions(path: Path) -> tuple[dict[int, _Solution], dict[int, dict[str, int]], list[dict]] | None:
+    """The saved solutions, or None if there are none (or they cannot be read: they are then recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            meta = json.loads(str(saved["meta"]))
+            spw_map = {int(s): kinds for s, kinds in meta["spw_map"].items()}
+            sols = {s: _Solution(**{f.name: saved[f"{s}.{f.name}"] for f in dataclasses.fields(_Solution)})
+                    for s in spw_map}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        log(_logger, "unreadable saved solutions: recomputing them", logging.WARNING, file=str(path), error=str(err))
+        return None
+    return sols, spw_map, meta["notes"]
+
+
+def cached_solutions(ms: Path, bp_table: Path, xy_table: Path, settings: dict
+                     ) -> tuple[dict[int, _Solution], dict[int, dict[str, int]]]:
+    """The solutions for ``ms``: saved by an earlier MS of the same grid and tables, else computed and saved."""
+    grid = Grid.read(ms)
+    path = cache_path(ms, grid, (bp_table, xy_table), settings)
+    saved = load_solutions(path)
+    if saved is not None:
+        sols, spw_map, notes = saved
+        for note in notes:
+            log(_logger, note.pop("msg"), logging.WARNING, **{**note, "ms": str(ms)}, solutions=str(path))
+        return sols, spw_map
+    bandpass, xyphase = read_caltable(bp_table), read_caltable(xy_table)
+    if bandpass.kind != "B":
+        raise CalibrationError(f"{bp_table}: expected a B Jones bandpass table, found {bandpass.kind} Jones")
+    if xyphase.kind != "Xf":
+        raise CalibrationError(f"{xy_table}: expected an Xf Jones cross-hand phase table, found {xyphase.kind} Jones")
+    notes: list[dict] = []
+    sols, spw_map = solutions(ms, grid, bandpass, xyphase, notes=notes, **settings)
+    save_solutions(path, sols, spw_map, notes)
+    return sols, spw_map
 
 
 # --- the correction ---------------------------------------------------------------------------
@@ -266,14 +358,10 @@ def apply_calibration(ms: str | Path, bp_table: str | Path, xy_table: str | Path
     if subband is not None:
         _check_subband(ms, subband)
     check_linear_correlations(ms)
-    bandpass, xyphase = read_caltable(bp_table), read_caltable(xy_table)
-    if bandpass.kind != "B":
-        raise CalibrationError(f"{bp_table}: expected a B Jones bandpass table, found {bandpass.kind} Jones")
-    if xyphase.kind != "Xf":
-        raise CalibrationError(f"{xy_table}: expected an Xf Jones cross-hand phase table, found {xyphase.kind} Jones")
     if freq_interp not in get_args(Options.model_fields["freq_interp"].annotation):
         raise InputError(f"{ms}: freq_interp must be 'linear' or 'average', not {freq_interp!r}")
-    sols, spw_map = solutions(ms, bandpass, xyphase, max_usable_freq_hz, spw_tolerance_hz, freq_interp)
+    settings = {"max_usable_freq_hz": max_usable_freq_hz, "tolerance_hz": spw_tolerance_hz, "freq_interp": freq_interp}
+    sols, spw_map = cached_solutions(ms, Path(bp_table), Path(xy_table), settings)
     ddid_spw = ddid_to_spw(ms)
     n_flagged = n_total = 0
     with open_ms(ms, readonly=False) as tab:

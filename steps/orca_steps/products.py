@@ -21,6 +21,7 @@ QA_PAGE = f"{QA_FOLDER}/index.html"
 PARTIAL_MARKER = "PARTIAL.json"  # in a partial archive: why it is partial, which step failed
 TIMINGS = "timings.jsonl"  # every step timer appends a line (logs.step_timer)
 PROVENANCE = "provenance.json"
+CALIBRATION_SOLUTIONS_FOLDER = ".calibration-solutions"  # beside the MS: apply-calibration's saved solutions
 # in QA/
 FLUX_CHECK_CSV = "flux_check.csv"
 FLUX_CHECK_PLOT = "flux_check.png"

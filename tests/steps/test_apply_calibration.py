@@ -1,9 +1,12 @@
 """apply-calibration against the simulator's truth: CORRECTED_DATA = uncorrupted visibilities, flags exact."""
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from casacore import tables
 
-from orca_steps import config
+from orca_steps import config, products
 from orca_steps.apply_calibration import apply_calibration
 from orca_steps.caltables import read_caltable, write_bandpass_table, write_xyphase_table
 from orca_steps.cli import main
@@ -295,3 +298,80 @@ def test_row_order_and_chunking_do_not_change_the_result(clean, work_ms, tmp_pat
     monkeypatch.setattr(module, "CHUNK_BYTES", 37 * 48 * 4 * 8)  # 37 rows: chunk edges fall inside runs
     apply_calibration(chunked, entry["bp_table"], entry["xy_table"])
     assert all(np.array_equal(a, b) for a, b in zip(_rows_by_baseline(chunked, "CORRECTED_DATA", "FLAG"), expected))
+
+
+# --- the solutions saved for the hour's other MS ---------------------------------------------------
+def _second_ms(clean, work_ms):
+    """Another MS of the same hour: a copy beside ``work_ms``, under another name."""
+    other = Path(work_ms).parent / f"other_{Path(work_ms).name}"
+    with tables.table(str(clean[0]), ack=False) as tab:
+        tab.copy(str(other), deep=True).close()
+    return other
+
+
+def test_the_hours_other_ms_load_the_first_ones_solutions(clean, work_ms, monkeypatch):
+    from orca_steps import apply_calibration as module
+
+    entry = clean[1]
+    first = apply_calibration(work_ms, entry["bp_table"], entry["xy_table"])
+    saved = list((Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob("*.npz"))
+    assert len(saved) == 1
+    other = _second_ms(clean, work_ms)
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the solutions were computed again")
+
+    monkeypatch.setattr(module, "solutions", not_again)
+    monkeypatch.setattr(module, "read_caltable", not_again)
+    second = apply_calibration(other, entry["bp_table"], entry["xy_table"])
+    assert second.spw_map == first.spw_map and second.flagged_fraction == first.flagged_fraction
+    for column in ("CORRECTED_DATA", "FLAG"):
+        assert np.array_equal(columns(other, column)[0], columns(work_ms, column)[0]), column
+    with pytest.raises(AssertionError, match="computed again"):  # other settings: other solutions
+        apply_calibration(other, entry["bp_table"], entry["xy_table"], freq_interp="average")
+
+
+def test_a_table_edited_in_place_is_not_served_from_the_saved_solutions(clean, work_ms, tmp_path):
+    """Same table files, new gains written into them: the key sees the files' change time."""
+    entry = clean[1]
+    path = tmp_path / "night.B"
+    shutil.copytree(entry["bp_table"], path)
+    apply_calibration(work_ms, path, entry["xy_table"])
+    assert _relative_error(work_ms)[0] < 1e-3
+    with tables.table(str(path), readonly=False, ack=False) as tab:
+        tab.putcol("CPARAM", 2 * tab.getcol("CPARAM"))
+    other = _second_ms(clean, work_ms)
+    apply_calibration(other, path, entry["xy_table"])
+    corrected, model, flag = columns(other, "CORRECTED_DATA", "MODEL_DATA", "FLAG")
+    a1, a2 = columns(other, "ANTENNA1", "ANTENNA2")
+    good = ~flag & (a1 != a2)[:, None, None]
+    assert np.allclose(corrected[good] * 4, model[good], rtol=1e-3)  # |2 g|^-2: each side's gain doubled
+    assert len(list((Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob("*.npz"))) == 2
+
+
+def test_unreadable_saved_solutions_are_recomputed(clean, work_ms, caplog):
+    entry = clean[1]
+    apply_calibration(work_ms, entry["bp_table"], entry["xy_table"])
+    expected = columns(work_ms, "CORRECTED_DATA", "FLAG")
+    (saved,) = (Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob("*.npz")
+    saved.write_bytes(saved.read_bytes()[:1000])  # e.g. a disk that lost the end of the file
+    other = _second_ms(clean, work_ms)
+    apply_calibration(other, entry["bp_table"], entry["xy_table"])
+    assert "unreadable saved solutions: recomputing them" in caplog.messages
+    assert all(np.array_equal(a, b) for a, b in zip(columns(other, "CORRECTED_DATA", "FLAG"), expected))
+    assert saved.stat().st_size > 1000, "saved again, whole"
+
+
+def test_a_warning_of_the_first_ms_is_logged_for_each_ms(clean, work_ms, tmp_path, caplog):
+    """The nearest-window warning is in the log of every MS calibrated with those solutions, naming it."""
+    names = clean[1]["antenna_names"]
+    neighbour = config.subband_channel_freqs("78MHz", 192)
+    bp = write_bandpass_table(tmp_path / "78MHz.B", np.ones((len(names), 192, 2)), neighbour, names)
+    xy = write_xyphase_table(tmp_path / "78MHz.Xf", np.zeros(192), neighbour, names)
+    apply_calibration(work_ms, bp, xy, spw_tolerance_hz=1e6)
+    other = _second_ms(clean, work_ms)
+    caplog.clear()
+    apply_calibration(other, bp, xy, spw_tolerance_hz=1e6)
+    warnings = [r.fields for r in caplog.records if r.getMessage() == "no overlapping cal window: using the nearest"]
+    assert [w["table"] for w in warnings] == [str(bp), str(xy)]
+    assert all(w["ms"] == str(other) and w["solutions"].endswith(".npz") for w in warnings)
