@@ -83,8 +83,11 @@ def load_vlssr(path: str | Path) -> np.ndarray:
     return np.array(rows)
 
 
+# gc.freeze(): PyBDSF calls gc.collect() after each of its steps; each would walk every object the imports
+# made (about a second in all). Frozen, they are skipped; what PyBDSF finds does not change.
 _BDSF = """
-import json, sys, bdsf
+import gc, json, sys, bdsf
+gc.freeze()
 img = bdsf.process_image(sys.argv[1], quiet=True, thresh="hard", thresh_isl=5.0, thresh_pix=7.0, ncores=1)
 out = [[float(s.posn_sky_max[0]), float(s.posn_sky_max[1]), float(s.peak_flux_max)] for s in img.sources]
 json.dump(out, open(sys.argv[2], "w"))
