@@ -46,16 +46,12 @@ def _quantisation_step(packed: Path, shape: tuple[int, ...]) -> np.ndarray | Non
         lengths = [table.header[f"ZNAXIS{i}"] for i in range(1, naxis + 1)]
         tiles = [table.header.get(f"ZTILE{i}", lengths[0] if i == 1 else 1) for i in range(1, naxis + 1)]
     counts = [-(-n // t) for n, t in zip(lengths, tiles)]
-    # tile index of every pixel; FITS axis 1 varies fastest, numpy's last axis is FITS axis 1
-    index = np.zeros(shape, dtype=np.int64)
-    stride = 1
-    for axis in range(naxis):  # FITS axis axis+1 <-> numpy axis naxis-1-axis
-        along = (np.arange(lengths[axis]) // tiles[axis]) * stride
-        view = [1] * naxis
-        view[naxis - 1 - axis] = lengths[axis]
-        index = index + along.reshape(view)
-        stride *= counts[axis]
-    return zscale[index]
+    # the tiles' steps in numpy's axis order (FITS axis 1 varies fastest: numpy's last), each repeated over its
+    # tile's pixels: one full-size array, not a full-size tile index per axis
+    step = zscale.reshape(counts[::-1])
+    for axis, tile in enumerate(tiles[::-1]):
+        step = np.repeat(step, tile, axis=axis)
+    return step[tuple(slice(0, n) for n in lengths[::-1])].reshape(shape)
 
 
 def verify_packed(original: str | Path, packed: str | Path) -> None:
@@ -75,8 +71,8 @@ def verify_packed(original: str | Path, packed: str | Path) -> None:
         raise ToolFailedError(f"{packed}: NaN pixels differ from {original}")
     step = _quantisation_step(Path(packed), ref.shape)
     tolerance = 0.0 if step is None else 0.5 * step * (1 + 1e-6) + 1e-6 * np.abs(ref)
-    diff = np.abs(np.where(nan_ref, 0.0, got - ref))
-    if np.any(diff > tolerance):
+    got -= ref  # in place; NaN where both are blank, and NaN > tolerance is False
+    if np.any(np.abs(got, out=got) > tolerance):
         raise ToolFailedError(f"{packed}: differs from {original} by more than the quantisation step")
 
 
