@@ -91,8 +91,9 @@ def _bdsf_sources(image: str, out: str, work: str, log_fd: int) -> None:
     import gc
     import os
 
-    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 1)  # C code's output
     os.dup2(log_fd, 2)
+    sys.stdout = sys.stderr = open(log_fd, "w", buffering=1, closefd=False)  # Python's, a traceback too
     os.chdir(work)
     import bdsf
 
