@@ -83,8 +83,8 @@ def load_vlssr(path: str | Path) -> np.ndarray:
 
 
 def _bdsf_sources(image: str, out: str, work: str, log_fd: int) -> None:
-    """In the child: PyBDSF's sources of ``image`` as JSON ``out``; it chatters to ``log_fd`` and writes its
-    own log in ``work``.
+    """In the child: PyBDSF's sources of ``image`` as JSON ``out``, run in ``work``; what it prints goes to
+    ``log_fd``.
 
     gc.freeze(): PyBDSF calls gc.collect() after each of its steps, and each would walk every object the
     imports made (about a second in all); frozen, they are skipped. What PyBDSF finds does not change."""
