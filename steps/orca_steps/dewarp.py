@@ -1,6 +1,6 @@
 """Step ``dewarp``: undo the ionosphere's smooth position shifts against a reference catalogue.
 
-PyBDSF finds compact sources in the deep I image (in a subprocess: it is noisy and keeps global state);
+PyBDSF finds compact sources in the deep I image (in a child process: it is noisy and keeps global state);
 they are matched to a VLSSr-format catalogue (74 MHz, fluxes scaled by nu^-0.7, within ``match_arcmin``
 and a flux-ratio window that widens away from 74 MHz). With at least ``min_anchors`` matches the
 offsets are interpolated (thin-plate RBF) into a pixel-shift screen applied to every given image
@@ -15,7 +15,6 @@ others (``loo_rms_arcmin``); the in-sample residual says nothing, the screen pas
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -83,26 +82,52 @@ def load_vlssr(path: str | Path) -> np.ndarray:
     return np.array(rows)
 
 
-_BDSF = """
-import json, sys, bdsf
-img = bdsf.process_image(sys.argv[1], quiet=True, thresh="hard", thresh_isl=5.0, thresh_pix=7.0, ncores=1)
-out = [[float(s.posn_sky_max[0]), float(s.posn_sky_max[1]), float(s.peak_flux_max)] for s in img.sources]
-json.dump(out, open(sys.argv[2], "w"))
-"""
+def _bdsf_sources(image: str, out: str, work: str, log_fd: int) -> None:
+    """In the child: PyBDSF's sources of ``image`` as JSON ``out``, run in ``work``; what it prints goes to
+    ``log_fd``.
+
+    gc.freeze(): PyBDSF calls gc.collect() after each of its steps, and each would walk every object the
+    imports made (about a second in all); frozen, they are skipped. What PyBDSF finds does not change."""
+    import gc
+    import os
+
+    os.dup2(log_fd, 1)  # C code's output
+    os.dup2(log_fd, 2)
+    sys.stdout = sys.stderr = open(log_fd, "w", buffering=1, closefd=False)  # Python's, a traceback too
+    os.chdir(work)
+    import bdsf
+
+    gc.freeze()
+    img = bdsf.process_image(image, quiet=True, thresh="hard", thresh_isl=5.0, thresh_pix=7.0, ncores=1)
+    found = [[float(s.posn_sky_max[0]), float(s.posn_sky_max[1]), float(s.peak_flux_max)] for s in img.sources]
+    Path(out).write_text(json.dumps(found))
 
 
 def find_sources(image: Path, work: Path) -> np.ndarray:
-    """PyBDSF sources (ra, dec, peak) of ``image``, run in a subprocess.
+    """PyBDSF sources (ra, dec, peak) of ``image``, run in a child process (PyBDSF is noisy and keeps global
+    state). Forked, not a new interpreter: the child starts with what this process imported (numpy, scipy,
+    astropy, matplotlib), a second or two less than importing PyBDSF afresh.
 
     Hard thresholds (the sigmas given): PyBDSF's default false-detection-rate choice divides by zero on
     small or mostly blank images.
     """
+    import multiprocessing
+    import tempfile
+
     work = Path(work).resolve()  # PyBDSF runs (and writes its logs) in ``work``: relative paths would break
     out = work / "bdsf_sources.json"
-    proc = subprocess.run([sys.executable, "-c", _BDSF, str(Path(image).resolve()), str(out)], capture_output=True,
-                          text=True, cwd=work)
-    if proc.returncode != 0 or not out.is_file():
-        raise ToolFailedError(f"PyBDSF failed on {image}: {proc.stderr.strip()[-800:]}")
+    out.unlink(missing_ok=True)
+    with tempfile.TemporaryFile() as chatter:
+        sys.stdout.flush()  # what this process has buffered must not be written twice
+        sys.stderr.flush()
+        proc = multiprocessing.get_context("fork").Process(
+            target=_bdsf_sources, args=(str(Path(image).resolve()), str(out), str(work), chatter.fileno()))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0 or not out.is_file():
+            chatter.seek(0)
+            said = chatter.read().decode(errors="replace").strip()[-800:]
+            raise ToolFailedError(f"PyBDSF failed on {image} (exit code {proc.exitcode}): {said}")
     return np.array(json.loads(out.read_text())).reshape(-1, 3)
 
 

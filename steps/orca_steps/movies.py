@@ -100,8 +100,8 @@ def snapshot_movies(kind_paths: dict[str, list[Path]], subband: str, out_dir: Pa
             notes.append(f"no {stokes} movies: {len(paths)} snapshots (< {MIN_FRAMES})")
             continue
         stack = np.stack([load_frame(p) for p in pick_frames(paths)])
-        median = np.nanmedian(stack, axis=0)
-        if stokes == "I":
+        if stokes == "I":  # the median is for I alone: V's movie does not need it
+            median = np.nanmedian(stack, axis=0)
             vmin, vmax = np.nanpercentile(median, [1.0, 99.5])
             kinds = {"I_Raw": (stack, vmin, vmax)}
             filtered = stack - median

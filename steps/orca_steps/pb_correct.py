@@ -214,7 +214,9 @@ def pb_correct_image(path: str | Path, beam: BeamModel, cache: dict | None = Non
     if header.get("PBCORR") is True:
         raise InputError(f"{path}: image is already primary-beam corrected")
     time_s, freq = image_time(header, path), image_frequency(header, path)
-    key = (header.tostring(), time_s, freq) if cache is not None else None
+    # the map depends on the sky geometry only: I and V, or deep images of other weightings, share it
+    key = ((header["NAXIS1"], header["NAXIS2"], celestial_wcs(header).to_header_string(), time_s, freq)
+           if cache is not None else None)
     response = cache.get(key) if cache is not None else None
     if response is None:
         response = beam_map(beam, header, time_s, freq)

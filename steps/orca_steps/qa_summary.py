@@ -403,12 +403,16 @@ def provenance_section(u: Unit) -> Section:
     return Section(step, title, u.judged(step, "ok"), f"{len(prov)} entries", body)
 
 
-def judge_deep_image(path: Path, max_rms: float, max_peak: float) -> dict:
-    """One deep image's numbers above the horizon mask, and what is absurd about them ("" if nothing)."""
+def judge_deep_image(path: Path, max_rms: float, max_peak: float, skies: dict) -> dict:
+    """One deep image's numbers above the horizon mask, and what is absurd about them ("" if nothing).
+
+    ``skies`` keeps the above-the-mask pixels per geometry and time: an hour's deep images share them."""
     img = load_image(path, "deep image")
-    horizon_mask_deg = max(r.options.horizon_mask_deg or 0 for r in site_recipes().science)
-    sky = img.elevation_map() > horizon_mask_deg  # NaN (off the sphere) compares False
-    pixels = img.data[sky]
+    key = (img.wcs.to_header_string(), img.data.shape, img.time_s)
+    if key not in skies:
+        horizon_mask_deg = max(r.options.horizon_mask_deg or 0 for r in site_recipes().science)
+        skies[key] = img.elevation_map() > horizon_mask_deg  # NaN (off the sphere) compares False
+    pixels = img.data[skies[key]]
     finite = pixels[np.isfinite(pixels)]
     rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else float("nan")
     peak = float(np.max(np.abs(finite))) if finite.size else float("nan")
@@ -430,7 +434,8 @@ def deep_images_section(u: Unit) -> Section:
     if not files:
         return u.absent(step, title)
     try:
-        rows = [judge_deep_image(p, u.opts.max_deep_rms_jy, u.opts.max_deep_peak_jy) for p in files]
+        skies = {}
+        rows = [judge_deep_image(p, u.opts.max_deep_rms_jy, u.opts.max_deep_peak_jy, skies) for p in files]
     except (InputError, *UNREADABLE) as exc:
         return u.unreadable(step, title, files[0], exc)
     bad = [r for r in rows if r["problem"]]

@@ -147,3 +147,13 @@ def test_relative_paths_work(tmp_path, monkeypatch):
                                     interval_images=["unit/deep-I-image.fits"], catalogue="unit/vlssr.txt"))
     assert res.status == "ok" and res.n_anchors >= 30
     assert res.deep_image == "unit/deep-I-image_dewarped.fits" and load_image(res.deep_image).data.shape
+
+
+def test_pybdsf_failure_says_why(tmp_path):
+    """PyBDSF runs in a forked child: its failure is a ToolFailedError carrying what the child said."""
+    from orca_steps.errors import ToolFailedError
+
+    bad = tmp_path / "bad.fits"
+    bad.write_text("not a FITS image")
+    with pytest.raises(ToolFailedError, match="(?s)PyBDSF failed.*cannot be opened"):
+        dewarp.find_sources(bad, tmp_path)
