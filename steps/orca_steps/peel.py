@@ -15,7 +15,7 @@ What orca does with TTCal ``zest --beam constant --minuvw 5 --maxiter 5 --tolera
   fringe is the product of two per-antenna phasors, conj(a_p) a_q, taken as slices along baseline
   runs: models cost one complex64 multiply per row and channel instead of an exponential;
 - the solve runs on per-row channel sums (see ``peeling_solver``): one pass over the MS reads
-  CORRECTED_DATA and predicts, a second subtracts and writes. Memory: the sums (S^2 x 64 bytes a
+  CORRECTED_DATA and predicts, a second subtracts and writes. Memory: the sums (S^2 x 32 bytes a
   row for S sources) and the models kept between the passes (24 MB per unpolarised source for one
   full-size integration); about 310 MB for a full MS and three sources.
 Autocorrelations are left unchanged. A second run on the peeled data is a no-op: the MS records what
@@ -384,8 +384,8 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     stay in their (nrow, nchan, 4) layout: one matrix product per row gives R for all four correlations.
     """
     n_src = len(models.sources)
-    r = np.zeros((n_src, meta.nrows, 4), np.complex128)
-    x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex128)
+    r = np.zeros((n_src, meta.nrows, 4), np.complex64)  # sums of complex64 products: no precision lost
+    x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex64)
     crc = 0
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
