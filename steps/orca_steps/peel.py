@@ -91,6 +91,23 @@ class PeelResult(BaseModel):
 Result = PeelResult
 
 
+class Scratch(dict):
+    """Work arrays reused from chunk to chunk, by name: a fresh multi-MB array every chunk costs page
+    faults every time (glibc maps and unmaps blocks that size), a reused one does not."""
+
+    def take(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self.get(name)
+        if buf is None or buf.size < size or buf.dtype != np.dtype(dtype):
+            buf = self[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
+
+
+def work_array(scratch: Scratch | None, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``scratch``'s array ``name`` (valid until it is taken again), or a new one without scratch."""
+    return np.empty(shape, dtype) if scratch is None else scratch.take(name, shape, dtype)
+
+
 @dataclass
 class ChunkGeometry:
     """What a source needs to predict one row chunk."""
@@ -102,6 +119,7 @@ class ChunkGeometry:
     phase_centre: tuple[float, float]  # J2000 (ra, dec) rad
     slot: np.ndarray | None = None  # (nrow,) time slot, with:
     antenna_uvw: np.ndarray | None = None  # (n_slots, n_ant, 3) m, uvw = U[ant2] - U[ant1] (``antenna_uvw``)
+    scratch: Scratch | None = None  # if set, predicted fields are its arrays: valid until the next prediction
 
 
 def antenna_uvw(uvw: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, slot: np.ndarray, n_slots: int, n_ant: int,
@@ -124,7 +142,8 @@ def antenna_uvw(uvw: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, slot: np.nd
     return out if np.all(error <= tolerance_m) else None  # NaN (no baseline to the reference) fails too
 
 
-def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarray | None = None) -> np.ndarray:
+def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarray | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """S(nu) exp(2 pi i nu (d_q - d_p) / c) per row, (nrow, nchan) complex64, from per-antenna delays d
     (n_slots, n_ant) in metres: conj(a_p) S a_q with a = exp(2 pi i nu d / c) (exponentials in float64);
     the spectrum S (nchan,), default 1, rides on the per-antenna factor at no cost per row."""
@@ -134,11 +153,12 @@ def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarra
     first = np.conj(phasor) if spectrum is None else np.conj(phasor) * spectrum.astype(np.float32)
     p, q = geo.slot * n_ant + geo.ant1, geo.slot * n_ant + geo.ant2
     bounds = baseline_runs(p, q)
+    if out is None:
+        out = np.empty((p.size, geo.freqs.size), np.complex64)
     if bounds is None:
-        out = np.take(first, p, axis=0)
+        np.take(first, p, axis=0, out=out)
         out *= np.take(phasor, q, axis=0)
         return out
-    out = np.empty((p.size, geo.freqs.size), np.complex64)
     for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # a run: one p, consecutive q
         np.multiply(first[p[start]], phasor[q[start]:q[start] + end - start], out=out[start:end])
     return out
@@ -179,7 +199,8 @@ def fringes(delay: np.ndarray, freqs: np.ndarray) -> np.ndarray:
     return np.cumprod(out, axis=1, out=out)
 
 
-def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray, scaled: bool = False) -> None:
+def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray, scaled: bool = False,
+                scratch: Scratch | None = None) -> None:
     """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter (``vis`` may be reused);
     ``scaled``: ``vis`` already holds the spectrum of its only non-zero Stokes parameter."""
     stokes = stokes.astype(vis.real.dtype)  # complex64 fringes stay complex64
@@ -191,7 +212,7 @@ def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray, scaled: boo
                 vis *= stokes[None, :, k]  # the usual unpolarised case: scale in place, no temporary
             part = vis
         else:
-            part = vis * stokes[None, :, k]
+            part = np.multiply(vis, stokes[None, :, k], out=work_array(scratch, name, vis.shape, vis.dtype))
         if name in fields:
             fields[name] += part
         else:
@@ -207,18 +228,21 @@ def _single_spectrum(stokes: np.ndarray) -> np.ndarray | None:
 def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Fields:
     """Stokes fields of sky components (points, Gaussians): ``predict.predict_components`` by Stokes."""
     fields: Fields = {}
-    for comp in components:
+    shape = (geo.uvw.shape[0], geo.freqs.size)
+    for k, comp in enumerate(components):
         l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
         direction = np.array([l, m, n - 1])
         stokes, spectrum = comp.stokes_at(geo.freqs), None
         if geo.antenna_uvw is not None:
             spectrum = _single_spectrum(stokes)
-            vis = antenna_fringes(geo.antenna_uvw @ direction, geo, spectrum)
+            out = work_array(geo.scratch, "sky" if k == 0 else "component", shape, np.complex64)  # 0: the field
+            vis = antenna_fringes(geo.antenna_uvw @ direction, geo, spectrum, out)
         else:
             vis = fringes((geo.uvw @ direction) / C_M_S, geo.freqs)
         if comp.is_gaussian:
-            vis *= gaussian_taper(geo.uvw, geo.freqs, comp, vis.real.dtype)
-        _add_stokes(fields, vis, stokes, scaled=spectrum is not None)
+            vis *= gaussian_taper(geo.uvw, geo.freqs, comp, vis.real.dtype,
+                                  work_array(geo.scratch, "taper", shape, vis.real.dtype))
+        _add_stokes(fields, vis, stokes, spectrum is not None, geo.scratch)
     return fields
 
 
@@ -228,11 +252,12 @@ def predict_rfi_fields(geo: ChunkGeometry, src: RFISource) -> Fields:
     stokes, spectrum = src.stokes_at(geo.freqs), None
     if geo.antenna_uvw is not None:  # d_p - d_q - (w_q - w_p) = tau_q - tau_p with tau = -(d + w)
         spectrum = _single_spectrum(stokes)
-        vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo, spectrum)
+        vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo, spectrum,
+                              work_array(geo.scratch, "rfi", (geo.uvw.shape[0], geo.freqs.size), np.complex64))
     else:
         vis = fringes((dist[geo.ant1] - dist[geo.ant2] - geo.uvw[:, 2]) / C_M_S, geo.freqs)
     fields: Fields = {}
-    _add_stokes(fields, vis, stokes, scaled=spectrum is not None)
+    _add_stokes(fields, vis, stokes, spectrum is not None, geo.scratch)
     return fields
 
 
@@ -330,26 +355,29 @@ class ModelFields:
     def __init__(self, tab, meta: MSLayout, sources: list[PeelSource]):
         self.tab, self.meta, self.sources = tab, meta, sources
         self.keep = len(sources) * 4 * meta.nrows * meta.freqs.size * 8 <= MODEL_CACHE_BYTES
-        self.cache: dict[int, tuple[np.ndarray, list[tuple[int, str]]]] = {}
+        self.cache: dict[int, np.ndarray] = {}
+        self.scratch = Scratch()  # the predictors' work arrays
+        # which fields the sources have (the same in every chunk): from a prediction of one row
+        self.labels = [(s, j) for s, src in enumerate(sources) for j in src.predict(self.geometry(0, 1))]
 
     def geometry(self, start: int, n: int) -> ChunkGeometry:
         m, rows = self.meta, slice(start, start + n)
         return ChunkGeometry(m.uvw[rows], m.ant1[rows], m.ant2[rows], m.freqs, m.ant_itrf, m.phase_centre,
-                             m.layout.slot[rows], m.antenna_uvw)
+                             m.layout.slot[rows], m.antenna_uvw, self.scratch)
 
     def stacked(self, start: int, n: int, geo: ChunkGeometry | None = None
                 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
         if start in self.cache:
-            return self.cache[start]
+            return self.cache[start], self.labels
         geo = geo or self.geometry(start, n)
-        predicted = [(s, j, f) for s, src in enumerate(self.sources) for j, f in src.predict(geo).items()]
-        out = np.empty((len(predicted), n, self.meta.freqs.size), np.complex64)
-        for k, (_, _, f) in enumerate(predicted):
-            out[k] = f
-        result = out, [(s, j) for s, j, _ in predicted]
+        out = np.zeros((len(self.labels), n, self.meta.freqs.size), np.complex64)
+        index = {label: k for k, label in enumerate(self.labels)}
+        for s, src in enumerate(self.sources):
+            for j, f in src.predict(geo).items():  # copied before the next source reuses the scratch arrays
+                out[index[s, j]] = f
         if self.keep:
-            self.cache[start] = result
-        return result
+            self.cache[start] = out
+        return out, self.labels
 
     def chunk(self, start: int, n: int, geo: ChunkGeometry | None = None) -> list[Fields]:
         """Each source's fields of a chunk (views of ``stacked``)."""
@@ -414,29 +442,32 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     max_rows = max(n for _, n in chunks)
     data_reader = ChunkReader(tab, "CORRECTED_DATA", max_rows)
     flag_reader = ChunkReader(tab, "FLAG", max_rows)
-    weighted_buffer = None  # w conj(F), reused by every chunk
+    work = Scratch()
+    uv_length = np.linalg.norm(meta.uvw, axis=1)
     for start, n in chunks:
         rows = slice(start, start + n)
         data = data_reader.read(start, n)
         crc = _fingerprint(crc, data, start)
         geo = models.geometry(start, n)
         fields, labels = models.stacked(start, n, geo)
-        length_wl = np.linalg.norm(geo.uvw, axis=1)[:, None] * geo.freqs[None, :] / C_M_S
+        length_wl = np.multiply.outer(uv_length[rows], geo.freqs, out=work.take("length", (n, geo.freqs.size), float))
+        length_wl /= C_M_S
+        long_enough = np.greater_equal(length_wl, minuvw, out=work.take("long", length_wl.shape, bool))
+        long_enough &= cross[rows, None]
         usable = flag_reader.read(start, n)  # FLAG -> usable in place, on the four bools as one uint32
         words = usable.view(np.uint32)[..., 0]
         words ^= ALL_FOUR
-        words *= (length_wl >= minuvw) & cross[rows, None]
+        words *= long_enough
         if not np.isfinite(data.sum()):  # one reduction; NaN and inf anywhere make the sum non-finite
             finite = np.isfinite(data)
             usable &= finite
             data = np.where(finite, data, 0)  # 0 x NaN would still be NaN below
-        if weighted_buffer is None:
-            weighted_buffer = np.empty((fields.shape[0], max_rows, fields.shape[2]), np.complex64)
         for mask, corrs in _mask_groups(usable):
             sel = slice(None) if len(corrs) == 4 else corrs  # a slice, not a gather, in the usual case
-            weighted = np.conjugate(fields, out=weighted_buffer[:, :n])  # the weight rides on the conjugated side
-            weighted *= mask
-            data_sums = np.matmul(weighted.transpose(1, 0, 2), data)  # (n, F, 4): sum_ch w conj(F_f) D^c
+            weighted = np.conjugate(fields, out=work.take("weighted", fields.shape, fields.dtype))
+            weighted *= mask  # the weight rides on the conjugated side
+            data_sums = np.matmul(weighted.transpose(1, 0, 2), data,  # (n, F, 4): sum_ch w conj(F_f) D^c
+                                  out=work.take("data_sums", (n, len(labels), 4), np.complex64))
             for f, (s, j) in enumerate(labels):
                 b = np.conj(STOKES_TO_CORR[j][corrs])
                 if b.any():
@@ -455,15 +486,16 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
     reader = ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
+    work = Scratch()
     for start, n in chunks:
         rows = slice(start, start + n)
         data = reader.read(start, n)  # (n, nchan, 4), corrected in place
         fields, labels = models.stacked(start, n)
         coeff = products[:, rows] * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
-        scales = np.empty((n, len(labels), 4), np.complex64)  # field f's coefficient in each correlation
+        scales = work.take("scales", (n, len(labels), 4), np.complex64)  # field f's coefficient, per correlation
         for f, (s, j) in enumerate(labels):
             scales[:, f] = coeff[s] * STOKES_TO_CORR[j]
-        data -= np.matmul(fields.transpose(1, 2, 0), scales)
+        data -= np.matmul(fields.transpose(1, 2, 0), scales, out=work.take("model", data.shape, data.dtype))
         crc = _fingerprint(crc, data, start)
         tab.putcol("CORRECTED_DATA", data, start, n)
     return f"{crc:08x}"
