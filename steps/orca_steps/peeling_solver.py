@@ -68,8 +68,9 @@ class Layout:
         if k not in cache:
             rows = np.flatnonzero((self.slot == k) & (self.ant1 != self.ant2))
             n = 2 * self.n_ant
-            ip, iq = (self.index_p[rows] % n).ravel(), (self.index_q[rows] % n).ravel()
-            cache[k] = (rows, ip * n + iq, iq * n + ip)
+            ip = (2 * self.ant1[rows])[:, None] + P_POL[None, :]
+            iq = (2 * self.ant2[rows])[:, None] + Q_POL[None, :]
+            cache[k] = (rows, (ip * n + iq).ravel(), (iq * n + ip).ravel())
         return cache[k]
 
 
@@ -82,19 +83,19 @@ def gain_products(gains: np.ndarray, layout: Layout, out: np.ndarray | None = No
     return out
 
 
-def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool) -> np.ndarray:
-    """Per-row values (nrow, 4) of slot ``k`` as a (2 n_ant, 2 n_ant) matrix over (antenna, pol) pairs.
+def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool, out: np.ndarray) -> np.ndarray:
+    """Per-row values (nrow, 4) of slot ``k`` as a (2 n_ant, 2 n_ant) matrix over (antenna, pol) pairs,
+    written into ``out`` (zeros).
 
     Entry [(p, a), (q, b)] holds the row p-q's correlation ab, and [(q, b), (p, a)] its conjugate
     (``hermitian_conj``) or itself (real weights). Autocorrelations carry no weight and are left out.
     """
     rows, upper, lower = layout.slot_indices(k)
-    n = 2 * layout.n_ant
     v = values[rows].ravel()
-    out = np.zeros(n * n, values.dtype)
-    out[upper] = v
-    out[lower] = np.conj(v) if hermitian_conj else v
-    return out.reshape(n, n)
+    flat = out.reshape(-1)
+    flat[upper] = v
+    flat[lower] = np.conj(v) if hermitian_conj else v
+    return out
 
 
 def _times(a: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -115,10 +116,14 @@ class SlotSums:
     """
 
     def __init__(self, r: np.ndarray, x: np.ndarray, layout: Layout, k: int):
-        n_src = r.shape[0]
-        self.r = [_dense(r[s], layout, k, True) for s in range(n_src)]
-        self.x = {(t, s): _dense(x[t, s], layout, k, True) for s in range(n_src) for t in range(s)}
-        self.w = [_dense(x[s, s].real, layout, k, False) for s in range(n_src)]
+        n_src, n = r.shape[0], 2 * layout.n_ant
+        pairs = [(t, s) for s in range(n_src) for t in range(s)]
+        # one allocation each: an array of 4 MB or more gets huge pages, far fewer page faults than 4 kB ones
+        block = np.zeros((n_src + len(pairs), n, n), np.result_type(r.dtype, x.dtype))
+        weights = np.zeros((n_src, n, n), block.real.dtype)
+        self.r = [_dense(r[s], layout, k, True, block[s]) for s in range(n_src)]
+        self.x = {pair: _dense(x[pair], layout, k, True, block[n_src + i]) for i, pair in enumerate(pairs)}
+        self.w = [_dense(x[s, s].real, layout, k, False, weights[s]) for s in range(n_src)]
 
     def effective_times(self, s: int, gains: np.ndarray, v: np.ndarray) -> np.ndarray:
         """R_eff_s v, the other sources taken out with ``gains`` (n_src, 2 n_ant)."""
@@ -241,6 +246,8 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
                          for s in range(n_src)]).reshape(n_src, layout.n_slots)
     gains[rejected] = 0.0
     gains = gains.reshape(n_src, layout.n_slots, layout.n_ant, 2)
-    products = np.stack([gain_products(g, layout) for g in gains])
+    products = np.empty((n_src, *r.shape[1:]), np.complex128)
+    for s in range(n_src):
+        gain_products(gains[s], layout, out=products[s])
     gains = np.stack([reference_phases(gains[s], cross_hands[s]) for s in range(n_src)])
     return PeelSolution(gains, products, converged, iterations, rejected, scales, order)
