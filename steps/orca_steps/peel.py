@@ -93,7 +93,13 @@ Result = PeelResult
 
 class Scratch(dict):
     """Work arrays reused from chunk to chunk, by name: a fresh multi-MB array every chunk costs page
-    faults every time (glibc maps and unmaps blocks that size), a reused one does not."""
+    faults every time (glibc maps and unmaps blocks that size), a reused one does not. Also values that
+    are the same for every chunk, by key (``once``)."""
+
+    def once(self, key, compute: Callable[[], object]):
+        if key not in self:
+            self[key] = compute()
+        return self[key]
 
     def take(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
         size = int(np.prod(shape))
@@ -148,9 +154,17 @@ def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarra
     (n_slots, n_ant) in metres: conj(a_p) S a_q with a = exp(2 pi i nu d / c) (exponentials in float64);
     the spectrum S (nchan,), default 1, rides on the per-antenna factor at no cost per row."""
     n_ant = delay_m.shape[1]
-    phasor = np.exp((2j * np.pi / C_M_S) * delay_m[..., None] * geo.freqs).astype(np.complex64)
-    phasor = phasor.reshape(-1, geo.freqs.size)
-    first = np.conj(phasor) if spectrum is None else np.conj(phasor) * spectrum.astype(np.float32)
+
+    def phasors():  # the same for every chunk (per antenna and slot): computed once with scratch
+        phasor = np.exp((2j * np.pi / C_M_S) * delay_m[..., None] * geo.freqs).astype(np.complex64)
+        phasor = phasor.reshape(-1, geo.freqs.size)
+        return (np.conj(phasor) if spectrum is None else np.conj(phasor) * spectrum.astype(np.float32)), phasor
+
+    if geo.scratch is None:
+        first, phasor = phasors()
+    else:
+        key = ("phasors", delay_m.tobytes(), None if spectrum is None else spectrum.tobytes(), geo.freqs.tobytes())
+        first, phasor = geo.scratch.once(key, phasors)
     p, q = geo.slot * n_ant + geo.ant1, geo.slot * n_ant + geo.ant2
     bounds = baseline_runs(p, q)
     if out is None:
