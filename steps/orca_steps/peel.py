@@ -384,7 +384,12 @@ class ModelFields:
         if start in self.cache:
             return self.cache[start], self.labels
         geo = geo or self.geometry(start, n)
-        out = np.zeros((len(self.labels), n, self.meta.freqs.size), np.complex64)
+        shape = (len(self.labels), n, self.meta.freqs.size)
+        if self.keep:
+            out = np.zeros(shape, np.complex64)
+        else:  # predicted again for the second pass: one reused array
+            out = self.scratch.take("stacked", shape, np.complex64)
+            out.fill(0)
         index = {label: k for k, label in enumerate(self.labels)}
         for s, src in enumerate(self.sources):
             for j, f in src.predict(geo).items():  # copied before the next source reuses the scratch arrays
