@@ -487,12 +487,12 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
             weighted *= mask  # the weight rides on the conjugated side
             data_sums = np.matmul(weighted.transpose(1, 0, 2), data,  # (n, F, 4): sum_ch w conj(F_f) D^c
                                   out=work.take("data_sums", (n, len(labels), 4), np.complex64))
-            for f, (s, j) in enumerate(labels):
-                b = np.conj(STOKES_TO_CORR[j][corrs])
+            for f, (s, j) in enumerate(labels):  # b: 0, +-1, +-1j, exact in complex64
+                b = np.conj(STOKES_TO_CORR[j][corrs]).astype(np.complex64)
                 if b.any():
                     r[s, rows][:, sel] += data_sums[:, f, sel] * b
                 for g, (t, k) in enumerate(labels):
-                    b = STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])
+                    b = (STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])).astype(np.complex64)
                     if t <= s and b.any():
                         x[t, s, rows][:, sel] += _row_sums(fields[g], weighted[f])[:, None] * b
     return r, x, f"{crc:08x}"
