@@ -370,9 +370,7 @@ class ModelFields:
         self.tab, self.meta, self.sources = tab, meta, sources
         self.keep = len(sources) * 4 * meta.nrows * meta.freqs.size * 8 <= MODEL_CACHE_BYTES
         self.cache: dict[int, np.ndarray] = {}
-        self.scratch = Scratch()  # work arrays of the predictors and of both passes
-        self.chunks = _chunks(tab, meta)  # what both passes stream, through one reused buffer:
-        self.data = ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in self.chunks))
+        self.scratch = Scratch()  # the predictors' work arrays
         # which fields the sources have (the same in every chunk): from a prediction of one row
         self.labels = [(s, j) for s, src in enumerate(sources) for j in src.predict(self.geometry(0, 1))]
 
@@ -459,12 +457,15 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex64)
     crc = 0
     cross = meta.ant1 != meta.ant2
-    flag_reader = ChunkReader(tab, "FLAG", models.data.buffer.shape[0])
-    work = models.scratch
+    chunks = _chunks(tab, meta)
+    max_rows = max(n for _, n in chunks)
+    data_reader = ChunkReader(tab, "CORRECTED_DATA", max_rows)
+    flag_reader = ChunkReader(tab, "FLAG", max_rows)
+    work = Scratch()
     uv_length = np.linalg.norm(meta.uvw, axis=1)
-    for start, n in models.chunks:
+    for start, n in chunks:
         rows = slice(start, start + n)
-        data = models.data.read(start, n)
+        data = data_reader.read(start, n)
         crc = _fingerprint(crc, data, start)
         geo = models.geometry(start, n)
         fields, labels = models.stacked(start, n, geo)
@@ -482,8 +483,7 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
             data = np.where(finite, data, 0)  # 0 x NaN would still be NaN below
         for mask, corrs in _mask_groups(usable):
             sel = slice(None) if len(corrs) == 4 else corrs  # a slice, not a gather, in the usual case
-            # "chunk": one work array the size of a data chunk, reused by the subtraction
-            weighted = np.conjugate(fields, out=work.take("chunk", fields.shape, fields.dtype))
+            weighted = np.conjugate(fields, out=work.take("weighted", fields.shape, fields.dtype))
             weighted *= mask  # the weight rides on the conjugated side
             data_sums = np.matmul(weighted.transpose(1, 0, 2), data,  # (n, F, 4): sum_ch w conj(F_f) D^c
                                   out=work.take("data_sums", (n, len(labels), 4), np.complex64))
@@ -503,16 +503,18 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
     Per chunk the models of all fields in all correlations are one batched matrix product."""
     crc = 0
     cross = meta.ant1 != meta.ant2
-    work = models.scratch
-    for start, n in models.chunks:
+    chunks = _chunks(tab, meta)
+    reader = ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
+    work = Scratch()
+    for start, n in chunks:
         rows = slice(start, start + n)
-        data = models.data.read(start, n)  # (n, nchan, 4), corrected in place
+        data = reader.read(start, n)  # (n, nchan, 4), corrected in place
         fields, labels = models.stacked(start, n)
         coeff = products[:, rows] * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
         scales = work.take("scales", (n, len(labels), 4), np.complex64)  # field f's coefficient, per correlation
         for f, (s, j) in enumerate(labels):
             scales[:, f] = coeff[s] * STOKES_TO_CORR[j]
-        data -= np.matmul(fields.transpose(1, 2, 0), scales, out=work.take("chunk", data.shape, data.dtype))
+        data -= np.matmul(fields.transpose(1, 2, 0), scales, out=work.take("model", data.shape, data.dtype))
         crc = _fingerprint(crc, data, start)
         tab.putcol("CORRECTED_DATA", data, start, n)
     return f"{crc:08x}"
