@@ -12,12 +12,16 @@ What orca does with TTCal ``zest --beam constant --minuvw 5 --maxiter 5 --tolera
   autocorrelations, flagged data and baselines shorter than ``minuvw`` wavelengths excluded) and it
   is taken out again with the new gains;
 - when the MS's UVW are antenna differences (as every MS writer makes them; checked per row), a
-  fringe is the product of two per-antenna phasors, conj(a_p) a_q, taken as slices along baseline
-  runs: models cost one complex64 multiply per row and channel instead of an exponential;
+  fringe is the product of two per-antenna phasors, conj(a_p) a_q (computed once per component),
+  taken as slices along baseline runs: models cost one complex64 multiply per row and channel
+  instead of an exponential;
 - the solve runs on per-row channel sums (see ``peeling_solver``): one pass over the MS reads
-  CORRECTED_DATA and predicts, a second subtracts and writes. Memory: the sums (S^2 x 32 bytes a
-  row for S sources) and the models kept between the passes (24 MB per unpolarised source for one
-  full-size integration); about 310 MB for a full MS and three sources.
+  CORRECTED_DATA and predicts, a second subtracts and writes; per row chunk, the sums with the data
+  and the subtracted model are each one batched matrix product over the stacked models, and work
+  arrays are reused from chunk to chunk (a fresh multi-MB array costs page faults every time).
+  Memory: the sums (S^2 x 32 bytes a row for S sources) and the models kept between the passes
+  (24 MB per unpolarised source for one full-size integration); about 310 MB for a full MS and
+  three sources.
 Autocorrelations are left unchanged. A second run on the peeled data is a no-op: the MS records what
 was peeled and a fingerprint of CORRECTED_DATA before and after (table keyword ``ORCA_PEEL``).
 """
