@@ -502,7 +502,7 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     return r, x, f"{crc:08x}"
 
 
-def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> str:
+def subtract(tab, meta: MSLayout, models: ModelFields, solution: PeelSolution) -> str:
     """Pass 2: CORRECTED_DATA -= sum_s c_s M_s on cross-correlations; returns the fingerprint written.
     Per chunk the models of all fields in all correlations are one batched matrix product."""
     crc = 0
@@ -514,7 +514,7 @@ def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> 
         rows = slice(start, start + n)
         data = reader.read(start, n)  # (n, nchan, 4), corrected in place
         fields, labels = models.stacked(start, n)
-        coeff = products[:, rows] * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
+        coeff = solution.products_of(rows) * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
         scales = work.take("scales", (n, len(labels), 4), np.complex64)  # field f's coefficient, per correlation
         for f, (s, j) in enumerate(labels):
             scales[:, f] = coeff[s] * STOKES_TO_CORR[j]
@@ -574,7 +574,7 @@ def peel_sources(ms: str | Path, sources: list[PeelSource], maxiter: int = 5, to
                              tolerance, [s.cross_hands for s in sources])
         del r, x
         tab.putkeyword(KEYWORD, {"sources": peel_key, "input": before, "output": ""})
-        after = subtract(tab, meta, models, solution.products)
+        after = subtract(tab, meta, models, solution)
         tab.putkeyword(KEYWORD, {"sources": peel_key, "input": before, "output": after})
     for s in solution.order:
         src = sources[s]

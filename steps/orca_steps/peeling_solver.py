@@ -55,12 +55,6 @@ class Layout:
     n_slots: int
     n_ant: int
 
-    def __post_init__(self):
-        base1 = (self.slot * self.n_ant + self.ant1) * 2
-        base2 = (self.slot * self.n_ant + self.ant2) * 2
-        self.index_p = base1[:, None] + P_POL[None, :]  # (nrow, 4): flat gain index of the first antenna
-        self.index_q = base2[:, None] + Q_POL[None, :]  # (nrow, 4): flat gain index of the second antenna
-
     def slot_indices(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cross-correlation rows of slot k and their flat indices [(p,a),(q,b)] and [(q,b),(p,a)] in a
         (2 n_ant)^2 matrix, computed once."""
@@ -74,13 +68,14 @@ class Layout:
         return cache[k]
 
 
-def gain_products(gains: np.ndarray, layout: Layout, out: np.ndarray | None = None) -> np.ndarray:
-    """c = g_p,a conj(g_q,b) per row and correlation, (nrow, 4), from gains (n_slots, n_ant, 2); into
-    ``out`` if given (no new arrays of the MS's size in the peeling loop)."""
-    flat = gains.reshape(-1)
-    out = np.take(np.conj(flat), layout.index_q, out=out, mode="clip")  # indices are valid: no check
-    out *= np.take(flat, layout.index_p, mode="clip")
-    return out
+def gain_products(gains: np.ndarray, layout: Layout, rows: slice = slice(None)) -> np.ndarray:
+    """c = g_p,a conj(g_q,b) per row and correlation, (nrow, 4), from gains (n_slots, n_ant, 2), for
+    ``rows`` (default all)."""
+    per_antenna = gains.reshape(-1, 2)
+    base = layout.slot[rows] * layout.n_ant
+    first = np.take(per_antenna, base + layout.ant1[rows], axis=0)
+    second = np.conj(np.take(per_antenna, base + layout.ant2[rows], axis=0))
+    return second[:, Q_POL] * first[:, P_POL]
 
 
 def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool, out: np.ndarray) -> np.ndarray:
@@ -205,12 +200,22 @@ def apparent_scales(r: np.ndarray, x: np.ndarray, layout: Layout) -> np.ndarray:
 @dataclass
 class PeelSolution:
     gains: np.ndarray  # (n_sources, n_slots, n_ant, 2) complex, referenced
-    products: np.ndarray  # (n_sources, nrow, 4) complex: what each source is subtracted with
     converged: np.ndarray  # (n_sources,) bool: the last solve of each source converged
     iterations: np.ndarray  # (n_sources,) StEFCal iterations of the last solve
     rejected: np.ndarray  # (n_sources, n_slots) bool: subtracting would not have lowered the residual
     scales: np.ndarray  # (n_sources, n_slots): apparent / model flux from the joint scalar fit
     order: list[int]  # the peel order: brightest apparent first
+    layout: Layout
+    solved: np.ndarray  # the gains as solved, before referencing: the products are made from them
+
+    def products_of(self, rows: slice) -> np.ndarray:
+        """(n_sources, rows, 4) complex: what each source is subtracted with, for a row chunk (the whole
+        MS's products would be one more array of the MS's size)."""
+        return np.stack([gain_products(g, self.layout, rows) for g in self.solved])
+
+    @property
+    def products(self) -> np.ndarray:
+        return self.products_of(slice(None))
 
 
 def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, peeliter: int, maxiter: int,
@@ -246,9 +251,6 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
     rejected = np.array([[sums.residual_change(s, gains[:, k]) >= 0 for k, sums in enumerate(slots)]
                          for s in range(n_src)]).reshape(n_src, layout.n_slots)
     gains[rejected] = 0.0
-    gains = gains.reshape(n_src, layout.n_slots, layout.n_ant, 2)
-    products = np.empty((n_src, *r.shape[1:]), np.complex128)
-    for s in range(n_src):
-        gain_products(gains[s], layout, out=products[s])
-    gains = np.stack([reference_phases(gains[s], cross_hands[s]) for s in range(n_src)])
-    return PeelSolution(gains, products, converged, iterations, rejected, scales, order)
+    solved = gains.reshape(n_src, layout.n_slots, layout.n_ant, 2)
+    referenced = np.stack([reference_phases(solved[s], cross_hands[s]) for s in range(n_src)])
+    return PeelSolution(referenced, converged, iterations, rejected, scales, order, layout, solved)
