@@ -131,6 +131,17 @@ class ChunkGeometry:
     antenna_uvw: np.ndarray | None = None  # (n_slots, n_ant, 3) m, uvw = U[ant2] - U[ant1] (``antenna_uvw``)
     scratch: Scratch | None = None  # if set, predicted fields are its arrays: valid until the next prediction
 
+    def antenna_rows(self, n_ant: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]] | None]:
+        """Each row's (slot, antenna) indices p and q into per-antenna arrays, and the baseline runs
+        (``msio.baseline_runs``) as (p, first q, first row, end row): computed once per chunk."""
+        if "_rows" not in self.__dict__:
+            p, q = self.slot * n_ant + self.ant1, self.slot * n_ant + self.ant2
+            bounds = baseline_runs(p, q)
+            runs = None if bounds is None else [(int(p[a]), int(q[a]), a, b) for a, b in
+                                                zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+            self.__dict__["_rows"] = p, q, runs
+        return self.__dict__["_rows"]
+
 
 def antenna_uvw(uvw: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, slot: np.ndarray, n_slots: int, n_ant: int,
                 tolerance_m: float = 1e-6) -> np.ndarray | None:
@@ -169,16 +180,15 @@ def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarra
     else:
         key = ("phasors", delay_m.tobytes(), None if spectrum is None else spectrum.tobytes(), geo.freqs.tobytes())
         first, phasor = geo.scratch.once(key, phasors)
-    p, q = geo.slot * n_ant + geo.ant1, geo.slot * n_ant + geo.ant2
-    bounds = baseline_runs(p, q)
+    p, q, runs = geo.antenna_rows(n_ant)
     if out is None:
         out = np.empty((p.size, geo.freqs.size), np.complex64)
-    if bounds is None:
+    if runs is None:
         np.take(first, p, axis=0, out=out)
         out *= np.take(phasor, q, axis=0)
         return out
-    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # a run: one p, consecutive q
-        np.multiply(first[p[start]], phasor[q[start]:q[start] + end - start], out=out[start:end])
+    for p_run, q_start, start, end in runs:  # a run: one p, consecutive q
+        np.multiply(first[p_run], phasor[q_start:q_start + end - start], out=out[start:end])
     return out
 
 
@@ -243,14 +253,23 @@ def _single_spectrum(stokes: np.ndarray) -> np.ndarray | None:
     return stokes[:, nonzero[0]] if nonzero.size == 1 else None
 
 
+def _component_setup(geo: ChunkGeometry, comp: Component) -> tuple[np.ndarray, np.ndarray]:
+    """A component's (l, m, n - 1) and Stokes spectrum (nchan, 4): the same for every chunk, computed once
+    with scratch (which lives no longer than the components it is keyed by)."""
+    def setup():
+        l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
+        return np.array([l, m, n - 1]), comp.stokes_at(geo.freqs)
+
+    return setup() if geo.scratch is None else geo.scratch.once(("component", id(comp)), setup)
+
+
 def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Fields:
     """Stokes fields of sky components (points, Gaussians): ``predict.predict_components`` by Stokes."""
     fields: Fields = {}
     shape = (geo.uvw.shape[0], geo.freqs.size)
     for k, comp in enumerate(components):
-        l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
-        direction = np.array([l, m, n - 1])
-        stokes, spectrum = comp.stokes_at(geo.freqs), None
+        direction, stokes = _component_setup(geo, comp)
+        spectrum = None
         if geo.antenna_uvw is not None:
             spectrum = _single_spectrum(stokes)
             out = work_array(geo.scratch, "sky" if k == 0 else "component", shape, np.complex64)  # 0: the field
