@@ -19,9 +19,9 @@ What orca does with TTCal ``zest --beam constant --minuvw 5 --maxiter 5 --tolera
   CORRECTED_DATA and predicts, a second subtracts and writes; per row chunk, the sums with the data
   and the subtracted model are each one batched matrix product over the stacked models, and work
   arrays are reused from chunk to chunk (a fresh multi-MB array costs page faults every time).
-  Memory: the sums (S^2 x 32 bytes a row for S sources) and the models kept between the passes
-  (24 MB per unpolarised source for one full-size integration); about 310 MB for a full MS and
-  three sources.
+  Memory: the sums (S^2 x 32 bytes a row for S sources), the models kept between the passes
+  (24 MB per unpolarised source for one full-size integration) and the solver's dense matrices (30 MB
+  per time slot for 352 antennas and three sources); about 290 MB for a full MS and three sources.
 Autocorrelations are left unchanged. A second run on the peeled data is a no-op: the MS records what
 was peeled and a fingerprint of CORRECTED_DATA before and after (table keyword ``ORCA_PEEL``).
 """
