@@ -466,6 +466,22 @@ def _mask_groups(usable: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
     return groups
 
 
+def _sum_coefficients(labels: list[tuple[int, str]], corrs: list[int]) -> tuple[list, list]:
+    """Where each channel sum goes and with which B coefficients in ``corrs`` (0, +-1, +-1j: exact in
+    complex64): (f, s, b) into R_s for field f of source s, (g, f, t, s, b) into X_ts for field g of
+    source t and field f of source s, t <= s. Only non-zero ones."""
+    to_r, to_x = [], []
+    for f, (s, j) in enumerate(labels):
+        b = np.conj(STOKES_TO_CORR[j][corrs]).astype(np.complex64)
+        if b.any():
+            to_r.append((f, s, b))
+        for g, (t, k) in enumerate(labels):
+            b = (STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])).astype(np.complex64)
+            if t <= s and b.any():
+                to_x.append((g, f, t, s, b))
+    return to_r, to_x
+
+
 def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     """Pass 1: R (S, nrow, 4) and X (S, S, nrow, 4) of ``peeling_solver`` (X only for t <= s: the
     solver reads X_ts = conj(X_st) from there), and a fingerprint of the data.
@@ -485,6 +501,7 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     data_reader = ChunkReader(tab, "CORRECTED_DATA", max_rows)
     flag_reader = ChunkReader(tab, "FLAG", max_rows)
     work = Scratch()
+    coefficients: dict = {}  # _sum_coefficients per set of correlations sharing a mask
     uv_length = np.linalg.norm(meta.uvw, axis=1)
     for start, n in chunks:
         rows = slice(start, start + n)
@@ -510,14 +527,13 @@ def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
             weighted *= mask  # the weight rides on the conjugated side
             data_sums = np.matmul(weighted.transpose(1, 0, 2), data,  # (n, F, 4): sum_ch w conj(F_f) D^c
                                   out=work.take("data_sums", (n, len(labels), 4), np.complex64))
-            for f, (s, j) in enumerate(labels):  # b: 0, +-1, +-1j, exact in complex64
-                b = np.conj(STOKES_TO_CORR[j][corrs]).astype(np.complex64)
-                if b.any():
-                    r[s, rows][:, sel] += data_sums[:, f, sel] * b
-                for g, (t, k) in enumerate(labels):
-                    b = (STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])).astype(np.complex64)
-                    if t <= s and b.any():
-                        x[t, s, rows][:, sel] += _row_sums(fields[g], weighted[f])[:, None] * b
+            if tuple(corrs) not in coefficients:
+                coefficients[tuple(corrs)] = _sum_coefficients(labels, corrs)
+            to_r, to_x = coefficients[tuple(corrs)]
+            for f, s, b in to_r:
+                r[s, rows][:, sel] += data_sums[:, f, sel] * b
+            for g, f, t, s, b in to_x:
+                x[t, s, rows][:, sel] += _row_sums(fields[g], weighted[f])[:, None] * b
     return r, x, f"{crc:08x}"
 
 
