@@ -253,14 +253,20 @@ def _single_spectrum(stokes: np.ndarray) -> np.ndarray | None:
     return stokes[:, nonzero[0]] if nonzero.size == 1 else None
 
 
-def _component_setup(geo: ChunkGeometry, comp: Component) -> tuple[np.ndarray, np.ndarray]:
-    """A component's (l, m, n - 1) and Stokes spectrum (nchan, 4): the same for every chunk, computed once
-    with scratch (which lives no longer than the components it is keyed by)."""
+def _once(geo: ChunkGeometry, source, setup: Callable[[], tuple]) -> tuple:
+    """``setup()`` for a sky component or emitter: the same for every chunk, so computed once with scratch
+    (which lives no longer than the sources it is keyed by)."""
+    return setup() if geo.scratch is None else geo.scratch.once(("source", id(source)), setup)
+
+
+def _component_setup(geo: ChunkGeometry, comp: Component) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A component's (l, m, n - 1), Stokes spectrum (nchan, 4) and ``_single_spectrum``."""
     def setup():
         l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
-        return np.array([l, m, n - 1]), comp.stokes_at(geo.freqs)
+        stokes = comp.stokes_at(geo.freqs)
+        return np.array([l, m, n - 1]), stokes, _single_spectrum(stokes)
 
-    return setup() if geo.scratch is None else geo.scratch.once(("component", id(comp)), setup)
+    return _once(geo, comp, setup)
 
 
 def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Fields:
@@ -268,10 +274,10 @@ def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Field
     fields: Fields = {}
     shape = (geo.uvw.shape[0], geo.freqs.size)
     for k, comp in enumerate(components):
-        direction, stokes = _component_setup(geo, comp)
+        direction, stokes, single = _component_setup(geo, comp)
         spectrum = None
         if geo.antenna_uvw is not None:
-            spectrum = _single_spectrum(stokes)
+            spectrum = single
             out = work_array(geo.scratch, "sky" if k == 0 else "component", shape, np.complex64)  # 0: the field
             vis = antenna_fringes(geo.antenna_uvw @ direction, geo, spectrum, out)
         else:
@@ -285,10 +291,14 @@ def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Field
 
 def predict_rfi_fields(geo: ChunkGeometry, src: RFISource) -> Fields:
     """Stokes fields of a ground emitter, curved wavefront: ``predict.predict_near_field`` by Stokes."""
-    dist = np.linalg.norm(geo.ant_itrf - src.itrf()[None, :], axis=1)
-    stokes, spectrum = src.stokes_at(geo.freqs), None
+    def setup():
+        stokes = src.stokes_at(geo.freqs)
+        return np.linalg.norm(geo.ant_itrf - src.itrf()[None, :], axis=1), stokes, _single_spectrum(stokes)
+
+    dist, stokes, single = _once(geo, src, setup)
+    spectrum = None
     if geo.antenna_uvw is not None:  # d_p - d_q - (w_q - w_p) = tau_q - tau_p with tau = -(d + w)
-        spectrum = _single_spectrum(stokes)
+        spectrum = single
         vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo, spectrum,
                               work_array(geo.scratch, "rfi", (geo.uvw.shape[0], geo.freqs.size), np.complex64))
     else:
