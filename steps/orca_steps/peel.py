@@ -12,12 +12,16 @@ What orca does with TTCal ``zest --beam constant --minuvw 5 --maxiter 5 --tolera
   autocorrelations, flagged data and baselines shorter than ``minuvw`` wavelengths excluded) and it
   is taken out again with the new gains;
 - when the MS's UVW are antenna differences (as every MS writer makes them; checked per row), a
-  fringe is the product of two per-antenna phasors, conj(a_p) a_q, taken as slices along baseline
-  runs: models cost one complex64 multiply per row and channel instead of an exponential;
+  fringe is the product of two per-antenna phasors, conj(a_p) a_q (computed once per component),
+  taken as slices along baseline runs: models cost one complex64 multiply per row and channel
+  instead of an exponential;
 - the solve runs on per-row channel sums (see ``peeling_solver``): one pass over the MS reads
-  CORRECTED_DATA and predicts, a second subtracts and writes. Memory: the sums (S^2 x 64 bytes a
-  row for S sources) and the models kept between the passes (24 MB per unpolarised source for one
-  full-size integration); about 310 MB for a full MS and three sources.
+  CORRECTED_DATA and predicts, a second subtracts and writes; per row chunk, the sums with the data
+  and the subtracted model are each one batched matrix product over the stacked models, and work
+  arrays are reused from chunk to chunk (a fresh multi-MB array costs page faults every time).
+  Memory: the sums (S^2 x 32 bytes a row for S sources), the models kept between the passes
+  (24 MB per unpolarised source for one full-size integration) and the solver's dense matrices (30 MB
+  per time slot for 352 antennas and three sources); about 290 MB for a full MS and three sources.
 Autocorrelations are left unchanged. A second run on the peeled data is a no-op: the MS records what
 was peeled and a fingerprint of CORRECTED_DATA before and after (table keyword ``ORCA_PEEL``).
 """
@@ -91,6 +95,29 @@ class PeelResult(BaseModel):
 Result = PeelResult
 
 
+class Scratch(dict):
+    """Work arrays reused from chunk to chunk, by name: a fresh multi-MB array every chunk costs page
+    faults every time (glibc maps and unmaps blocks that size), a reused one does not. Also values that
+    are the same for every chunk, by key (``once``)."""
+
+    def once(self, key, compute: Callable[[], object]):
+        if key not in self:
+            self[key] = compute()
+        return self[key]
+
+    def take(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self.get(name)
+        if buf is None or buf.size < size or buf.dtype != np.dtype(dtype):
+            buf = self[name] = np.empty(size, dtype)
+        return buf[:size].reshape(shape)
+
+
+def work_array(scratch: Scratch | None, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``scratch``'s array ``name`` (valid until it is taken again), or a new one without scratch."""
+    return np.empty(shape, dtype) if scratch is None else scratch.take(name, shape, dtype)
+
+
 @dataclass
 class ChunkGeometry:
     """What a source needs to predict one row chunk."""
@@ -102,6 +129,18 @@ class ChunkGeometry:
     phase_centre: tuple[float, float]  # J2000 (ra, dec) rad
     slot: np.ndarray | None = None  # (nrow,) time slot, with:
     antenna_uvw: np.ndarray | None = None  # (n_slots, n_ant, 3) m, uvw = U[ant2] - U[ant1] (``antenna_uvw``)
+    scratch: Scratch | None = None  # if set, predicted fields are its arrays: valid until the next prediction
+
+    def antenna_rows(self, n_ant: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int, int]] | None]:
+        """Each row's (slot, antenna) indices p and q into per-antenna arrays, and the baseline runs
+        (``msio.baseline_runs``) as (p, first q, first row, end row): computed once per chunk."""
+        if "_rows" not in self.__dict__:
+            p, q = self.slot * n_ant + self.ant1, self.slot * n_ant + self.ant2
+            bounds = baseline_runs(p, q)
+            runs = None if bounds is None else [(int(p[a]), int(q[a]), a, b) for a, b in
+                                                zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+            self.__dict__["_rows"] = p, q, runs
+        return self.__dict__["_rows"]
 
 
 def antenna_uvw(uvw: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, slot: np.ndarray, n_slots: int, n_ant: int,
@@ -124,23 +163,32 @@ def antenna_uvw(uvw: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, slot: np.nd
     return out if np.all(error <= tolerance_m) else None  # NaN (no baseline to the reference) fails too
 
 
-def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarray | None = None) -> np.ndarray:
+def antenna_fringes(delay_m: np.ndarray, geo: ChunkGeometry, spectrum: np.ndarray | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """S(nu) exp(2 pi i nu (d_q - d_p) / c) per row, (nrow, nchan) complex64, from per-antenna delays d
     (n_slots, n_ant) in metres: conj(a_p) S a_q with a = exp(2 pi i nu d / c) (exponentials in float64);
     the spectrum S (nchan,), default 1, rides on the per-antenna factor at no cost per row."""
     n_ant = delay_m.shape[1]
-    phasor = np.exp((2j * np.pi / C_M_S) * delay_m[..., None] * geo.freqs).astype(np.complex64)
-    phasor = phasor.reshape(-1, geo.freqs.size)
-    first = np.conj(phasor) if spectrum is None else np.conj(phasor) * spectrum.astype(np.float32)
-    p, q = geo.slot * n_ant + geo.ant1, geo.slot * n_ant + geo.ant2
-    bounds = baseline_runs(p, q)
-    if bounds is None:
-        out = np.take(first, p, axis=0)
+
+    def phasors():  # the same for every chunk (per antenna and slot): computed once with scratch
+        phasor = np.exp((2j * np.pi / C_M_S) * delay_m[..., None] * geo.freqs).astype(np.complex64)
+        phasor = phasor.reshape(-1, geo.freqs.size)
+        return (np.conj(phasor) if spectrum is None else np.conj(phasor) * spectrum.astype(np.float32)), phasor
+
+    if geo.scratch is None:
+        first, phasor = phasors()
+    else:
+        key = ("phasors", delay_m.tobytes(), None if spectrum is None else spectrum.tobytes(), geo.freqs.tobytes())
+        first, phasor = geo.scratch.once(key, phasors)
+    p, q, runs = geo.antenna_rows(n_ant)
+    if out is None:
+        out = np.empty((p.size, geo.freqs.size), np.complex64)
+    if runs is None:
+        np.take(first, p, axis=0, out=out)
         out *= np.take(phasor, q, axis=0)
         return out
-    out = np.empty((p.size, geo.freqs.size), np.complex64)
-    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # a run: one p, consecutive q
-        np.multiply(first[p[start]], phasor[q[start]:q[start] + end - start], out=out[start:end])
+    for p_run, q_start, start, end in runs:  # a run: one p, consecutive q
+        np.multiply(first[p_run], phasor[q_start:q_start + end - start], out=out[start:end])
     return out
 
 
@@ -179,7 +227,8 @@ def fringes(delay: np.ndarray, freqs: np.ndarray) -> np.ndarray:
     return np.cumprod(out, axis=1, out=out)
 
 
-def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray, scaled: bool = False) -> None:
+def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray, scaled: bool = False,
+                scratch: Scratch | None = None) -> None:
     """fields += vis * stokes (nchan, 4) for each non-zero Stokes parameter (``vis`` may be reused);
     ``scaled``: ``vis`` already holds the spectrum of its only non-zero Stokes parameter."""
     stokes = stokes.astype(vis.real.dtype)  # complex64 fringes stay complex64
@@ -191,7 +240,7 @@ def _add_stokes(fields: Fields, vis: np.ndarray, stokes: np.ndarray, scaled: boo
                 vis *= stokes[None, :, k]  # the usual unpolarised case: scale in place, no temporary
             part = vis
         else:
-            part = vis * stokes[None, :, k]
+            part = np.multiply(vis, stokes[None, :, k], out=work_array(scratch, name, vis.shape, vis.dtype))
         if name in fields:
             fields[name] += part
         else:
@@ -204,35 +253,58 @@ def _single_spectrum(stokes: np.ndarray) -> np.ndarray | None:
     return stokes[:, nonzero[0]] if nonzero.size == 1 else None
 
 
+def _once(geo: ChunkGeometry, source, setup: Callable[[], tuple]) -> tuple:
+    """``setup()`` for a sky component or emitter: the same for every chunk, so computed once with scratch
+    (which lives no longer than the sources it is keyed by)."""
+    return setup() if geo.scratch is None else geo.scratch.once(("source", id(source)), setup)
+
+
+def _component_setup(geo: ChunkGeometry, comp: Component) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A component's (l, m, n - 1), Stokes spectrum (nchan, 4) and ``_single_spectrum``."""
+    def setup():
+        l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
+        stokes = comp.stokes_at(geo.freqs)
+        return np.array([l, m, n - 1]), stokes, _single_spectrum(stokes)
+
+    return _once(geo, comp, setup)
+
+
 def predict_sky_fields(geo: ChunkGeometry, components: list[Component]) -> Fields:
     """Stokes fields of sky components (points, Gaussians): ``predict.predict_components`` by Stokes."""
     fields: Fields = {}
-    for comp in components:
-        l, m, n = direction_cosines(comp.ra, comp.dec, *geo.phase_centre)
-        direction = np.array([l, m, n - 1])
-        stokes, spectrum = comp.stokes_at(geo.freqs), None
+    shape = (geo.uvw.shape[0], geo.freqs.size)
+    for k, comp in enumerate(components):
+        direction, stokes, single = _component_setup(geo, comp)
+        spectrum = None
         if geo.antenna_uvw is not None:
-            spectrum = _single_spectrum(stokes)
-            vis = antenna_fringes(geo.antenna_uvw @ direction, geo, spectrum)
+            spectrum = single
+            out = work_array(geo.scratch, "sky" if k == 0 else "component", shape, np.complex64)  # 0: the field
+            vis = antenna_fringes(geo.antenna_uvw @ direction, geo, spectrum, out)
         else:
             vis = fringes((geo.uvw @ direction) / C_M_S, geo.freqs)
         if comp.is_gaussian:
-            vis *= gaussian_taper(geo.uvw, geo.freqs, comp, vis.real.dtype)
-        _add_stokes(fields, vis, stokes, scaled=spectrum is not None)
+            vis *= gaussian_taper(geo.uvw, geo.freqs, comp, vis.real.dtype,
+                                  work_array(geo.scratch, "taper", shape, vis.real.dtype))
+        _add_stokes(fields, vis, stokes, spectrum is not None, geo.scratch)
     return fields
 
 
 def predict_rfi_fields(geo: ChunkGeometry, src: RFISource) -> Fields:
     """Stokes fields of a ground emitter, curved wavefront: ``predict.predict_near_field`` by Stokes."""
-    dist = np.linalg.norm(geo.ant_itrf - src.itrf()[None, :], axis=1)
-    stokes, spectrum = src.stokes_at(geo.freqs), None
+    def setup():
+        stokes = src.stokes_at(geo.freqs)
+        return np.linalg.norm(geo.ant_itrf - src.itrf()[None, :], axis=1), stokes, _single_spectrum(stokes)
+
+    dist, stokes, single = _once(geo, src, setup)
+    spectrum = None
     if geo.antenna_uvw is not None:  # d_p - d_q - (w_q - w_p) = tau_q - tau_p with tau = -(d + w)
-        spectrum = _single_spectrum(stokes)
-        vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo, spectrum)
+        spectrum = single
+        vis = antenna_fringes(-(dist[None, :] + geo.antenna_uvw[:, :, 2]), geo, spectrum,
+                              work_array(geo.scratch, "rfi", (geo.uvw.shape[0], geo.freqs.size), np.complex64))
     else:
         vis = fringes((dist[geo.ant1] - dist[geo.ant2] - geo.uvw[:, 2]) / C_M_S, geo.freqs)
     fields: Fields = {}
-    _add_stokes(fields, vis, stokes, scaled=spectrum is not None)
+    _add_stokes(fields, vis, stokes, spectrum is not None, geo.scratch)
     return fields
 
 
@@ -323,26 +395,48 @@ def read_layout(ms: Path, tab) -> MSLayout:
 
 
 class ModelFields:
-    """Each source's Stokes fields per row chunk: predicted once and kept (complex64) if they fit in
-    ``MODEL_CACHE_BYTES``, else predicted again for the second pass."""
+    """All sources' Stokes fields per row chunk, stacked (F, nrow, nchan) complex64 with a (source, Stokes)
+    label per field: the channel sums and the subtraction are then one batched matrix product each.
+    Predicted once and kept if they fit in ``MODEL_CACHE_BYTES``, else predicted again for the second pass."""
 
     def __init__(self, tab, meta: MSLayout, sources: list[PeelSource]):
         self.tab, self.meta, self.sources = tab, meta, sources
         self.keep = len(sources) * 4 * meta.nrows * meta.freqs.size * 8 <= MODEL_CACHE_BYTES
-        self.cache: dict[int, list[Fields]] = {}
+        self.cache: dict[int, np.ndarray] = {}
+        self.scratch = Scratch()  # the predictors' work arrays
+        # which fields the sources have (the same in every chunk): from a prediction of one row
+        self.labels = [(s, j) for s, src in enumerate(sources) for j in src.predict(self.geometry(0, 1))]
 
     def geometry(self, start: int, n: int) -> ChunkGeometry:
         m, rows = self.meta, slice(start, start + n)
         return ChunkGeometry(m.uvw[rows], m.ant1[rows], m.ant2[rows], m.freqs, m.ant_itrf, m.phase_centre,
-                             m.layout.slot[rows], m.antenna_uvw)
+                             m.layout.slot[rows], m.antenna_uvw, self.scratch)
+
+    def stacked(self, start: int, n: int, geo: ChunkGeometry | None = None
+                ) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        if start in self.cache:
+            return self.cache[start], self.labels
+        geo = geo or self.geometry(start, n)
+        shape = (len(self.labels), n, self.meta.freqs.size)
+        if self.keep:
+            out = np.zeros(shape, np.complex64)
+        else:  # predicted again for the second pass: one reused array
+            out = self.scratch.take("stacked", shape, np.complex64)
+            out.fill(0)
+        index = {label: k for k, label in enumerate(self.labels)}
+        for s, src in enumerate(self.sources):
+            for j, f in src.predict(geo).items():  # copied before the next source reuses the scratch arrays
+                out[index[s, j]] = f
+        if self.keep:
+            self.cache[start] = out
+        return out, self.labels
 
     def chunk(self, start: int, n: int, geo: ChunkGeometry | None = None) -> list[Fields]:
-        if start in self.cache:
-            return self.cache[start]
-        geo = geo or self.geometry(start, n)
-        fields = [{j: f.astype(np.complex64, copy=False) for j, f in src.predict(geo).items()} for src in self.sources]
-        if self.keep:
-            self.cache[start] = fields
+        """Each source's fields of a chunk (views of ``stacked``)."""
+        out, labels = self.stacked(start, n, geo)
+        fields: list[Fields] = [{} for _ in self.sources]
+        for k, (s, j) in enumerate(labels):
+            fields[s][j] = out[k]
         return fields
 
 
@@ -352,7 +446,8 @@ def _fingerprint(crc: int, data: np.ndarray, start: int) -> int:
 
 
 def _row_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """sum over channels of a * b, per row."""
+    """sum over channels of a * b, per row (einsum: a batched matrix product rounds differently, enough to
+    move the faint emitter's residual in the benchmark's last printed digit)."""
     return np.einsum("rc,rc->r", a, b)
 
 
@@ -360,9 +455,15 @@ def _chunks(tab, meta: MSLayout) -> list[tuple[int, int]]:
     return list(row_chunks(meta.nrows, data_row_bytes(tab, "CORRECTED_DATA"), CHUNK_BYTES))
 
 
+ALL_FOUR = 0x01010101  # four True bools seen as one uint32
+
+
 def _mask_groups(usable: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
     """The distinct (nrow, nchan) masks of ``usable`` (nrow, nchan, 4) and the correlations sharing each
-    (usually one mask for all four)."""
+    (usually one mask for all four: checked on the four bools of a visibility read as one uint32)."""
+    words = usable.view(np.uint32)[..., 0]
+    if not np.any((words != 0) & (words != ALL_FOUR)):
+        return [(words != 0, [0, 1, 2, 3])]
     groups: list[tuple[np.ndarray, list[int]]] = []
     for c in range(4):
         mask = usable[:, :, c]
@@ -375,76 +476,94 @@ def _mask_groups(usable: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
     return groups
 
 
+def _sum_coefficients(labels: list[tuple[int, str]], corrs: list[int]) -> tuple[list, list]:
+    """Where each channel sum goes and with which B coefficients in ``corrs`` (0, +-1, +-1j: exact in
+    complex64): (f, s, b) into R_s for field f of source s, (g, f, t, s, b) into X_ts for field g of
+    source t and field f of source s, t <= s. Only non-zero ones."""
+    to_r, to_x = [], []
+    for f, (s, j) in enumerate(labels):
+        b = np.conj(STOKES_TO_CORR[j][corrs]).astype(np.complex64)
+        if b.any():
+            to_r.append((f, s, b))
+        for g, (t, k) in enumerate(labels):
+            b = (STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])).astype(np.complex64)
+            if t <= s and b.any():
+                to_x.append((g, f, t, s, b))
+    return to_r, to_x
+
+
 def channel_sums(tab, meta: MSLayout, models: ModelFields, minuvw: float):
     """Pass 1: R (S, nrow, 4) and X (S, S, nrow, 4) of ``peeling_solver`` (X only for t <= s: the
     solver reads X_ts = conj(X_st) from there), and a fingerprint of the data.
 
     Only non-zero Stokes fields enter: R_s^c = sum_j conj(B_j^c) sum_ch w^c D^c conj(F_sj) and
     X_ts^c = sum_kj B_k^c conj(B_j^c) sum_ch w^c F_tk conj(F_sj), with B = ``STOKES_TO_CORR``. The data
-    stay in their (nrow, nchan, 4) layout: one matrix product per row gives R for all four correlations.
+    stay in their (nrow, nchan, 4) layout: per chunk, one batched matrix product gives the channel sums
+    of every field with the four correlations.
     """
     n_src = len(models.sources)
-    r = np.zeros((n_src, meta.nrows, 4), np.complex128)
-    x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex128)
+    r = np.zeros((n_src, meta.nrows, 4), np.complex64)  # sums of complex64 products: no precision lost
+    x = np.zeros((n_src, n_src, meta.nrows, 4), np.complex64)
     crc = 0
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
     max_rows = max(n for _, n in chunks)
     data_reader = ChunkReader(tab, "CORRECTED_DATA", max_rows)
     flag_reader = ChunkReader(tab, "FLAG", max_rows)
-    buffers: dict = {}  # w conj(F) per (source, Stokes), reused by every chunk
+    work = Scratch()
+    coefficients: dict = {}  # _sum_coefficients per set of correlations sharing a mask
+    uv_length = np.linalg.norm(meta.uvw, axis=1)
     for start, n in chunks:
         rows = slice(start, start + n)
         data = data_reader.read(start, n)
         crc = _fingerprint(crc, data, start)
         geo = models.geometry(start, n)
-        fields = models.chunk(start, n, geo)
-        length_wl = np.linalg.norm(geo.uvw, axis=1)[:, None] * geo.freqs[None, :] / C_M_S
-        usable = ~flag_reader.read(start, n)
-        usable &= ((length_wl >= minuvw) & cross[rows, None])[:, :, None]
+        fields, labels = models.stacked(start, n, geo)
+        length_wl = np.multiply.outer(uv_length[rows], geo.freqs, out=work.take("length", (n, geo.freqs.size), float))
+        length_wl /= C_M_S
+        long_enough = np.greater_equal(length_wl, minuvw, out=work.take("long", length_wl.shape, bool))
+        long_enough &= cross[rows, None]
+        usable = flag_reader.read(start, n)  # FLAG -> usable in place, on the four bools as one uint32
+        words = usable.view(np.uint32)[..., 0]
+        words ^= ALL_FOUR
+        words *= long_enough
         if not np.isfinite(data.sum()):  # one reduction; NaN and inf anywhere make the sum non-finite
             finite = np.isfinite(data)
             usable &= finite
             data = np.where(finite, data, 0)  # 0 x NaN would still be NaN below
         for mask, corrs in _mask_groups(usable):
             sel = slice(None) if len(corrs) == 4 else corrs  # a slice, not a gather, in the usual case
-            # w conj(F_sj) per source and Stokes field: the weight rides on the conjugated side
-            weighted = {}
-            for s in range(n_src):
-                for j, f in fields[s].items():
-                    out = buffers.setdefault((s, j), np.empty((max_rows, f.shape[1]), f.dtype))[:n]
-                    weighted[s, j] = np.multiply(np.conjugate(f, out=out), mask, out=out)
-            for (s, j), w_conj in weighted.items():
-                b = np.conj(STOKES_TO_CORR[j][corrs])
-                if b.any():
-                    r[s, rows][:, sel] += np.matmul(w_conj[:, None, :], data)[:, 0, sel] * b
-            for t in range(n_src):
-                for s in range(t, n_src):
-                    for k, f_tk in fields[t].items():
-                        for j in fields[s]:
-                            b = STOKES_TO_CORR[k][corrs] * np.conj(STOKES_TO_CORR[j][corrs])
-                            if b.any():
-                                x[t, s, rows][:, sel] += _row_sums(f_tk, weighted[s, j])[:, None] * b
+            weighted = np.conjugate(fields, out=work.take("weighted", fields.shape, fields.dtype))
+            weighted *= mask  # the weight rides on the conjugated side
+            data_sums = np.matmul(weighted.transpose(1, 0, 2), data,  # (n, F, 4): sum_ch w conj(F_f) D^c
+                                  out=work.take("data_sums", (n, len(labels), 4), np.complex64))
+            if tuple(corrs) not in coefficients:
+                coefficients[tuple(corrs)] = _sum_coefficients(labels, corrs)
+            to_r, to_x = coefficients[tuple(corrs)]
+            for f, s, b in to_r:
+                r[s, rows][:, sel] += data_sums[:, f, sel] * b
+            for g, f, t, s, b in to_x:
+                x[t, s, rows][:, sel] += _row_sums(fields[g], weighted[f])[:, None] * b
     return r, x, f"{crc:08x}"
 
 
-def subtract(tab, meta: MSLayout, models: ModelFields, products: np.ndarray) -> str:
-    """Pass 2: CORRECTED_DATA -= sum_s c_s M_s on cross-correlations; returns the fingerprint written."""
+def subtract(tab, meta: MSLayout, models: ModelFields, solution: PeelSolution) -> str:
+    """Pass 2: CORRECTED_DATA -= sum_s c_s M_s on cross-correlations; returns the fingerprint written.
+    Per chunk the models of all fields in all correlations are one batched matrix product."""
     crc = 0
     cross = meta.ant1 != meta.ant2
     chunks = _chunks(tab, meta)
     reader = ChunkReader(tab, "CORRECTED_DATA", max(n for _, n in chunks))
-    model = np.empty(reader.buffer.shape[:2], np.complex64)  # one model plane, reused
+    work = Scratch()
     for start, n in chunks:
         rows = slice(start, start + n)
         data = reader.read(start, n)  # (n, nchan, 4), corrected in place
-        coeff = products[:, rows] * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
-        for s, fields in enumerate(models.chunk(start, n)):
-            for j, field in fields.items():
-                for c in np.flatnonzero(STOKES_TO_CORR[j]):
-                    scale = (coeff[s, :, c] * STOKES_TO_CORR[j][c]).astype(np.complex64)
-                    np.multiply(scale[:, None], field, out=model[:n])
-                    data[:, :, c] -= model[:n]
+        fields, labels = models.stacked(start, n)
+        coeff = solution.products_of(rows) * cross[rows][None, :, None]  # (S, n, 4): autocorrelations stay
+        scales = work.take("scales", (n, len(labels), 4), np.complex64)  # field f's coefficient, per correlation
+        for f, (s, j) in enumerate(labels):
+            scales[:, f] = coeff[s] * STOKES_TO_CORR[j]
+        data -= np.matmul(fields.transpose(1, 2, 0), scales, out=work.take("model", data.shape, data.dtype))
         crc = _fingerprint(crc, data, start)
         tab.putcol("CORRECTED_DATA", data, start, n)
     return f"{crc:08x}"
@@ -500,7 +619,7 @@ def peel_sources(ms: str | Path, sources: list[PeelSource], maxiter: int = 5, to
                              tolerance, [s.cross_hands for s in sources])
         del r, x
         tab.putkeyword(KEYWORD, {"sources": peel_key, "input": before, "output": ""})
-        after = subtract(tab, meta, models, solution.products)
+        after = subtract(tab, meta, models, solution)
         tab.putkeyword(KEYWORD, {"sources": peel_key, "input": before, "output": after})
     for s in solution.order:
         src = sources[s]

@@ -26,7 +26,8 @@ flux is each source's apparent flux, which also sets the peel order (brightest f
 
 Gains are solved with StEFCal (Salvini & Wijnholds 2014): each antenna's gain is the exact
 least-squares answer with the others held fixed, every second step averaged with the previous one;
-on the sums laid out as (antenna, pol) matrices a step is two matrix-vector products.
+on the sums laid out as (antenna, pol) matrices, built once per time slot, a step is a few
+matrix-vector products (``SlotSums``).
 
 Reference convention: the cost cannot see a phase common to all antennas, and for a model with no
 cross-hand power (Stokes U = V = 0) it cannot see the X-Y phase difference either. Solutions are
@@ -37,6 +38,7 @@ rotation changes no product c, so it changes nothing that is subtracted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -53,12 +55,6 @@ class Layout:
     n_slots: int
     n_ant: int
 
-    def __post_init__(self):
-        base1 = (self.slot * self.n_ant + self.ant1) * 2
-        base2 = (self.slot * self.n_ant + self.ant2) * 2
-        self.index_p = base1[:, None] + P_POL[None, :]  # (nrow, 4): flat gain index of the first antenna
-        self.index_q = base2[:, None] + Q_POL[None, :]  # (nrow, 4): flat gain index of the second antenna
-
     def slot_indices(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cross-correlation rows of slot k and their flat indices [(p,a),(q,b)] and [(q,b),(p,a)] in a
         (2 n_ant)^2 matrix, computed once."""
@@ -66,80 +62,107 @@ class Layout:
         if k not in cache:
             rows = np.flatnonzero((self.slot == k) & (self.ant1 != self.ant2))
             n = 2 * self.n_ant
-            ip, iq = (self.index_p[rows] % n).ravel(), (self.index_q[rows] % n).ravel()
-            cache[k] = (rows, ip * n + iq, iq * n + ip)
+            ip = (2 * self.ant1[rows])[:, None] + P_POL[None, :]
+            iq = (2 * self.ant2[rows])[:, None] + Q_POL[None, :]
+            cache[k] = (rows, (ip * n + iq).ravel(), (iq * n + ip).ravel())
         return cache[k]
 
 
-def gain_products(gains: np.ndarray, layout: Layout, out: np.ndarray | None = None) -> np.ndarray:
-    """c = g_p,a conj(g_q,b) per row and correlation, (nrow, 4), from gains (n_slots, n_ant, 2); into
-    ``out`` if given (no new arrays of the MS's size in the peeling loop)."""
-    flat = gains.reshape(-1)
-    out = np.take(np.conj(flat), layout.index_q, out=out, mode="clip")  # indices are valid: no check
-    out *= np.take(flat, layout.index_p, mode="clip")
-    return out
+def gain_products(gains: np.ndarray, layout: Layout, rows: slice = slice(None)) -> np.ndarray:
+    """c = g_p,a conj(g_q,b) per row and correlation, (nrow, 4), from gains (n_slots, n_ant, 2), for
+    ``rows`` (default all)."""
+    per_antenna = gains.reshape(-1, 2)
+    base = layout.slot[rows] * layout.n_ant
+    first = np.take(per_antenna, base + layout.ant1[rows], axis=0)
+    second = np.conj(np.take(per_antenna, base + layout.ant2[rows], axis=0))
+    return second[:, Q_POL] * first[:, P_POL]
 
 
-def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool) -> np.ndarray:
-    """Per-row values (nrow, 4) of slot ``k`` as a (2 n_ant, 2 n_ant) matrix over (antenna, pol) pairs.
+def _dense(values: np.ndarray, layout: Layout, k: int, hermitian_conj: bool, out: np.ndarray) -> np.ndarray:
+    """Per-row values (nrow, 4) of slot ``k`` as a (2 n_ant, 2 n_ant) matrix over (antenna, pol) pairs,
+    written into ``out`` (zeros).
 
     Entry [(p, a), (q, b)] holds the row p-q's correlation ab, and [(q, b), (p, a)] its conjugate
     (``hermitian_conj``) or itself (real weights). Autocorrelations carry no weight and are left out.
     """
     rows, upper, lower = layout.slot_indices(k)
-    n = 2 * layout.n_ant
     v = values[rows].ravel()
-    out = np.zeros(n * n, values.dtype)
-    out[upper] = v
-    out[lower] = np.conj(v) if hermitian_conj else v
-    return out.reshape(n, n)
+    flat = out.reshape(-1)
+    flat[upper] = v
+    flat[lower] = np.conj(v) if hermitian_conj else v
+    return out
 
 
-def dense_weights(w: np.ndarray, layout: Layout) -> list[np.ndarray]:
-    """``w`` (nrow, 4) real as one (antenna, pol) matrix per time slot: built once per source, reused by
-    every ``stefcal`` call on it (X_ss does not change between peeling passes)."""
-    return [_dense(w, layout, k, False) for k in range(layout.n_slots)]
+def _times(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """a v in a's precision, as conj(vecdot(a, conj(v))): vecdot runs one single-threaded BLAS dot per
+    row, ~3x einsum (a multi-threaded BLAS matrix product on a node running dozens of steps thrashes)."""
+    v = v.astype(np.result_type(a.dtype, np.complex64), copy=False)
+    return np.conj(np.vecdot(a, np.conj(v)))
 
 
-def stefcal(r: np.ndarray, w: np.ndarray | list[np.ndarray], layout: Layout, initial: np.ndarray, maxiter: int,
-            tolerance: float) -> tuple[np.ndarray, bool, int]:
-    """Diagonal gains minimising sum |c|^2 w - 2 Re(conj(c) r); returns (gains, converged, iterations).
+class SlotSums:
+    """R_s, X_ts (t < s) and W_s = Re X_ss of one time slot as dense (antenna, pol) matrices, built once,
+    in the precision of the sums (complex64 from ``peel.channel_sums``: as exact as they are; 30 MB for
+    352 antennas and three sources).
 
-    ``r`` (nrow, 4) complex and ``w`` (nrow, 4) real (or its ``dense_weights``) are R_eff and X_ss of
-    the module docstring. With
-    them as (antenna, pol) matrices, one StEFCal step is two matrix-vector products per time slot:
-    g_pa = sum_qb R[pa, qb] g_qb / sum_qb W[pa, qb] |g_qb|^2. Antennas without usable data get gain
-    0, so nothing is subtracted from their rows. Converged and iterations are the worst over slots.
+    With C_t = g_t g_t^H the dense form of the products c_t, R_eff_s = R_s - sum_t C_t * X_ts
+    (elementwise), so R_eff_s v = R_s v - sum_t g_t (X_ts (conj(g_t) v)): every product the peeling loop
+    needs is a matrix-vector product, and R_eff is never formed. X_ts = conj(X_st) for t > s.
     """
-    gains = initial.astype(np.complex128).copy()
-    all_converged, most = True, 0
-    for k in range(layout.n_slots):
-        rd = _dense(r, layout, k, True)
-        wd = w[k] if isinstance(w, list) else _dense(w, layout, k, False)
-        g = gains[k].reshape(-1)
-        converged, iteration = False, 0
-        for iteration in range(1, maxiter + 1):
-            # einsum, not BLAS: a multi-threaded BLAS on a node running dozens of steps thrashes
-            num, den = np.einsum("ij,j->i", rd, g), np.einsum("ij,j->i", wd, np.abs(g) ** 2)
-            new = np.zeros_like(g)
-            np.divide(num, den, out=new, where=den > 0)
-            if iteration % 2 == 0:
-                new = 0.5 * (new + g)
-            change = np.linalg.norm(new - g) / max(np.linalg.norm(new), np.finfo(float).tiny)
-            g = new
-            if change < tolerance:
-                converged = True
-                break
-        gains[k] = g.reshape(gains[k].shape)
-        all_converged &= converged
-        most = max(most, iteration)
-    return gains, all_converged, most
+
+    def __init__(self, r: np.ndarray, x: np.ndarray, layout: Layout, k: int):
+        n_src, n = r.shape[0], 2 * layout.n_ant
+        pairs = [(t, s) for s in range(n_src) for t in range(s)]
+        # one allocation each: an array of 4 MB or more gets huge pages, far fewer page faults than 4 kB ones
+        block = np.zeros((n_src + len(pairs), n, n), np.result_type(r.dtype, x.dtype))
+        weights = np.zeros((n_src, n, n), block.real.dtype)
+        self.r = [_dense(r[s], layout, k, True, block[s]) for s in range(n_src)]
+        self.x = {pair: _dense(x[pair], layout, k, True, block[n_src + i]) for i, pair in enumerate(pairs)}
+        self.w = [_dense(x[s, s].real, layout, k, False, weights[s]) for s in range(n_src)]
+
+    def effective_times(self, s: int, gains: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """R_eff_s v, the other sources taken out with ``gains`` (n_src, 2 n_ant)."""
+        out = _times(self.r[s], v).astype(np.complex128)
+        for t in range(len(self.r)):
+            if t < s:
+                out -= gains[t] * _times(self.x[t, s], np.conj(gains[t]) * v)
+            elif t > s:
+                out -= gains[t] * np.conj(_times(self.x[s, t], gains[t] * np.conj(v)))
+        return out
+
+    def weights_times(self, s: int, power: np.ndarray) -> np.ndarray:
+        return np.vecdot(self.w[s], power.astype(self.w[s].dtype)).astype(float)
+
+    def residual_change(self, s: int, gains: np.ndarray) -> float:
+        """Change of the residual power when source s is subtracted with its gains (negative: it helps):
+        sum over rows of |c|^2 w - 2 Re(conj(c) r_eff), each row counted twice in the dense matrices."""
+        g, power = gains[s], np.abs(gains[s]) ** 2
+        return float(0.5 * power @ self.weights_times(s, power) - np.vdot(g, self.effective_times(s, gains, g)).real)
 
 
-def residual_change(c: np.ndarray, r: np.ndarray, w: np.ndarray, layout: Layout) -> np.ndarray:
-    """Change of the residual power per time slot when c M is subtracted (negative: it helps)."""
-    per_row = (np.abs(c) ** 2 * w - 2 * (np.conj(c) * r).real).sum(axis=1)
-    return np.bincount(layout.slot, per_row, layout.n_slots)
+def stefcal(effective_times: Callable[[np.ndarray], np.ndarray], weights_times: Callable[[np.ndarray], np.ndarray],
+            initial: np.ndarray, maxiter: int, tolerance: float) -> tuple[np.ndarray, bool, int]:
+    """Diagonal gains (2 n_ant,) of one time slot minimising sum |c|^2 w - 2 Re(conj(c) r_eff); returns
+    (gains, converged, iterations).
+
+    ``effective_times(v)`` = R_eff v and ``weights_times(v)`` = W v (``SlotSums``): one StEFCal step is
+    g_pa = sum_qb R[pa, qb] g_qb / sum_qb W[pa, qb] |g_qb|^2. Antennas without usable data get gain 0,
+    so nothing is subtracted from their rows.
+    """
+    g = initial.astype(np.complex128)
+    converged, iteration = False, 0
+    for iteration in range(1, maxiter + 1):
+        num, den = effective_times(g), weights_times(np.abs(g) ** 2)
+        new = np.zeros_like(g)
+        np.divide(num, den, out=new, where=den > 0)
+        if iteration % 2 == 0:
+            new = 0.5 * (new + g)
+        change = np.linalg.norm(new - g) / max(np.linalg.norm(new), np.finfo(float).tiny)
+        g = new
+        if change < tolerance:
+            converged = True
+            break
+    return g, converged, iteration
 
 
 def reference_phases(gains: np.ndarray, cross_hands: bool) -> np.ndarray:
@@ -158,24 +181,41 @@ def reference_phases(gains: np.ndarray, cross_hands: bool) -> np.ndarray:
 def apparent_scales(r: np.ndarray, x: np.ndarray, layout: Layout) -> np.ndarray:
     """Real a (S, n_slots) minimising sum |D - sum_s a_s M_s|^2 per time slot (0 where unmeasured)."""
     n_src = r.shape[0]
+
+    def per_slot(v: np.ndarray) -> np.ndarray:  # the correlations added in turn, as sum(axis=1) does, 4x faster
+        re = v.real
+        return np.bincount(layout.slot, re[:, 0] + re[:, 1] + re[:, 2] + re[:, 3], layout.n_slots)
+
+    normal = np.empty((layout.n_slots, n_src, n_src))
+    for t in range(n_src):
+        for s in range(t, n_src):
+            normal[:, t, s] = normal[:, s, t] = per_slot(x[t, s])
+    rhs = np.stack([per_slot(r[s]) for s in range(n_src)], axis=1)
     scales = np.zeros((n_src, layout.n_slots))
     for k in range(layout.n_slots):
-        rows = layout.slot == k
-        normal = np.array([[x[min(t, s), max(t, s), rows].sum().real for t in range(n_src)] for s in range(n_src)])
-        rhs = np.array([r[s, rows].sum().real for s in range(n_src)])
-        scales[:, k] = np.linalg.lstsq(normal, rhs, rcond=1e-12)[0]
+        scales[:, k] = np.linalg.lstsq(normal[k], rhs[k], rcond=1e-12)[0]
     return scales
 
 
 @dataclass
 class PeelSolution:
     gains: np.ndarray  # (n_sources, n_slots, n_ant, 2) complex, referenced
-    products: np.ndarray  # (n_sources, nrow, 4) complex: what each source is subtracted with
     converged: np.ndarray  # (n_sources,) bool: the last solve of each source converged
     iterations: np.ndarray  # (n_sources,) StEFCal iterations of the last solve
     rejected: np.ndarray  # (n_sources, n_slots) bool: subtracting would not have lowered the residual
     scales: np.ndarray  # (n_sources, n_slots): apparent / model flux from the joint scalar fit
     order: list[int]  # the peel order: brightest apparent first
+    layout: Layout
+    solved: np.ndarray  # the gains as solved, before referencing: the products are made from them
+
+    def products_of(self, rows: slice) -> np.ndarray:
+        """(n_sources, rows, 4) complex: what each source is subtracted with, for a row chunk (the whole
+        MS's products would be one more array of the MS's size)."""
+        return np.stack([gain_products(g, self.layout, rows) for g in self.solved])
+
+    @property
+    def products(self) -> np.ndarray:
+        return self.products_of(slice(None))
 
 
 def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, peeliter: int, maxiter: int,
@@ -193,30 +233,24 @@ def peel_sums(r: np.ndarray, x: np.ndarray, layout: Layout, flux: np.ndarray, pe
     n_src = r.shape[0]
     scales = apparent_scales(r, x, layout)
     order = list(np.argsort(-np.asarray(flux) * scales.mean(axis=1), kind="stable"))
-    gains = np.ones((n_src, layout.n_slots, layout.n_ant, 2), np.complex128)
-    gains *= np.sqrt(np.clip(scales, 0, None))[:, :, None, None]
-    products = np.stack([gain_products(g, layout) for g in gains])
+    gains = np.ones((n_src, layout.n_slots, 2 * layout.n_ant), np.complex128)
+    gains *= np.sqrt(np.clip(scales, 0, None))[:, :, None]
+    slots = [SlotSums(r, x, layout, k) for k in range(layout.n_slots)]
     converged = np.zeros(n_src, bool)
     iterations = np.zeros(n_src, int)
-
-    def effective(s: int) -> np.ndarray:
-        others = [t for t in range(n_src) if t != s]
-        return r[s] - sum((products[t] * (x[t, s] if t < s else np.conj(x[s, t])) for t in others),
-                          np.zeros_like(r[s]))
-
-    weights = [dense_weights(x[s, s].real, layout) for s in range(n_src)]
     for _ in range(peeliter):
         for s in order:
-            gains[s], converged[s], iterations[s] = stefcal(effective(s), weights[s], layout, gains[s],
-                                                            maxiter, tolerance)
-            gain_products(gains[s], layout, out=products[s])
+            converged[s], iterations[s] = True, 0
+            for k, sums in enumerate(slots):  # converged and iterations: the worst over slots
+                gains[s, k], ok, its = stefcal(lambda v: sums.effective_times(s, gains[:, k], v),
+                                               lambda v: sums.weights_times(s, v), gains[s, k], maxiter, tolerance)
+                converged[s] &= ok
+                iterations[s] = max(iterations[s], its)
         if converged.all() and (iterations == 1).all():
             break  # a further pass would move no gain by more than the tolerance
-    rejected = np.zeros((n_src, layout.n_slots), bool)
-    for s in range(n_src):
-        rejected[s] = residual_change(products[s], effective(s), x[s, s].real, layout) >= 0
-        if rejected[s].any():
-            gains[s][rejected[s]] = 0.0
-            gain_products(gains[s], layout, out=products[s])
-        gains[s] = reference_phases(gains[s], cross_hands[s])
-    return PeelSolution(gains, products, converged, iterations, rejected, scales, order)
+    rejected = np.array([[sums.residual_change(s, gains[:, k]) >= 0 for k, sums in enumerate(slots)]
+                         for s in range(n_src)]).reshape(n_src, layout.n_slots)
+    gains[rejected] = 0.0
+    solved = gains.reshape(n_src, layout.n_slots, layout.n_ant, 2)
+    referenced = np.stack([reference_phases(solved[s], cross_hands[s]) for s in range(n_src)])
+    return PeelSolution(referenced, converged, iterations, rejected, scales, order, layout, solved)
