@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from measure import in_child, peak_rss_mb
+from measure import in_child, run_measured
 
 N_ANTENNAS = 352
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +70,6 @@ def full_ms(cache: Path) -> tuple[Path, str, str]:
 
 def _measure(step: str, args: dict, queue) -> None:
     """Time ``step`` or, with ``args["trace"]``, measure its tracemalloc peak (then its time is not kept)."""
-    import tracemalloc
-
     from casacore import tables  # noqa: F401 - imported before the clock starts, like in a warm pod
 
     from orca_steps.apply_calibration import apply_calibration
@@ -84,17 +82,9 @@ def _measure(step: str, args: dict, queue) -> None:
         "flag-antennas": lambda: flag_antennas(args["ms"]),
         "apply-calibration": lambda: apply_calibration(args["ms"], args["bp_table"], args["xy_table"]),
     }
-    if args.get("trace"):
-        tracemalloc.start()
-        functions[step]()
-        queue.put({"traced_mb": tracemalloc.get_traced_memory()[1] / 2**20, "rss_mb": peak_rss_mb()})
-        return
-    start = time.perf_counter()
-    cpu = time.process_time()
-    functions[step]()
-    seconds = time.perf_counter() - start
-    cpu = time.process_time() - cpu
-    queue.put({"seconds": seconds, "cpu": cpu, "rss_mb": peak_rss_mb()})
+    measured = run_measured(functions[step], args.get("trace", False))
+    measured.pop("result")
+    queue.put(measured)
 
 
 def measure(step: str, **args) -> dict:
