@@ -23,7 +23,7 @@ DATA, WEIGHT and SIGMA are never changed, so a rerun gives the same result.
 
 The solutions on an MS grid are the same for every MS of an hour (same tables, same channels, same
 antennas), so the first MS saves them in ``<MS dir>/.calibration-solutions/`` and the others load them:
-a third of the step's time on a full-size MS. The key hashes everything they depend on (the tables'
+a fifth of the step's time on a full-size MS. The key hashes everything they depend on (the tables'
 files, the MS grid and antennas, the options and this code), so a changed input misses the cache.
 """
 from __future__ import annotations
