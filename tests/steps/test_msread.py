@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from casacore import tables
 
-from orca_steps.msread import cell_bytes, flag_rows_where, read_chunks
+from orca_steps.msread import cell_bytes, flag_rows_where, read_chunks, tile_rows
 
 N_ROWS = 37  # not a multiple of any chunk size below
 SHAPE = (3, 4)
@@ -71,3 +71,23 @@ def test_flag_rows_where_flags_exactly_the_rows_hit(table):
     flag = table.getcol("FLAG")
     assert flag[hit].all() and np.array_equal(flag[~hit], flag_before[~hit])
     assert np.array_equal(table.getcol("FLAG_ROW"), hit)
+
+
+def test_chunks_are_whole_tiles_of_a_tiled_column(tmp_path):
+    """DATA in tiles of 7 rows: chunks of about 20 rows become 14 (a chunk edge inside a tile reads it
+    twice); a chunk smaller than a tile stays as asked; every row still comes once, in order."""
+    desc = tables.maketabdesc([tables.makearrcoldesc("DATA", 0j, shape=list(SHAPE), valuetype="complex")])
+    dminfo = {"*1": {"TYPE": "TiledColumnStMan", "NAME": "tiled", "COLUMNS": ["DATA"],
+                     "SPEC": {"DEFAULTTILESHAPE": np.array([4, 3, 7], dtype=np.int32)}}}
+    with tables.table(str(tmp_path / "tiled.tab"), desc, nrow=N_ROWS, dminfo=dminfo, ack=False) as tab:
+        tab.putcol("DATA", np.arange(N_ROWS * 12).reshape(N_ROWS, *SHAPE).astype(np.complex64))
+        assert tile_rows(tab, "DATA") == 7
+        row_bytes = cell_bytes(tab, "DATA")
+        assert [c.start for c in read_chunks(tab, ["DATA"], chunk_bytes=20 * row_bytes)] == [0, 14, 28]
+        assert [c.start for c in read_chunks(tab, ["DATA"], chunk_bytes=5 * row_bytes)] == list(range(0, N_ROWS, 5))
+        got = np.concatenate([np.array(c["DATA"]) for c in read_chunks(tab, ["DATA"], chunk_bytes=20 * row_bytes)])
+        assert np.array_equal(got, tab.getcol("DATA"))
+
+
+def test_an_untiled_column_keeps_the_chunk_size_asked(table):
+    assert tile_rows(table, "DATA") == 1
