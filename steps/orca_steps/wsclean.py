@@ -69,6 +69,7 @@ class WSCleanOptions(BaseModel):
     data_column: str | None = Field(None, description="-data-column (default: CORRECTED_DATA if present)")
     temp_dir: str | None = Field(None, description="-temp-dir: folder for reordered data")
     gridder: str | None = Field(None, description="-gridder: wstacking (WSClean's default), wgridder, ...")
+    wgridder_accuracy: float | None = Field(None, description="-wgridder-accuracy (WSClean's default 1e-4)")
     log_time: bool = Field(True, description="-log-time: timestamps in WSClean's log")
 
     def args(self, version: str | None = None) -> list[str]:
@@ -111,6 +112,7 @@ class WSCleanOptions(BaseModel):
         value(self.data_column, "-data-column")
         value(self.temp_dir, "-temp-dir")
         a += gridder_args(self.gridder, version)
+        value(self.wgridder_accuracy, "-wgridder-accuracy", _num)
         value(self.name, "-name")
         return a
 

@@ -241,6 +241,9 @@ def test_gridder_is_spelled_as_each_version_knows_it():
     assert ("-gridder", "wgridder") in pairs(opts.args("3.6.0"))
     assert "-use-wgridder" not in opts.args("3.6.0")
     assert not {"-gridder", "-use-wgridder"} & set(WSCleanOptions().args("3.6.0"))  # WSClean's default
+    accurate = WSCleanOptions(gridder="wgridder", wgridder_accuracy=1e-6)
+    assert ("-wgridder-accuracy", "1e-06") in pairs(accurate.args("3.1.0"))
+    assert "-wgridder-accuracy" not in WSCleanOptions(gridder="wgridder").args("3.6.0")
 
 
 def test_geometry_from_pixel_tiers(tmp_path, monkeypatch):
