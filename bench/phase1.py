@@ -12,7 +12,8 @@ gives the tracemalloc peak of Python/numpy allocations (tracing slows numpy by ~
 apply-calibration saves its solutions beside the MS for the hour's other MS. "apply-calibration" is an
 MS after the first of its hour (fresh MS copies in one folder: the first run of ``--repeat`` computes
 the solutions, the others load them); "apply, first MS" is the first MS of an hour (a fresh folder each
-run). Targets: apply-calibration <= 2x the plain copy, peak < 1 GB.
+run). Targets: apply-calibration <= 2x the plain copy, peak < 1 GB. bench/apply_floor.py shows how much
+of apply-calibration's time any casacore-based correction must spend.
 
 CASA applycal, called as orca calls it (``gaintable=[bp, xy], calwt=False, flagbackup=False``, default
 interpolation), is timed on the same MS and tables with the CASA venv of ``make casa`` (or the

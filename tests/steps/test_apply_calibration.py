@@ -7,7 +7,7 @@ import pytest
 from casacore import tables
 
 from orca_steps import config, products
-from orca_steps.apply_calibration import apply_calibration
+from orca_steps.apply_calibration import SOLUTIONS_SUFFIX, apply_calibration
 from orca_steps.caltables import read_caltable, write_bandpass_table, write_xyphase_table
 from orca_steps.cli import main
 from orca_steps.copy_ms import copy_ms
@@ -314,7 +314,7 @@ def test_the_hours_other_ms_load_the_first_ones_solutions(clean, work_ms, monkey
 
     entry = clean[1]
     first = apply_calibration(work_ms, entry["bp_table"], entry["xy_table"])
-    saved = list((Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob("*.npz"))
+    saved = list((Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob(f"*{SOLUTIONS_SUFFIX}"))
     assert len(saved) == 1
     other = _second_ms(clean, work_ms)
 
@@ -346,14 +346,14 @@ def test_a_table_edited_in_place_is_not_served_from_the_saved_solutions(clean, w
     a1, a2 = columns(other, "ANTENNA1", "ANTENNA2")
     good = ~flag & (a1 != a2)[:, None, None]
     assert np.allclose(corrected[good] * 4, model[good], rtol=1e-3)  # |2 g|^-2: each side's gain doubled
-    assert len(list((Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob("*.npz"))) == 2
+    assert len(list((Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob(f"*{SOLUTIONS_SUFFIX}"))) == 2
 
 
 def test_unreadable_saved_solutions_are_recomputed(clean, work_ms, caplog):
     entry = clean[1]
     apply_calibration(work_ms, entry["bp_table"], entry["xy_table"])
     expected = columns(work_ms, "CORRECTED_DATA", "FLAG")
-    (saved,) = (Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob("*.npz")
+    (saved,) = (Path(work_ms).parent / products.CALIBRATION_SOLUTIONS_FOLDER).glob(f"*{SOLUTIONS_SUFFIX}")
     saved.write_bytes(saved.read_bytes()[:1000])  # e.g. a disk that lost the end of the file
     other = _second_ms(clean, work_ms)
     apply_calibration(other, entry["bp_table"], entry["xy_table"])
@@ -374,4 +374,4 @@ def test_a_warning_of_the_first_ms_is_logged_for_each_ms(clean, work_ms, tmp_pat
     apply_calibration(other, bp, xy, spw_tolerance_hz=1e6)
     warnings = [r.fields for r in caplog.records if r.getMessage() == "no overlapping cal window: using the nearest"]
     assert [w["table"] for w in warnings] == [str(bp), str(xy)]
-    assert all(w["ms"] == str(other) and w["solutions"].endswith(".npz") for w in warnings)
+    assert all(w["ms"] == str(other) and w["solutions"].endswith(SOLUTIONS_SUFFIX) for w in warnings)
