@@ -35,7 +35,7 @@ def _loop(tab, correct, antennas) -> None:
     from orca_steps.msread import read_chunks
 
     ensure_column(tab, "CORRECTED_DATA", like="DATA")
-    if antennas:
+    if antennas is not None:
         antennas.extend([tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")])
     for chunk in read_chunks(tab, ["DATA", "FLAG"], ac.CHUNK_BYTES):
         data, flags = chunk["DATA"], chunk["FLAG"]
@@ -54,6 +54,7 @@ def _measure(loop: str, args: dict, queue) -> None:
     sols = a1 = a2 = None
     if loop in ("+ correction", "+ antenna columns"):  # prepared before the clock
         sols, _ = ac.cached_solutions(Path(ms), Path(args["bp_table"]), Path(args["xy_table"]), ac.solution_settings())
+    if loop == "+ correction":
         with tables.table(ms, ack=False) as tab:
             a1, a2 = tab.getcol("ANTENNA1"), tab.getcol("ANTENNA2")
     read_antennas: list = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue as queue_module
 from pathlib import Path
 
 
@@ -31,7 +32,13 @@ def in_child(target, step: str, args: dict):
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(step, args, queue))
     proc.start()
-    result = queue.get()
+    while True:  # a child that dies before it answers must not leave us waiting for ever
+        try:
+            result = queue.get(timeout=1)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"{step} failed in its child process (exit {proc.exitcode})") from None
     proc.join()
     if proc.exitcode != 0:
         raise RuntimeError(f"{step} failed in its child process (exit {proc.exitcode})")
