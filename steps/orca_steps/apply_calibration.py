@@ -52,8 +52,9 @@ from .msio import (baseline_runs, check_linear_correlations, check_ms, ddid_to_s
 from .msread import read_chunks
 
 _logger = get_logger("apply-calibration")
-# Rows per chunk (of DATA and FLAG). Measured with bench/phase1.py --repeat 5 (2026-12-06): 2 MB 0.098 s,
-# 4 MB 0.099, 6 MB 0.095, 8 MB 0.096 s; 0.25 MB chunks take 50 % longer, 32 MB 10 % longer.
+# Rows per chunk (of DATA and FLAG). apply-calibration's best of 5 in bench/phase1.py (2026-12-06): 2 MB
+# 0.098 s, 4 MB 0.099, 6 MB 0.095, 8 MB 0.096 s. Timed in one process the same day, 0.25 MB chunks took
+# 1.6x as long as 6 MB ones and 32 MB chunks 1.1x.
 CHUNK_BYTES = 6 * 2**20
 P_POL = np.array([0, 0, 1, 1])  # polarisation of antenna 1 in each correlation
 Q_POL = np.array([0, 1, 0, 1])  # polarisation of antenna 2
