@@ -262,8 +262,8 @@ def _table_files(table: Path) -> list[str]:
 
 
 # Consecutive .npy records in one file (np.load reads them in turn from one open file): a JSON header,
-# then each window's _Solution fields in field order. Loads in 1.5 ms in a fresh process, against 8 ms
-# for the same arrays in an .npz (its zip reader and one header parse per member).
+# then each window's _Solution fields in field order. Timed in a fresh process (2026-12-06), it loads in
+# 1.5 ms, against 8 ms for the same arrays in an .npz (its zip reader and one header parse per member).
 SOLUTIONS_SUFFIX = ".npy"
 
 
